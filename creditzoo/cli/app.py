@@ -1,6 +1,11 @@
-"""The typer application every command module registers on."""
+"""The typer application every command module registers on, and the one way commands report bad input."""
+
+from __future__ import annotations
+
+from typing import NoReturn
 
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="creditzoo",
@@ -9,3 +14,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+console = Console()
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line naming the problem to stderr and exit with code 2 (bad input)."""
+    error_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def _root() -> None:
+    """Credit assignment for GRPO fine-tuning of flow-matching text-to-image models."""

@@ -81,7 +81,6 @@ def sde_window(num_steps: int, size: int | None = None, start: int = 0) -> SdeWi
         raise ValueError(f"window start must be >= 0, got {start}")
     if start + size > num_steps:
         raise ValueError(
-            f"window [{start}, {start + size}) does not fit in {num_steps} steps: "
-            f"need start + size <= num_steps"
+            f"window [{start}, {start + size}) does not fit in {num_steps} steps: need start + size <= num_steps"
         )
     return SdeWindow(start=int(start), size=int(size), num_steps=int(num_steps))

@@ -1,0 +1,79 @@
+"""Kernels shared by the algorithms: group-relative advantages (ALGORITHMS.md section 4) and option checks.
+
+Everything is vectorised over the batch: groups are found with ``torch.unique`` and reduced with
+``index_add_`` / ``scatter_reduce_``, never with a Python loop over samples or groups.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from creditzoo.rollout import Credit, Rollout
+
+STD_MODES = ("group", "global", "none")
+
+
+def check_std_options(std_mode: str, eps: float) -> None:
+    """Validate the advantage options every algorithm takes."""
+    if std_mode not in STD_MODES:
+        raise ValueError(f"unknown std_mode {std_mode!r}; valid: {', '.join(STD_MODES)}")
+    if not (isinstance(eps, (int, float)) and eps >= 0):
+        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+
+
+def group_advantages(
+    values: torch.Tensor, group_ids: torch.Tensor, *, std_mode: str = "group", eps: float = 1e-4
+) -> torch.Tensor:
+    """Normalise each column of ``values`` within groups: (x - group mean) / (std + eps).
+
+    Args:
+        values: float [B, K] step rewards.
+        group_ids: int64 [B] group labels.
+        std_mode: "group" (population std within the group at that step), "global" (population std over
+            the whole batch at that step, Flow-GRPO's default) or "none" (mean-centring only, Dr. GRPO).
+        eps: added to the std.
+
+    Returns:
+        float [B, K] advantages (unclipped). A group whose values at a step are all equal gets exactly 0.
+    """
+    check_std_options(std_mode, eps)
+    x = values.to(torch.promote_types(values.dtype, torch.float32))  # [B, K]
+    _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
+    num_groups, width = counts.shape[0], x.shape[1]
+    index = inverse.unsqueeze(1).expand_as(x)  # [B, K]
+    # Centre on each group's minimum before averaging: all-equal groups then centre to exactly zero.
+    low = x.new_full((num_groups, width), float("inf")).scatter_reduce_(0, index, x, reduce="amin")
+    shifted = x - low[inverse]  # [B, K]
+    n = counts.to(x.dtype).unsqueeze(1)  # [G, 1]
+    mean_shifted = x.new_zeros(num_groups, width).index_add_(0, inverse, shifted) / n  # [G, K]
+    centred = shifted - mean_shifted[inverse]  # [B, K]
+    if std_mode == "none":
+        return centred
+    if std_mode == "group":
+        var = x.new_zeros(num_groups, width).index_add_(0, inverse, centred**2) / n  # [G, K]
+        std = var.sqrt()[inverse]  # [B, K]
+    else:
+        std = x.std(dim=0, correction=0, keepdim=True)  # [1, K]
+    return centred / (std + eps)
+
+
+def make_credit(
+    rollout: Rollout,
+    step_rewards: torch.Tensor,
+    turning_points: torch.Tensor | None = None,
+    *,
+    std_mode: str = "group",
+    eps: float = 1e-4,
+) -> Credit:
+    """Wrap step rewards [B, K] (and turning points) into a :class:`Credit` with their advantages."""
+    if turning_points is None:
+        turning_points = torch.zeros(step_rewards.shape, dtype=torch.bool, device=step_rewards.device)
+    advantages = group_advantages(step_rewards, rollout.group_ids, std_mode=std_mode, eps=eps)
+    return Credit(step_rewards=step_rewards, turning_points=turning_points, advantages=advantages)
+
+
+def require_completions(rollout: Rollout, name: str) -> torch.Tensor:
+    """Return ``rollout.completion_rewards`` [B, K+1], or fail naming the algorithm that needs them."""
+    if rollout.completion_rewards is None:
+        raise ValueError(f"algorithm {name!r} needs completion_rewards [B, K+1]; this rollout has only final rewards")
+    return rollout.completion_rewards

@@ -1,0 +1,31 @@
+"""Incremental step reward: each step is credited with the reward change it causes.
+
+The step-wise incremental reward d_k = R_{k+1} - R_k of TP-GRPO (Tong et al. 2026, "Alleviating Sparse
+Rewards by Modeling Step-Wise and Long-Term Sampling Effects in Flow-Based GRPO", arXiv 2602.06422,
+section 4.1), used alone, without turning points (ALGORITHMS.md section 3).
+"""
+
+from __future__ import annotations
+
+from creditzoo.algorithms._group import check_std_options, make_credit, require_completions
+from creditzoo.rollout import Credit, Rollout
+
+
+def incremental(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) -> Credit:
+    """Incremental rewards: step_rewards[:, k] = R_{k+1} - R_k.
+
+    Args:
+        rollout: needs ``completion_rewards`` [B, K+1].
+        std_mode: advantage normalisation ("group", "global", "none").
+        eps: added to the std.
+
+    Returns:
+        :class:`Credit` with step_rewards [B, K], no turning points, advantages [B, K].
+    """
+    check_std_options(std_mode, eps)
+    rewards = require_completions(rollout, "incremental")  # [B, K+1]
+    step_rewards = rewards[:, 1:] - rewards[:, :-1]  # [B, K]
+    return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
+
+
+incremental.needs_completions = True  # type: ignore[attr-defined]

@@ -1,0 +1,125 @@
+"""TP-GRPO: incremental step rewards, with turning points credited by their aggregated long-term reward.
+
+Tong et al. 2026, "Alleviating Sparse Rewards by Modeling Step-Wise and Long-Term Sampling Effects in
+Flow-Based GRPO" (arXiv 2602.06422). Implements ALGORITHMS.md section 3:
+
+- Definition 4.1 (``strict=False``, "w/o constraint"): with d_k = R_{k+1} - R_k, g = sign(R_K - R_0) and
+  s_k = sign(d_k) * g, step k >= 1 is a turning point iff s_{k-1} < 0 and s_k > 0.
+- Remark 4.2 (``initial_step=True``): step 0 is a turning point iff s_0 > 0.
+- Definition 5.1 (``strict=True``, "w/ consistency constraint"): additionally
+  sign(d_k) * sign(R_K - R_{k+1}) > 0; for step 0 this condition alone decides.
+- A turning point whose aggregated reward r_agg_k = R_K - R_k is 0 is not a turning point.
+- Balancing (``balance=True``): over the whole batch, if there are P > 0 turning points with positive key and
+  N > 0 with negative key, keep the min(P, N) largest |key| of each sign. The key is r_agg
+  (``balance_key="r_agg"``) or, as in the released code, the trajectory's R_K - R_0
+  (``balance_key="trajectory"``). Equal |key| are ranked by position in the flattened [B, K] batch.
+- Turning points are credited with r_agg_k, every other step with d_k.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from creditzoo.algorithms._group import check_std_options, make_credit, require_completions
+from creditzoo.rollout import Credit, Rollout
+
+BALANCE_KEYS = ("r_agg", "trajectory")
+
+
+def turning_points(rewards: torch.Tensor, *, strict: bool = False, initial_step: bool = True) -> torch.Tensor:
+    """Mark turning points of trajectories from their completion rewards (before balancing).
+
+    Args:
+        rewards: float [B, K+1] completion rewards R_0 .. R_K.
+        strict: apply the consistency constraint (Definition 5.1).
+        initial_step: allow step 0 to be a turning point (Remark 4.2).
+
+    Returns:
+        bool [B, K].
+    """
+    increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K] d_k
+    final = rewards[:, -1:]  # [B, 1] R_K
+    trend = torch.sign(final - rewards[:, :1])  # [B, 1] g
+    local = torch.sign(increments) * trend  # [B, K] s_k
+    flips = torch.zeros_like(local, dtype=torch.bool)  # [B, K]
+    flips[:, 1:] = (local[:, :-1] < 0) & (local[:, 1:] > 0)
+    if initial_step:
+        flips[:, 0] = local[:, 0] > 0
+    if strict:
+        # sign(d_k) * sign(R_K - R_{k+1}) > 0; at step 0 it implies s_0 > 0, so it decides alone there.
+        flips &= torch.sign(increments) * torch.sign(final - rewards[:, 1:]) > 0
+    return flips & (final - rewards[:, :-1] != 0)
+
+
+def _top_by_magnitude(mask: torch.Tensor, magnitude: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Keep the ``count`` entries of ``mask`` with the largest ``magnitude`` (ties: flattened position)."""
+    flat = torch.where(mask, magnitude, torch.full_like(magnitude, -1.0)).flatten()  # members are > 0
+    order = torch.sort(flat, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device)
+    return (rank < count).view_as(mask) & mask
+
+
+def balance_turning_points(marked: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """Keep equally many positive- and negative-key turning points across the batch.
+
+    Args:
+        marked: bool [B, K] turning points.
+        key: float [B, K] balancing key (non-zero where marked).
+
+    Returns:
+        bool [B, K]: if both signs occur, the min(P, N) largest |key| of each sign; otherwise ``marked``.
+    """
+    positive, negative = marked & (key > 0), marked & (key < 0)  # [B, K]
+    num_pos, num_neg = positive.sum(), negative.sum()
+    keep = torch.minimum(num_pos, num_neg)
+    magnitude = key.abs()
+    balanced = _top_by_magnitude(positive, magnitude, keep) | _top_by_magnitude(negative, magnitude, keep)
+    return torch.where((num_pos > 0) & (num_neg > 0), balanced, marked)
+
+
+def tp_grpo(
+    rollout: Rollout,
+    *,
+    strict: bool = False,
+    initial_step: bool = True,
+    balance: bool = True,
+    balance_key: str = "r_agg",
+    std_mode: str = "group",
+    eps: float = 1e-4,
+) -> Credit:
+    """TP-GRPO credit: d_k everywhere, r_agg_k = R_K - R_k at turning points.
+
+    Args:
+        rollout: needs ``completion_rewards`` [B, K+1].
+        strict: consistency constraint (Definition 5.1); registered as ``tp_grpo_strict``.
+        initial_step: initial-step extension (Remark 4.2); off in the ``*_noinit`` entries.
+        balance: balance positive and negative turning points over the batch.
+        balance_key: "r_agg" (per step) or "trajectory" (R_K - R_0, as the released code).
+        std_mode: advantage normalisation ("group", "global", "none").
+        eps: added to the std.
+
+    Returns:
+        :class:`Credit` with step_rewards [B, K], turning_points [B, K], advantages [B, K].
+    """
+    check_std_options(std_mode, eps)
+    if balance_key not in BALANCE_KEYS:
+        raise ValueError(f"unknown balance_key {balance_key!r}; valid: {', '.join(BALANCE_KEYS)}")
+    for name, value in (("strict", strict), ("initial_step", initial_step), ("balance", balance)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    rewards = require_completions(rollout, "tp_grpo")  # [B, K+1]
+    increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K]
+    aggregated = rewards[:, -1:] - rewards[:, :-1]  # [B, K] r_agg
+    marked = turning_points(rewards, strict=strict, initial_step=initial_step)  # [B, K]
+    if balance:
+        if balance_key == "r_agg":
+            key = aggregated
+        else:
+            key = (rewards[:, -1:] - rewards[:, :1]).expand_as(aggregated)
+        marked = balance_turning_points(marked, key)
+    step_rewards = torch.where(marked, aggregated, increments)  # [B, K]
+    return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
+
+
+tp_grpo.needs_completions = True  # type: ignore[attr-defined]

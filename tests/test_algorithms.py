@@ -1,0 +1,291 @@
+"""Credit-assignment algorithms: the shared contract, slow references written from the spec, pinned values."""
+
+import math
+
+import pytest
+import torch
+
+from creditzoo.algorithms import ALGORITHMS, get_algorithm
+from creditzoo.algorithms._group import group_advantages
+from creditzoo.rollout import Credit, Rollout
+
+NAMES = list(ALGORITHMS)
+
+
+def random_rollout(seed: int, groups: int = 4, group_size: int = 5, steps: int = 6, *, ties: bool = False) -> Rollout:
+    gen = torch.Generator().manual_seed(seed)
+    batch = groups * group_size
+    if ties:  # coarse rewards: many zero increments and equal values
+        rewards = torch.randint(0, 4, (batch, steps + 1), generator=gen).float() / 4
+    else:
+        rewards = torch.rand(batch, steps + 1, generator=gen)
+    labels = torch.randperm(1000, generator=gen)[:groups]
+    group_ids = labels.repeat_interleave(group_size)[torch.randperm(batch, generator=gen)]
+    return Rollout(group_ids=group_ids, completion_rewards=rewards)
+
+
+# ----------------------------------------------------------------- slow references, written from the spec
+
+
+def sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def reference_step_rewards(name: str, R: list[list[float]], *, balance: bool = True, balance_key: str = "r_agg"):
+    """Loop-based ALGORITHMS.md section 3, one trajectory and one step at a time."""
+    B, K = len(R), len(R[0]) - 1
+    if name == "flow_grpo":
+        return [[R[b][K]] * K for b in range(B)], [[False] * K for _ in range(B)]
+    d = [[R[b][k + 1] - R[b][k] for k in range(K)] for b in range(B)]
+    if name == "incremental":
+        return d, [[False] * K for _ in range(B)]
+    strict = "strict" in name
+    initial = not name.endswith("noinit")
+    tp = [[False] * K for _ in range(B)]
+    for b in range(B):
+        g = sign(R[b][K] - R[b][0])
+        s = [sign(d[b][k]) * g for k in range(K)]
+        for k in range(K):
+            if k == 0:
+                marked = initial and s[0] > 0
+            else:
+                marked = s[k - 1] < 0 and s[k] > 0
+            if strict:
+                consistent = sign(d[b][k]) * sign(R[b][K] - R[b][k + 1]) > 0
+                marked = (initial and consistent) if k == 0 else (marked and consistent)
+            if R[b][K] - R[b][k] == 0:
+                marked = False
+            tp[b][k] = marked
+    if balance:
+
+        def key(b, k):
+            return R[b][K] - R[b][k] if balance_key == "r_agg" else R[b][K] - R[b][0]
+
+        pos = [(b, k) for b in range(B) for k in range(K) if tp[b][k] and key(b, k) > 0]
+        neg = [(b, k) for b in range(B) for k in range(K) if tp[b][k] and key(b, k) < 0]
+        if pos and neg:
+            m = min(len(pos), len(neg))
+            keep = set()
+            for members in (pos, neg):
+                # sorted() is stable: equal |key| keep flattened order, as the vectorised version documents
+                keep.update(sorted(members, key=lambda bk: -abs(key(*bk)))[:m])
+            tp = [[(b, k) in keep for k in range(K)] for b in range(B)]
+    rewards = [[(R[b][K] - R[b][k]) if tp[b][k] else d[b][k] for k in range(K)] for b in range(B)]
+    return rewards, tp
+
+
+def reference_advantages(values: list[list[float]], groups: list[int], std_mode: str, eps: float = 1e-4):
+    B, K = len(values), len(values[0])
+    out = [[0.0] * K for _ in range(B)]
+    for k in range(K):
+        column = [values[b][k] for b in range(B)]
+        overall_mean = sum(column) / B
+        global_std = math.sqrt(sum((x - overall_mean) ** 2 for x in column) / B)
+        for g in set(groups):
+            members = [b for b in range(B) if groups[b] == g]
+            xs = [values[b][k] for b in members]
+            mean = sum(xs) / len(xs)
+            std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
+            scale = {"group": std + eps, "global": global_std + eps, "none": 1.0}[std_mode]
+            for b in members:
+                out[b][k] = (values[b][k] - mean) / scale
+    return out
+
+
+# ------------------------------------------------------------------------------------ the shared contract
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("std_mode", ["group", "global", "none"])
+def test_contract(name: str, std_mode: str) -> None:
+    rollout = random_rollout(0)
+    before = rollout.completion_rewards.clone(), rollout.group_ids.clone()
+    algorithm = get_algorithm(name, std_mode=std_mode)
+    credit = algorithm(rollout)
+    B, K = rollout.batch_size, rollout.num_steps
+    assert isinstance(credit, Credit)
+    assert credit.step_rewards.shape == credit.turning_points.shape == credit.advantages.shape == (B, K)
+    assert credit.step_rewards.dtype == credit.advantages.dtype == torch.float32
+    assert credit.turning_points.dtype == torch.bool
+    assert torch.isfinite(credit.step_rewards).all() and torch.isfinite(credit.advantages).all()
+    # inputs unchanged
+    assert torch.equal(rollout.completion_rewards, before[0]) and torch.equal(rollout.group_ids, before[1])
+    # shuffling samples shuffles outputs alike
+    perm = torch.randperm(B, generator=torch.Generator().manual_seed(1))
+    shuffled = algorithm(
+        Rollout(group_ids=rollout.group_ids[perm], completion_rewards=rollout.completion_rewards[perm])
+    )
+    torch.testing.assert_close(shuffled.step_rewards, credit.step_rewards[perm])
+    torch.testing.assert_close(shuffled.advantages, credit.advantages[perm], rtol=1e-5, atol=1e-5)
+    assert torch.equal(shuffled.turning_points, credit.turning_points[perm])
+    # relabelling groups changes nothing
+    relabelled = algorithm(Rollout(group_ids=rollout.group_ids * 7 - 3, completion_rewards=rollout.completion_rewards))
+    torch.testing.assert_close(relabelled.advantages, credit.advantages)
+    assert torch.equal(relabelled.turning_points, credit.turning_points)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("std_mode", ["group", "global", "none"])
+def test_equal_rewards_within_groups_give_zero_advantages(name: str, std_mode: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    group_ids = torch.arange(4).repeat_interleave(3)
+    per_group = torch.rand(4, 7, generator=gen) * 0.3 + 0.1  # values with no exact float representation
+    rollout = Rollout(group_ids=group_ids, completion_rewards=per_group[group_ids])
+    credit = get_algorithm(name, std_mode=std_mode)(rollout)
+    assert torch.equal(credit.advantages, torch.zeros_like(credit.advantages))
+
+
+# --------------------------------------------------------------------------------- against the references
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("balance_key", ["r_agg", "trajectory"])
+def test_matches_loop_reference(name: str, ties: bool, balance_key: str) -> None:
+    options = {"balance_key": balance_key} if name.startswith("tp_grpo") else {}
+    for seed in range(25):
+        rollout = random_rollout(seed, groups=3, group_size=4, steps=5, ties=ties)
+        credit = get_algorithm(name, **options)(rollout)
+        R = rollout.completion_rewards.double().tolist()
+        expected_rewards, expected_tp = reference_step_rewards(name, R, balance_key=balance_key)
+        assert credit.turning_points.tolist() == expected_tp, f"seed {seed}"
+        torch.testing.assert_close(
+            credit.step_rewards.double(), torch.tensor(expected_rewards, dtype=torch.float64), atol=1e-6, rtol=0
+        )
+        expected_adv = reference_advantages(credit.step_rewards.double().tolist(), rollout.group_ids.tolist(), "group")
+        torch.testing.assert_close(
+            credit.advantages.double(), torch.tensor(expected_adv, dtype=torch.float64), atol=2e-4, rtol=1e-4
+        )
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("tp_grpo")])
+def test_unbalanced_matches_reference(name: str) -> None:
+    for seed in range(25):
+        rollout = random_rollout(seed, ties=seed % 2 == 1)
+        credit = get_algorithm(name, balance=False)(rollout)
+        _, expected_tp = reference_step_rewards(name, rollout.completion_rewards.double().tolist(), balance=False)
+        assert credit.turning_points.tolist() == expected_tp
+
+
+@pytest.mark.parametrize("std_mode", ["group", "global", "none"])
+def test_advantages_match_reference(std_mode: str) -> None:
+    gen = torch.Generator().manual_seed(5)
+    values = torch.randn(24, 4, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 5, (24,), generator=gen)
+    got = group_advantages(values, groups, std_mode=std_mode)
+    expected = reference_advantages(values.tolist(), groups.tolist(), std_mode)
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------- known answers, pinned values
+
+
+def test_worked_example_of_the_spec() -> None:
+    R = torch.tensor([[0.50, 0.48, 0.47, 0.52, 0.51, 0.55]], dtype=torch.float64)
+    rollout = Rollout(group_ids=torch.zeros(1, dtype=torch.int64), completion_rewards=R)
+    loose = get_algorithm("tp_grpo")(rollout)
+    strict = get_algorithm("tp_grpo_strict")(rollout)
+    assert loose.turning_points.tolist() == [[False, False, True, False, True]]
+    assert strict.turning_points.tolist() == [[False, False, True, False, False]]
+    torch.testing.assert_close(
+        strict.step_rewards, torch.tensor([[-0.02, -0.01, 0.08, -0.01, 0.04]], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        loose.step_rewards, torch.tensor([[-0.02, -0.01, 0.08, -0.01, 0.04]], dtype=torch.float64)
+    )
+
+
+def test_strict_turning_points_have_larger_aggregated_reward() -> None:
+    rollout = random_rollout(11, groups=8, steps=9)
+    R = rollout.completion_rewards
+    credit = get_algorithm("tp_grpo_strict", balance=False)(rollout)
+    d = R[:, 1:] - R[:, :-1]
+    r_agg = R[:, -1:] - R[:, :-1]
+    marked = credit.turning_points
+    assert marked.any()
+    assert (torch.sign(r_agg[marked]) == torch.sign(d[marked])).all()
+    assert (r_agg[marked].abs() > d[marked].abs()).all()
+    assert not marked[:, -1].any()  # the last window step can never qualify
+
+
+def test_balancing_keeps_the_largest_of_each_sign() -> None:
+    # trajectory 0 rises (g > 0) with a turning point at step 2; trajectories 1, 2 fall with turning points too
+    R = torch.tensor(
+        [
+            [0.5, 0.4, 0.3, 0.9],  # s = [-, -, +]: step 2 marked, r_agg = +0.6; step 0 not (s_0 < 0)
+            [0.5, 0.6, 0.5, 0.1],  # g < 0; s = [-, +, +]: step 1 marked, r_agg = -0.5
+            [0.5, 0.55, 0.45, 0.4],  # g < 0; s = [-, +, +]: step 1 marked, r_agg = -0.15
+        ]
+    )
+    rollout = Rollout(group_ids=torch.tensor([0, 0, 0]), completion_rewards=R)
+    unbalanced = get_algorithm("tp_grpo", balance=False)(rollout).turning_points
+    assert unbalanced.tolist() == [[False, False, True], [False, True, False], [False, True, False]]
+    balanced = get_algorithm("tp_grpo")(rollout)
+    assert balanced.turning_points.tolist() == [[False, False, True], [False, True, False], [False, False, False]]
+    torch.testing.assert_close(balanced.step_rewards[2], R[2, 1:] - R[2, :-1])
+
+
+def test_pinned_values() -> None:
+    rollout = random_rollout(2024, groups=2, group_size=3, steps=4)
+    credit = get_algorithm("tp_grpo_strict")(rollout)
+    assert credit.turning_points.sum().item() == PINNED_TP_COUNT
+    torch.testing.assert_close(credit.step_rewards.sum(), torch.tensor(PINNED_STEP_REWARD_SUM), atol=1e-5, rtol=0)
+    torch.testing.assert_close(credit.advantages[0], torch.tensor(PINNED_ADVANTAGES_ROW0), atol=1e-4, rtol=0)
+
+
+# computed once from this implementation (which matches the loop reference above) and frozen here
+PINNED_TP_COUNT = 6
+PINNED_STEP_REWARD_SUM = 0.0407119
+PINNED_ADVANTAGES_ROW0 = [1.3266, 0.2822, -1.3955, 0.3141]
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_unknown_name_and_option_list_the_choices() -> None:
+    with pytest.raises(ValueError, match="valid: flow_grpo, incremental"):
+        get_algorithm("grpo")
+    with pytest.raises(ValueError, match="valid: .*balance_key"):
+        get_algorithm("tp_grpo", balanse=True)
+    with pytest.raises(ValueError, match="valid: std_mode, eps"):
+        get_algorithm("flow_grpo", balance=True)
+    with pytest.raises(ValueError, match="valid: group, global, none"):
+        get_algorithm("incremental", std_mode="batch")
+    with pytest.raises(ValueError, match="valid: r_agg, trajectory"):
+        get_algorithm("tp_grpo", balance_key="prompt")
+
+
+def test_needs_completions() -> None:
+    assert not get_algorithm("flow_grpo").needs_completions
+    assert all(get_algorithm(n).needs_completions for n in NAMES if n != "flow_grpo")
+    final_only = Rollout(group_ids=torch.tensor([0, 0]), final_rewards=torch.tensor([0.1, 0.7]), num_steps=3)
+    assert get_algorithm("flow_grpo")(final_only).step_rewards.shape == (2, 3)
+    with pytest.raises(ValueError, match="needs completion_rewards"):
+        get_algorithm("tp_grpo")(final_only)
+
+
+def test_external_algorithm_by_path() -> None:
+    algorithm = get_algorithm("creditzoo.algorithms.incremental:incremental", std_mode="none")
+    rollout = random_rollout(4)
+    torch.testing.assert_close(
+        algorithm(rollout).advantages, get_algorithm("incremental", std_mode="none")(rollout).advantages
+    )
+    with pytest.raises(ValueError, match="cannot load algorithm"):
+        get_algorithm("creditzoo.nowhere:thing")
+
+
+def test_rollout_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"completion_rewards must have shape \[B=2, K\+1\]"):
+        Rollout(group_ids=torch.tensor([0, 1]), completion_rewards=torch.zeros(2))
+    with pytest.raises(ValueError, match=r"completion_rewards must have shape \[2, 4\], got \[3, 4\]"):
+        Rollout(group_ids=torch.tensor([0, 1]), completion_rewards=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="group_ids must be int64"):
+        Rollout(group_ids=torch.tensor([0.0, 1.0]), completion_rewards=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        Rollout(group_ids=torch.tensor([0, 1]), completion_rewards=torch.tensor([[0.0, float("nan")], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="num_steps"):
+        Rollout(group_ids=torch.tensor([0, 1]), final_rewards=torch.zeros(2))
+    with pytest.raises(ValueError, match=r"final_rewards must have shape \[2\]"):
+        Rollout(group_ids=torch.tensor([0, 1]), final_rewards=torch.zeros(3), num_steps=2)
+    rollout = Rollout(group_ids=torch.tensor([0, 1]), completion_rewards=torch.tensor([[0.0, 0.2], [0.1, 0.3]]))
+    assert rollout.num_steps == 1 and rollout.final_rewards.tolist() == pytest.approx([0.2, 0.3])
