@@ -1,9 +1,34 @@
 """Command-line interface: each command a thin shell over library functions."""
 
-from creditzoo.cli import algos  # noqa: F401  (registers commands on the app)
+import sys
+
+import typer
+
+from creditzoo.cli import algos, evaluate, pretrain, train  # noqa: F401  (registers commands on the app)
 from creditzoo.cli.app import app
+
+try:  # typer >= 0.22 vendors click; older releases use click itself
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import UsageError
+
+    NoArgsIsHelpError = ()
 
 
 def main() -> None:
-    """Run the ``creditzoo`` console script."""
-    app()
+    """Run the ``creditzoo`` console script; usage errors become one line on stderr and exit code 2."""
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:
+        typer.echo(error.ctx.get_help() if error.ctx is not None else "", err=True)
+        sys.exit(2)
+    except UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else "creditzoo"
+        print(f"error: {error.format_message()} (see '{command} --help')", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

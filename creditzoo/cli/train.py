@@ -1,0 +1,171 @@
+"""``creditzoo train``: GRPO with any algorithm of the zoo, on any environment; ``creditzoo envs``."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from creditzoo.cli.app import app, console, error_console, fail
+from creditzoo.learner.config import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# command-line option -> TrainConfig field, where the names differ
+RENAMED = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+
+
+def _help(name: str) -> str:
+    return TrainConfig.__dataclass_fields__[name].metadata["help"]
+
+
+def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the TOML file, then the command-line options that were given."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values.update(tomllib.loads(config_file.read_text()))
+        except FileNotFoundError:
+            fail(f"config file {str(config_file)!r} does not exist")
+        except tomllib.TOMLDecodeError as error:
+            fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
+    values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.from_dict(values)
+    except (ValueError, TypeError) as error:
+        fail(str(error))
+
+
+def check_choices(config: TrainConfig) -> None:
+    """Fail early, with the valid choices, on names that only resolve later."""
+    from creditzoo.algorithms import get_algorithm
+    from creditzoo.envs import parse_completion_mode
+    from creditzoo.rewards.noise import parse_noise_spec
+    from creditzoo.tasks import TASKS, get_task
+
+    if config.env not in TASKS:
+        fail(f"unknown environment {config.env!r}; valid: {', '.join(TASKS)}")
+    try:
+        get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
+        parse_completion_mode(config.completion)
+        if config.reward_noise:
+            parse_noise_spec(config.reward_noise)
+        task = get_task(config.env)
+        if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
+            fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
+    except ValueError as error:
+        fail(str(error))
+
+
+@app.command("train")
+def train_command(
+    algo: str = typer.Option(None, help=_help("algo") + " [default: tp_grpo_strict]"),
+    env: str = typer.Option(None, help=_help("env") + " [default: geneval]"),
+    iterations: int = typer.Option(None, help=_help("iterations")),
+    prompts_per_iteration: int = typer.Option(None, help=_help("prompts_per_iteration")),
+    group_size: int = typer.Option(None, help=_help("group_size")),
+    steps: int = typer.Option(None, help=_help("num_steps")),
+    shift: float = typer.Option(None, help=_help("shift")),
+    window: int = typer.Option(None, help=_help("window_size")),
+    window_start: int = typer.Option(None, help=_help("window_start")),
+    sde: str = typer.Option(None, help=_help("sde_kind")),
+    noise_level: float = typer.Option(None, help=_help("noise_level")),
+    completion: str = typer.Option(None, help=_help("completion")),
+    guidance_scale: float = typer.Option(None, help=_help("guidance_scale")),
+    beta: float = typer.Option(None, help=_help("beta")),
+    lr: float = typer.Option(None, help=_help("learning_rate")),
+    lora_rank: int = typer.Option(None, help=_help("lora_rank")),
+    clip_range: float = typer.Option(None, help=_help("clip_range")),
+    updates_per_iteration: int = typer.Option(None, help=_help("updates_per_iteration")),
+    std_mode: str = typer.Option(None, help=_help("std_mode")),
+    reward: str = typer.Option(None, help=_help("reward")),
+    reward_noise: str = typer.Option(None, help=_help("reward_noise")),
+    eval_every: int = typer.Option(None, help=_help("eval_every")),
+    eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),
+    seed: int = typer.Option(None, help=_help("seed")),
+    device: str = typer.Option(None, help=_help("device")),
+    run_dir: Path = typer.Option(None, help="run directory [default: runs/<algo>-<env>-seed<seed>]"),
+    config: Path = typer.Option(None, "--config", help="TOML file of TrainConfig fields; options override it"),
+    resume: Path = typer.Option(None, help="continue the run in this directory from its last checkpoint"),
+    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
+) -> None:
+    """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
+    from creditzoo.learner.grpo import NonFiniteRewardError
+    from creditzoo.learner.run import RunDirectoryError, load_run_config
+
+    given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
+    given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
+    if resume is not None:
+        extra = sorted(k for k, v in given.items() if v is not None and k != "iterations")
+        if extra or config is not None:
+            fail(
+                "--resume continues the stored config; only --iterations may change "
+                f"(got {', '.join(extra) or '--config'})"
+            )
+        try:
+            stored = load_run_config(resume)
+        except (RunDirectoryError, ValueError) as error:
+            fail(str(error))
+        train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        directory = resume
+    else:
+        train_config = resolve_config(config, given)
+        directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
+    check_choices(train_config)
+    try:
+        summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
+    except RunDirectoryError as error:
+        fail(str(error))
+    except NonFiniteRewardError as error:
+        error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
+        raise typer.Exit(code=1) from None
+    last = summary.metrics[-1]
+    base = summary.metrics[0]
+    console.print(
+        f"done: {summary.run_dir}  test partial score {base['test_partial_score']:.4f} -> "
+        f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
+        f"{last.get('test_strict_accuracy', float('nan')):.4f}",
+        highlight=False,
+    )
+
+
+def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from creditzoo.learner.run import train
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task(f"{config.algo} on {config.env}", total=config.iterations, status="sampling...")
+
+        def report(iteration: int, total: int, metrics: dict) -> None:
+            status = f"reward {metrics['reward_mean']:.4f}  tp {metrics['tp_rate']:.3f}"
+            if "test_partial_score" in metrics:
+                status += f"  test {metrics['test_partial_score']:.4f}"
+            progress.update(bar, completed=iteration, status=status)
+
+        return train(config, directory, resume=resume, overwrite=overwrite, progress=report)
+
+
+@app.command("envs")
+def envs_command() -> None:
+    """List the environments (tasks), one line each."""
+    from creditzoo.envs import ENVS
+    from creditzoo.tasks import get_task
+
+    for name, gym_id in ENVS.items():
+        task = get_task(name)
+        typer.echo(f"{name:<10} {gym_id:<22} {task.description}")

@@ -1,0 +1,398 @@
+"""Text-to-image denoising as a batch-native gymnasium ``VectorEnv``, with ODE branching as a capability.
+
+One sub-environment is one trajectory. ``reset(seed=..., options={"prompts": [...]})`` draws the initial
+noise x_T; each ``step(action)`` takes the next latent, chosen by the agent (an ODE or SDE step, see
+:mod:`creditzoo.sampling`); the terminal reward is the score of the decoded final image.
+
+Branching (ALGORITHMS.md sections 2 and 5): with a completion mode, every state z_k entering a window step
+is completed with the ODE (current model, no gradient) and scored, giving completion rewards R_0 .. R_K.
+Completions advance in lockstep with the trajectories: at grid step j, the trajectories and every live branch
+go through one batched model call, so the sequential depth stays T whatever the window. A branch's first
+Euler step reuses the velocity the trajectory already computed at z_k (same state, sigma, prompt, guidance
+and weights, so it is the same number), which saves one model call per branch against a naive count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from creditzoo.envs.completion import CompletionMode, parse_completion_mode
+from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
+from creditzoo.sampling import flow_sigmas, ode_step, sde_window, x0_prediction
+
+
+@dataclass(frozen=True)
+class DenoisingConfig:
+    """Sampling grid, guidance, SDE window and completion mode of a :class:`DenoisingEnv`.
+
+    Attributes:
+        num_steps: T, denoising steps per episode.
+        shift: time shift of the sigma grid (SD3.5 uses 3.0).
+        guidance_scale: classifier-free guidance scale (1.0: none), the same in rollouts and completions.
+        window_start: w, first SDE (trained) step.
+        window_size: K, number of SDE steps (None: T - 1).
+        completion: "ode", "ode:N", "x0", or None to compute only the terminal reward.
+    """
+
+    num_steps: int = 10
+    shift: float = 1.0
+    guidance_scale: float = 1.0
+    window_start: int = 0
+    window_size: int | None = None
+    completion: str | None = "ode"
+
+    def __post_init__(self) -> None:
+        sde_window(self.num_steps, self.window_size, self.window_start)  # raises on a bad window
+        if self.completion is not None:
+            parse_completion_mode(self.completion)
+        if not self.guidance_scale >= 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+
+
+@dataclass
+class _Branches:
+    """ODE completions in flight: M branches, each on its own sub-grid of the sigma grid."""
+
+    latent: torch.Tensor  # [M, *S]
+    trajectory: torch.Tensor  # [M] int64, index of the trajectory it belongs to
+    slot: torch.Tensor  # [M] int64, k: it completes z_k
+    grid: torch.Tensor  # [M, L] int64 grid indices, padded with the last index
+    position: torch.Tensor  # [M] int64, index into grid of the branch's current sigma
+    length: torch.Tensor  # [M] int64, number of valid grid entries
+
+    @property
+    def live(self) -> torch.Tensor:
+        """Bool [M]: branches that still have steps to take."""
+        return self.position < self.length - 1
+
+
+@dataclass
+class _Counters:
+    model_evals: int = 0
+    completion_evals: int = 0
+    reward_calls: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"sampling": 0.0, "completions": 0.0, "reward": 0.0})
+
+
+class DenoisingEnv(VectorEnv):
+    """B trajectories of a flow-matching text-to-image model, denoised in lockstep.
+
+    Observations are dicts of torch tensors: ``latent`` [B, *S], ``step`` int64 [B] (grid index j) and
+    ``sigma`` float32 [B]. The action is the next latent [B, *S]. Rewards are float32 [B]: zero until the
+    last step, then the (possibly noisy) terminal reward. At the last step ``info`` holds
+    ``completion_rewards`` [B, K+1] (if a completion mode is set) and ``final_rewards`` [B], each with a
+    ``*_clean`` twin, the final ``images`` [B, 3, H, W], and work counters.
+
+    Agents call :meth:`velocity` for the model's velocity at the current state: that call also advances
+    every live completion branch in the same batch. An agent that never calls it still gets correct
+    completions (``step`` then makes the call itself).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(self, model: FlowModel, reward: object, *, num_envs: int, config: DenoisingConfig) -> None:
+        """Build the environment.
+
+        Args:
+            model: the policy (a :class:`FlowModel`, possibly carrying a LoRA adapter).
+            reward: a reward callable ``(images, prompts) -> Tensor[B]``; if it has a ``score`` method returning
+                an object with ``noisy`` and ``clean`` (see :mod:`creditzoo.rewards.noise`), both are recorded.
+            num_envs: B, trajectories per episode.
+            config: grid, guidance, window and completion mode.
+        """
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.model = model
+        self.reward = reward
+        self.num_envs = int(num_envs)
+        self.config = config
+        self.window = sde_window(config.num_steps, config.window_size, config.window_start)
+        self.completion: CompletionMode | None = (
+            parse_completion_mode(config.completion) if config.completion is not None else None
+        )
+        self.sigmas = flow_sigmas(config.num_steps, config.shift)  # [T + 1]
+        shape = tuple(model.sample_shape)
+        latent_box = gymnasium.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
+        self.single_action_space = latent_box
+        self.action_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(self.num_envs, *shape), dtype=np.float32)
+        self.single_observation_space = gymnasium.spaces.Dict(
+            {
+                "latent": latent_box,
+                "step": gymnasium.spaces.Discrete(config.num_steps + 1),
+                "sigma": gymnasium.spaces.Box(0.0, 1.0, shape=(), dtype=np.float32),
+            }
+        )
+        self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self._step: int | None = None
+
+    # ------------------------------------------------------------------------------------------ episode
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device  # type: ignore[attr-defined]
+
+    @property
+    def prompts(self) -> list[str]:
+        """The B prompts of the current episode."""
+        return self._prompts
+
+    @property
+    def cond(self) -> Conditioning:
+        """Encoded prompts of the current episode (batch-first, B rows)."""
+        return self._cond
+
+    @property
+    def step_index(self) -> int:
+        """Grid index j of the current state (0 .. T)."""
+        if self._step is None:
+            raise RuntimeError("call reset() first")
+        return self._step
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start B trajectories from fresh noise.
+
+        Args:
+            seed: seeds the initial noise (same seed and prompts: same episode).
+            options: ``{"prompts": list of B strings}`` (required).
+
+        Returns:
+            (observation, info) with ``info["prompts"]``.
+        """
+        prompts = list((options or {}).get("prompts", []))
+        if len(prompts) != self.num_envs:
+            raise ValueError(
+                f"reset needs options={{'prompts': [...]}} with {self.num_envs} prompts, got {len(prompts)}"
+            )
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        noise = torch.randn((self.num_envs, *self.model.sample_shape), generator=generator)
+        self._prompts = prompts
+        with torch.no_grad():
+            self._cond = self.model.encode_prompts(prompts)
+        self._latent = noise.to(self.device)  # [B, *S]
+        self._step = 0
+        self._velocity: torch.Tensor | None = None
+        self._counters = _Counters()
+        slots = self.window.size if self.completion is not None else 0
+        self._completed = torch.empty((self.num_envs, slots, *self.model.sample_shape), device=self.device)
+        self._branches: _Branches | None = None
+        return self._observation(), {"prompts": prompts}
+
+    def _observation(self) -> dict[str, torch.Tensor]:
+        j = self.step_index
+        return {
+            "latent": self._latent,
+            "step": torch.full((self.num_envs,), j, dtype=torch.int64),
+            "sigma": self.sigmas[j].expand(self.num_envs).clone(),
+        }
+
+    def _evals(self, batch: int) -> int:
+        return batch * (2 if self.config.guidance_scale != 1.0 else 1)
+
+    @torch.no_grad()
+    def velocity(self) -> torch.Tensor:
+        """The model's velocity at the current state, [B, *S] (no gradient).
+
+        The same batched call advances every live completion branch by one Euler step, and spawns the branch
+        of the current state if it enters a window step.
+        """
+        j = self.step_index
+        if j >= self.config.num_steps:
+            raise RuntimeError("the episode has ended; call reset()")
+        if self._velocity is not None:
+            return self._velocity
+        start = time.perf_counter()
+        branches = self._branches
+        live = branches.live.nonzero().squeeze(1) if branches is not None else torch.empty(0, dtype=torch.int64)
+        main = torch.arange(self.num_envs, device=self.device)
+        latents, sigmas, owners = [self._latent], [self.sigmas[j].expand(self.num_envs)], [main]
+        if live.numel():
+            latents.append(branches.latent[live])
+            sigmas.append(self.sigmas[branches.grid[live, branches.position[live]]])
+            owners.append(branches.trajectory[live])
+        owner = torch.cat(owners)
+        velocity = self.model.velocity(
+            torch.cat(latents),
+            torch.cat(sigmas).to(self.device),
+            select_conditioning(self._cond, owner),
+            guidance_scale=self.config.guidance_scale,
+        )
+        self._velocity = velocity[: self.num_envs]
+        elapsed = time.perf_counter() - start
+        share = live.numel() / owner.numel()
+        self._counters.seconds["sampling"] += elapsed * (1 - share)
+        self._counters.seconds["completions"] += elapsed * share
+        self._counters.model_evals += self._evals(self.num_envs)
+        self._counters.completion_evals += self._evals(live.numel())
+        if live.numel():
+            self._advance(live, velocity[self.num_envs :])
+        self._spawn(j)
+        return self._velocity
+
+    def _advance(self, live: torch.Tensor, velocity: torch.Tensor) -> None:
+        """One Euler step for branches ``live`` [N] with their velocities [N, *S]; store finished ones."""
+        b = self._branches
+        here, there = b.grid[live, b.position[live]], b.grid[live, b.position[live] + 1]
+        b.latent[live] = ode_step(velocity, b.latent[live], self.sigmas[here], self.sigmas[there])
+        b.position[live] += 1
+        done = live[~b.live[live]]
+        self._completed[b.trajectory[done], b.slot[done]] = b.latent[done]
+
+    def _spawn(self, j: int) -> None:
+        """Start the completion of z_k = the current state, if grid step j is window step k."""
+        if self.completion is None or not self.window.is_sde(j):
+            return
+        k = j - self.window.start
+        z, v = self._latent, self._velocity
+        if self.completion.kind == "x0":
+            self._completed[:, k] = x0_prediction(v, z, self.sigmas[j])
+            return
+        grid = self.completion.sub_grid(j, self.config.num_steps).to(self.device)  # [L]
+        first = ode_step(v, z, self.sigmas[j], self.sigmas[grid[1]])  # reuses the trajectory's velocity at z_k
+        count = self.num_envs
+        new = _Branches(
+            latent=first,
+            trajectory=torch.arange(count, device=self.device),
+            slot=torch.full((count,), k, device=self.device),
+            grid=grid.expand(count, -1),
+            position=torch.ones(count, dtype=torch.int64, device=self.device),
+            length=torch.full((count,), grid.numel(), device=self.device),
+        )
+        finished = ~new.live
+        self._completed[new.trajectory[finished], k] = new.latent[finished]
+        self._branches = new if self._branches is None else _concat(self._branches, new)
+
+    def step(self, action: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Move every trajectory to the latent ``action`` [B, *S].
+
+        Returns:
+            (observation, reward [B], terminated [B], truncated [B], info); at the last step the terminal
+            rewards, completion rewards, images and counters are in ``info``.
+        """
+        j = self.step_index
+        if j >= self.config.num_steps:
+            raise RuntimeError("the episode has ended; call reset()")
+        expected = (self.num_envs, *self.model.sample_shape)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action must be the next latent of shape {list(expected)}, got {list(action.shape)}")
+        self.velocity()  # keeps branches in lockstep even if the agent did not ask
+        self._latent = action.to(self.device)
+        self._step = j + 1
+        self._velocity = None
+        zeros = torch.zeros(self.num_envs, dtype=torch.bool)
+        if self._step < self.config.num_steps:
+            return self._observation(), torch.zeros(self.num_envs), zeros, zeros, {}
+        info = self._finish()
+        return self._observation(), info["final_rewards"], ~zeros, zeros, info
+
+    @torch.no_grad()
+    def _finish(self) -> dict:
+        """Decode and score the final images and the completions (one reward call for all of them)."""
+        while self._branches is not None and bool(self._branches.live.any()):
+            self._drain()
+        start = time.perf_counter()
+        slots = self._completed.shape[1]
+        latents = torch.cat([self._completed.flatten(0, 1), self._latent])  # [B*K + B, *S]
+        images = self.model.decode(latents)
+        prompts = [p for p in self._prompts for _ in range(slots)] + self._prompts
+        noisy, clean = _score(self.reward, images, prompts)
+        self._counters.reward_calls += len(prompts)
+        self._counters.seconds["reward"] += time.perf_counter() - start
+        final, final_clean = noisy[-self.num_envs :], clean[-self.num_envs :]
+        info = {
+            "final_rewards": final,
+            "final_rewards_clean": final_clean,
+            "images": images[-self.num_envs :],
+            "model_evals": self._counters.model_evals,
+            "completion_evals": self._counters.completion_evals,
+            "reward_calls": self._counters.reward_calls,
+            "seconds": dict(self._counters.seconds),
+        }
+        if self.completion is not None:
+            grid = (self.num_envs, slots)
+            info["completion_rewards"] = torch.cat([noisy[: -self.num_envs].view(grid), final[:, None]], 1)
+            info["completion_rewards_clean"] = torch.cat([clean[: -self.num_envs].view(grid), final_clean[:, None]], 1)
+        return info
+
+    def _drain(self) -> None:
+        """Advance live branches after the trajectories ended (only sub-grids can lag; kept for safety)."""
+        b = self._branches
+        live = b.live.nonzero().squeeze(1)
+        sigma = self.sigmas[b.grid[live, b.position[live]]]
+        with torch.no_grad():
+            v = self.model.velocity(
+                b.latent[live],
+                sigma,
+                select_conditioning(self._cond, b.trajectory[live]),
+                guidance_scale=self.config.guidance_scale,
+            )
+        self._counters.completion_evals += self._evals(live.numel())
+        self._advance(live, v)
+
+    # ------------------------------------------------------------------------------ standalone branching
+
+    @torch.no_grad()
+    def complete(self, latents: torch.Tensor, step: int, trajectories: torch.Tensor, mode: str = "ode") -> torch.Tensor:
+        """Complete latents standing at grid index ``step`` with the ODE (or x0) and decode them.
+
+        Args:
+            latents: [N, *S] states at sigma_step.
+            step: grid index j of those states (0 .. T-1).
+            trajectories: int64 [N], which episode prompt each latent belongs to.
+            mode: completion mode ("ode", "ode:N", "x0").
+
+        Returns:
+            Images [N, 3, H, W] in [0, 1].
+        """
+        completion = parse_completion_mode(mode)
+        cond = select_conditioning(self._cond, trajectories)
+        guidance = self.config.guidance_scale
+        x = latents.to(self.device)
+        sigma = self.sigmas[step].expand(x.shape[0])
+        if completion.kind == "x0":
+            v = self.model.velocity(x, sigma, cond, guidance_scale=guidance)
+            return self.model.decode(x0_prediction(v, x, sigma))
+        grid = completion.sub_grid(step, self.config.num_steps)
+        for here, there in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
+            sigma = self.sigmas[here].expand(x.shape[0])
+            v = self.model.velocity(x, sigma, cond, guidance_scale=guidance)
+            x = ode_step(v, x, sigma, self.sigmas[there].expand(x.shape[0]))
+        return self.model.decode(x)
+
+
+def _concat(a: _Branches, b: _Branches) -> _Branches:
+    width = max(a.grid.shape[1], b.grid.shape[1])
+
+    def pad(grid: torch.Tensor) -> torch.Tensor:
+        return torch.cat([grid, grid[:, -1:].expand(-1, width - grid.shape[1])], 1)
+
+    return _Branches(
+        latent=torch.cat([a.latent, b.latent]),
+        trajectory=torch.cat([a.trajectory, b.trajectory]),
+        slot=torch.cat([a.slot, b.slot]),
+        grid=torch.cat([pad(a.grid), pad(b.grid)]),
+        position=torch.cat([a.position, b.position]),
+        length=torch.cat([a.length, b.length]),
+    )
+
+
+def _score(reward: object, images: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy and clean scores [N] of images; equal when the reward has no noise model."""
+    if hasattr(reward, "score"):
+        scores = reward.score(images, prompts)
+        noisy, clean = scores.noisy, scores.clean
+    else:
+        noisy = reward(images, prompts)  # type: ignore[operator]
+        clean = noisy
+    noisy, clean = noisy.float().cpu(), clean.float().cpu()
+    expected = (len(prompts),)
+    if tuple(noisy.shape) != expected or tuple(clean.shape) != expected:
+        raise ValueError(f"reward returned shape {list(noisy.shape)}, expected {list(expected)}")
+    return noisy, clean

@@ -1,0 +1,124 @@
+"""The training configuration: one frozen dataclass, checked once, written to the run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from creditzoo.sampling import SDE_KINDS, sde_window
+
+DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
+DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a GRPO run needs; the run directory stores it resolved (``config.json``).
+
+    Defaults follow Flow-GRPO / TP-GRPO where they apply (AdamW lr 3e-4, grad-norm clip 1.0, adv clip 5,
+    clip range 1e-4 for the Flow-GRPO SDE and 1e-5 for CPS) and are sized for the embedded ``geneval`` task
+    on a laptop CPU otherwise.
+    """
+
+    algo: str = field(default="tp_grpo_strict", metadata={"help": "credit-assignment algorithm (creditzoo algos)"})
+    env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
+    reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
+    reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
+    iterations: int = field(default=40, metadata={"help": "training iterations"})
+    prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
+    group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
+    num_steps: int = field(default=10, metadata={"help": "T, denoising steps"})
+    shift: float = field(default=1.0, metadata={"help": "sigma-grid time shift"})
+    window_start: int = field(default=0, metadata={"help": "w, first SDE step"})
+    window_size: int | None = field(default=None, metadata={"help": "K, SDE steps (default T - 1)"})
+    sde_kind: str = field(default="flow_grpo", metadata={"help": "SDE sampler: flow_grpo or cps"})
+    noise_level: float | None = field(default=None, metadata={"help": "SDE noise level a (default 0.7 / 0.8)"})
+    completion: str = field(default="ode", metadata={"help": "completion mode: ode, ode:N, x0"})
+    guidance_scale: float = field(default=1.0, metadata={"help": "classifier-free guidance (1: none)"})
+    beta: float = field(default=0.0, metadata={"help": "KL weight (>= 0)"})
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default: rank)"})
+    clip_range: float | None = field(default=None, metadata={"help": "PPO ratio clip (default 1e-4 / 1e-5)"})
+    adv_clip: float = field(default=5.0, metadata={"help": "advantage clip"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    updates_per_iteration: int = field(default=2, metadata={"help": "optimizer updates (minibatches) per epoch"})
+    inner_epochs: int = field(default=1, metadata={"help": "passes over each iteration's samples"})
+    std_mode: str = field(default="group", metadata={"help": "advantage std: group, global, none"})
+    algo_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra algorithm options"})
+    eval_every: int = field(default=10, metadata={"help": "evaluate on the test prompts every N iterations (0: end)"})
+    eval_steps: int = field(default=40, metadata={"help": "ODE steps for evaluation"})
+    eval_samples_per_prompt: int = field(default=2, metadata={"help": "evaluation samples per test prompt"})
+    checkpoint_every: int = field(default=1, metadata={"help": "save a LoRA checkpoint every N iterations"})
+    seed: int = field(default=0, metadata={"help": "run seed"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(message)
+
+        need(
+            self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
+        )
+        need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        need(self.prompts_per_iteration >= 1, f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
+        need(self.num_steps >= 2, f"num_steps must be >= 2, got {self.num_steps}")
+        sde_window(self.num_steps, self.window_size, self.window_start)
+        need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
+        if self.sde_kind == "cps":
+            need(
+                self.window_start + self.resolved_window_size < self.num_steps,
+                "with sde_kind=cps the last step is deterministic (std 0) and cannot be in the window",
+            )
+        need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0, got {self.beta}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(self.resolved_noise_level >= 0, f"noise_level must be >= 0, got {self.noise_level}")
+        need(self.resolved_clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        need(self.adv_clip > 0 and self.max_grad_norm > 0, "adv_clip and max_grad_norm must be > 0")
+        need(self.updates_per_iteration >= 1, f"updates_per_iteration must be >= 1, got {self.updates_per_iteration}")
+        need(
+            self.updates_per_iteration <= self.batch_size,
+            f"updates_per_iteration ({self.updates_per_iteration}) exceeds the batch size ({self.batch_size})",
+        )
+        need(self.inner_epochs >= 1, f"inner_epochs must be >= 1, got {self.inner_epochs}")
+        need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
+        need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
+        need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+
+    @property
+    def batch_size(self) -> int:
+        """B = prompts_per_iteration x group_size trajectories per iteration."""
+        return self.prompts_per_iteration * self.group_size
+
+    @property
+    def resolved_window_size(self) -> int:
+        """K, the window size (default T - 1)."""
+        return self.window_size if self.window_size is not None else self.num_steps - 1
+
+    @property
+    def resolved_noise_level(self) -> float:
+        """The SDE noise level a (default per sampler kind)."""
+        return self.noise_level if self.noise_level is not None else DEFAULT_NOISE_LEVEL.get(self.sde_kind, 0.7)
+
+    @property
+    def resolved_clip_range(self) -> float:
+        """The PPO clip range (default per sampler kind)."""
+        return self.clip_range if self.clip_range is not None else DEFAULT_CLIP_RANGE.get(self.sde_kind, 1e-4)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (a TOML file, a run's config.json), rejecting unknown keys with the valid ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**values)

@@ -1,0 +1,308 @@
+"""The GRPO learner: one iteration reads collect -> score -> assign credit -> update -> log.
+
+GRPO for flow models as in Flow-GRPO (Liu et al. 2025, arXiv 2505.05470), with the credit-assignment step
+swappable for any algorithm of :mod:`creditzoo.algorithms` (e.g. TP-GRPO, Tong et al. 2026,
+arXiv 2602.06422). Loss, advantages and defaults: ALGORITHMS.md section 4. The policy is the base model plus
+a peft LoRA adapter; the reference model is the same network with the adapter disabled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from creditzoo.algorithms import get_algorithm
+from creditzoo.envs import DenoisingConfig, DenoisingEnv
+from creditzoo.learner.collect import CollectedRollout, collect_rollout
+from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
+from creditzoo.models.base import FlowModel, select_conditioning
+from creditzoo.rollout import Credit, Rollout
+from creditzoo.sampling import sde_step
+
+STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
+
+
+class NonFiniteRewardError(RuntimeError):
+    """A reward came back NaN or infinite; the run must stop."""
+
+
+def derive_seed(seed: int, iteration: int, stream: str) -> int:
+    """A seed for one random stream of one iteration, independent of everything that ran before it."""
+    return (int(seed) * 1_000_003 + int(iteration)) * 8 + STREAMS[stream]
+
+
+def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
+    """Wrap ``model`` in a peft LoRA adapter on its ``lora_target_modules``; only the adapter trains."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = getattr(model, "lora_target_modules", None)
+    if not targets:
+        raise ValueError(f"{type(model).__name__} has no lora_target_modules; name the layers LoRA may adapt")
+    for parameter in model.parameters():  # type: ignore[attr-defined]
+        parameter.requires_grad_(False)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else config.lora_rank,
+        target_modules=list(targets),
+        lora_dropout=0.0,
+        init_lora_weights="gaussian",
+    )
+    return get_peft_model(model, lora)
+
+
+@dataclass(frozen=True)
+class IterationResult:
+    """What one iteration produced: its metrics line and the compact record of its rollouts."""
+
+    metrics: dict
+    record: dict[str, torch.Tensor]
+    prompts: list[str]
+
+
+class GRPOLearner:
+    """Owns the policy, the optimizer and the environment; :meth:`iteration` runs one GRPO iteration."""
+
+    def __init__(
+        self, config: TrainConfig, model: FlowModel, reward: object, train_prompts: list[str], device: torch.device
+    ) -> None:
+        """Set up LoRA, the algorithm, the environment and AdamW.
+
+        Args:
+            config: the run's configuration.
+            model: the base model (frozen; the adapter is added here).
+            reward: training reward callable (optionally a noisy wrapper with ``score``/``manual_seed``).
+            train_prompts: prompts groups are drawn from.
+            device: where the model runs.
+        """
+        if len(train_prompts) < config.prompts_per_iteration:
+            raise ValueError(
+                f"prompts_per_iteration={config.prompts_per_iteration} exceeds the {len(train_prompts)} train prompts"
+            )
+        self.config = config
+        self.train_prompts = list(train_prompts)
+        self.reward = reward
+        options = {"std_mode": config.std_mode, **config.algo_options}
+        self.algorithm = get_algorithm(config.algo, **options)
+        torch.manual_seed(config.seed)  # LoRA initialisation
+        self.policy = add_lora(model, config).to(device)
+        self.policy.eval()  # no dropout anywhere: sampling and training see the same function
+        env_config = DenoisingConfig(
+            num_steps=config.num_steps,
+            shift=config.shift,
+            guidance_scale=config.guidance_scale,
+            window_start=config.window_start,
+            window_size=config.window_size,
+            completion=config.completion if self.algorithm.needs_completions else None,
+        )
+        self.env = DenoisingEnv(self.policy, reward, num_envs=config.batch_size, config=env_config)
+        self.parameters = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    # ----------------------------------------------------------------------------------------- the loop
+
+    def iteration(self, iteration: int) -> IterationResult:
+        """Run GRPO iteration ``iteration`` (1-based); deterministic given the state and the seed."""
+        started = time.perf_counter()
+        prompts, group_ids = self.draw_prompts(iteration)
+        rollout = self.collect(prompts, group_ids, iteration)
+        credit = self.assign_credit(rollout)
+        update = self.update(rollout, credit, iteration)
+        metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
+        return IterationResult(metrics=metrics, record=self.record(rollout, credit), prompts=rollout.prompts)
+
+    def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
+        """Draw P distinct train prompts, each repeated G times; group ids 0 .. P-1."""
+        rng = np.random.default_rng(derive_seed(self.config.seed, iteration, "prompts"))
+        chosen = rng.choice(len(self.train_prompts), size=self.config.prompts_per_iteration, replace=False)
+        group = self.config.group_size
+        prompts = [self.train_prompts[i] for i in chosen for _ in range(group)]
+        group_ids = torch.arange(len(chosen)).repeat_interleave(group)  # [B]
+        return prompts, group_ids
+
+    def collect(self, prompts: list[str], group_ids: torch.Tensor, iteration: int) -> CollectedRollout:
+        """Sample the batch (and its completions) and check every reward is finite."""
+        if hasattr(self.reward, "manual_seed"):
+            self.reward.manual_seed(derive_seed(self.config.seed, iteration, "reward"))
+        rollout = collect_rollout(
+            self.env,
+            prompts,
+            group_ids,
+            seed=derive_seed(self.config.seed, iteration, "rollout"),
+            sde_kind=self.config.sde_kind,
+            noise_level=self.config.resolved_noise_level,
+        )
+        for name in ("completion_rewards", "final_rewards", "completion_rewards_clean", "final_rewards_clean"):
+            values = getattr(rollout, name)
+            if values is None:
+                continue
+            bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                index = int(bad.nonzero()[0])
+                raise NonFiniteRewardError(
+                    f"non-finite reward ({name}) for prompt {rollout.prompts[index]!r} at iteration {iteration}"
+                )
+        return rollout
+
+    def assign_credit(self, rollout: CollectedRollout) -> Credit:
+        """Per-step rewards, turning points and advantages [B, K] from the chosen algorithm."""
+        if rollout.completion_rewards is not None:
+            inputs = Rollout(group_ids=rollout.group_ids, completion_rewards=rollout.completion_rewards)
+        else:
+            inputs = Rollout(
+                group_ids=rollout.group_ids, final_rewards=rollout.final_rewards, num_steps=self.env.window.size
+            )
+        return self.algorithm(inputs)
+
+    def update(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict:
+        """Clipped-surrogate (+ KL) updates over minibatches, gradients accumulated over window steps."""
+        config, window, policy = self.config, self.env.window, self.policy
+        started = time.perf_counter()
+        advantages = credit.advantages.clamp(-config.adv_clip, config.adv_clip)  # [B, K]
+        signal = (advantages != 0).any(dim=1).float()  # [B]
+        group_has_signal = torch.zeros(int(rollout.group_ids.max()) + 1).index_add_(0, rollout.group_ids, signal) > 0
+        kept = group_has_signal[rollout.group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
+        generator = torch.Generator().manual_seed(derive_seed(config.seed, iteration, "minibatch"))
+        device = rollout.states.device
+        evals_per_forward = 2 if config.guidance_scale != 1.0 else 1
+        stats = {"loss": [], "kl": [], "clip_fraction": [], "grad_norm": [], "ratio_dev": []}
+        first_ratio_dev = float("nan")
+        train_evals = 0
+        for epoch in range(config.inner_epochs if kept.numel() else 0):
+            order = kept[torch.randperm(kept.numel(), generator=generator)]
+            for part, minibatch in enumerate(order.tensor_split(config.updates_per_iteration)):
+                if minibatch.numel() == 0:
+                    continue
+                self.optimizer.zero_grad(set_to_none=True)
+                cond = select_conditioning(self.env.cond, minibatch.to(device))
+                deviations = []
+                for k in range(window.size):
+                    j = window.start + k
+                    z, z_next = rollout.states[minibatch, k], rollout.states[minibatch, k + 1]
+                    sigma = self.env.sigmas[j].expand(minibatch.numel())
+                    step = self._policy_step(policy, z, z_next, sigma, cond, j)
+                    surrogate = clipped_surrogate(
+                        step.log_prob,
+                        rollout.log_probs[minibatch, k],
+                        advantages[minibatch, k].to(device),
+                        clip_range=config.resolved_clip_range,
+                    )
+                    loss = surrogate.loss
+                    train_evals += 3 * evals_per_forward * minibatch.numel()
+                    if config.beta > 0:
+                        with torch.no_grad(), policy.disable_adapter():
+                            reference = self._policy_step(policy, z, z_next, sigma, cond, j)
+                        kl = gaussian_mean_kl(step.mean, reference.mean, step.std)
+                        loss = loss + config.beta * kl
+                        stats["kl"].append(float(kl.detach()))
+                        train_evals += evals_per_forward * minibatch.numel()
+                    (loss / window.size).backward()
+                    stats["loss"].append(float(loss.detach()))
+                    stats["clip_fraction"].append(float(surrogate.clip_fraction))
+                    deviations.append((surrogate.ratio - 1).abs().max())
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, config.max_grad_norm)
+                self.optimizer.step()
+                stats["grad_norm"].append(float(grad_norm))
+                deviation = float(torch.stack(deviations).max())
+                stats["ratio_dev"].append(deviation)
+                if epoch == 0 and part == 0:
+                    first_ratio_dev = deviation
+        mean = {name: (float(np.mean(values)) if values else None) for name, values in stats.items()}
+        return {
+            "loss": mean["loss"],
+            "kl": mean["kl"],
+            "clip_fraction": mean["clip_fraction"],
+            "grad_norm": mean["grad_norm"],
+            "ratio_dev_first_update": first_ratio_dev if kept.numel() else None,
+            "ratio_dev_max": max(stats["ratio_dev"]) if stats["ratio_dev"] else None,
+            "kept_fraction": kept.numel() / rollout.group_ids.numel(),
+            "train_evals": train_evals,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def _policy_step(
+        self, policy: torch.nn.Module, z: torch.Tensor, z_next: torch.Tensor, sigma: torch.Tensor, cond: dict, j: int
+    ):
+        velocity = policy.velocity(z, sigma, cond, guidance_scale=self.config.guidance_scale)
+        return sde_step(
+            velocity,
+            z,
+            sigma,
+            self.env.sigmas[j + 1].expand(z.shape[0]),
+            noise_level=self.config.resolved_noise_level,
+            kind=self.config.sde_kind,
+            prev_sample=z_next,
+        )
+
+    # ------------------------------------------------------------------------------------------- logging
+
+    def log(self, iteration: int, rollout: CollectedRollout, credit: Credit, update: dict, seconds: float) -> dict:
+        """One metrics line: rewards, credit statistics, update statistics, work and wall time per phase."""
+        info = rollout.info
+        phases = {name: round(value, 4) for name, value in info["seconds"].items()}
+        phases["update"] = round(update.pop("seconds"), 4)
+        phases["total"] = round(seconds, 4)
+        advantages = credit.advantages
+        metrics = {
+            "iteration": iteration,
+            "reward_mean": float(rollout.final_rewards.mean()),
+            "reward_std": float(rollout.final_rewards.std(correction=0)),
+            "reward_clean_mean": float(rollout.final_rewards_clean.mean()),
+            "reward_clean_std": float(rollout.final_rewards_clean.std(correction=0)),
+            "adv_abs_mean_per_step": [round(float(x), 5) for x in advantages.abs().mean(0)],
+            "adv_std_per_step": [round(float(x), 5) for x in advantages.std(0, correction=0)],
+            "tp_rate": float(credit.turning_points.float().mean()),
+            "tp_rate_per_step": [round(float(x), 5) for x in credit.turning_points.float().mean(0)],
+            "zero_increment_rate": self._zero_increment_rate(rollout),
+            **update,
+            "model_evals": info["model_evals"] + info["completion_evals"] + update["train_evals"],
+            "sampling_evals": info["model_evals"],
+            "completion_evals": info["completion_evals"],
+            "reward_calls": info["reward_calls"],
+            "seconds": phases,
+        }
+        return metrics
+
+    @staticmethod
+    def _zero_increment_rate(rollout: CollectedRollout) -> float | None:
+        if rollout.completion_rewards is None:
+            return None
+        increments = rollout.completion_rewards[:, 1:] - rollout.completion_rewards[:, :-1]
+        return float((increments == 0).float().mean())
+
+    def record(self, rollout: CollectedRollout, credit: Credit) -> dict[str, torch.Tensor]:
+        """The compact per-iteration record analysis needs to recompute any algorithm offline."""
+        record = {
+            "group_ids": rollout.group_ids,
+            "final_rewards": rollout.final_rewards,
+            "final_rewards_clean": rollout.final_rewards_clean,
+            "step_rewards": credit.step_rewards,
+            "turning_points": credit.turning_points,
+            "advantages": credit.advantages,
+            "log_probs": rollout.log_probs,
+        }
+        if rollout.completion_rewards is not None:
+            record["completion_rewards"] = rollout.completion_rewards
+            record["completion_rewards_clean"] = rollout.completion_rewards_clean
+        return {name: value.detach().cpu().contiguous() for name, value in record.items()}
+
+    # ----------------------------------------------------------------------------------------- state
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The LoRA weights (peft's naming)."""
+        from peft import get_peft_model_state_dict
+
+        return {
+            name: value.detach().cpu().contiguous() for name, value in get_peft_model_state_dict(self.policy).items()
+        }
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load LoRA weights saved by :meth:`adapter_state` (or peft's ``save_pretrained``)."""
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.policy, state)
+        if result.unexpected_keys:
+            raise ValueError(f"checkpoint has unexpected LoRA keys: {result.unexpected_keys[:3]}")

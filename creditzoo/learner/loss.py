@@ -1,0 +1,63 @@
+"""The GRPO loss as pure functions (ALGORITHMS.md section 4).
+
+Per trained step k, with ratio = exp(logp_theta - logp_old):
+L_k = mean_b max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) + beta * KL_k, and
+KL_k = mean over elements of (mean_theta - mean_ref)^2 / (2 std^2) (Flow-GRPO, Liu et al. 2025, arXiv 2505.05470).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """Clipped-surrogate terms for one trained step of a minibatch.
+
+    Attributes:
+        loss: scalar policy loss.
+        ratio: [B] probability ratios.
+        clip_fraction: scalar, share of samples whose ratio fell outside the clip range.
+    """
+
+    loss: torch.Tensor
+    ratio: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def clipped_surrogate(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, *, clip_range: float
+) -> PolicyLoss:
+    """PPO's clipped surrogate, averaged over the batch.
+
+    Args:
+        log_prob: [B] log-probabilities under the current policy (with gradient).
+        old_log_prob: [B] log-probabilities recorded while sampling.
+        advantages: [B] (already clipped).
+        clip_range: eps of clip(ratio, 1 - eps, 1 + eps).
+
+    Returns:
+        :class:`PolicyLoss`.
+    """
+    ratio = torch.exp(log_prob - old_log_prob)  # [B]
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = torch.maximum(unclipped, clipped).mean()
+    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    return PolicyLoss(loss=loss, ratio=ratio.detach(), clip_fraction=clip_fraction.detach())
+
+
+def gaussian_mean_kl(mean: torch.Tensor, ref_mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL between two Gaussians with equal std, averaged over elements and the batch.
+
+    Args:
+        mean: [B, ...] policy mean (with gradient).
+        ref_mean: [B, ...] reference mean.
+        std: broadcastable to ``mean``, > 0.
+
+    Returns:
+        Scalar mean of (mean - ref_mean)^2 / (2 std^2).
+    """
+    return ((mean - ref_mean) ** 2 / (2 * std**2)).mean()

@@ -1,0 +1,181 @@
+"""A training run: the run directory, the iteration loop, evaluation, checkpoints and resuming.
+
+Every iteration draws its randomness from (seed, iteration) alone, and the learner's whole state (LoRA weights,
+AdamW moments) is checkpointed, so a run resumed from its last checkpoint repeats exactly what an uninterrupted
+run would have done (on the same device and torch build).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from creditzoo.learner.checkpoint import (
+    atomic_write_json,
+    latest_checkpoint,
+    read_metrics,
+    save_checkpoint,
+    write_metrics,
+    write_record,
+)
+from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
+from creditzoo.learner.grpo import GRPOLearner
+from creditzoo.tasks import Task, get_task, load_object
+
+EVAL_SEED = 0  # every evaluation, base model included, sees the same noise: scores differ only by the weights
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used as asked (exists, unwritable, nothing to resume)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Where a run ended: its directory, last iteration and last metrics line."""
+
+    run_dir: Path
+    iteration: int
+    metrics: list[dict]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
+    return device
+
+
+def build_reward(task: Task, config: TrainConfig) -> object:
+    """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
+    from creditzoo.rewards import get_reward
+    from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
+
+    name = config.reward or task.default_reward
+    reward = get_reward(task.rewards.get(name, name))
+    spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
+    return NoisyReward(reward, spec, seed=config.seed)
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Create an empty run directory, refusing to clobber an existing one unless ``overwrite``."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} exists and is not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirectoryError(
+                f"run directory {str(run_dir)!r} already exists; pass --overwrite to replace it "
+                f"or --resume {str(run_dir)!r} to continue it"
+            )
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} is not writable: {error.strerror}") from error
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The resolved configuration a run directory was started with."""
+    import json
+
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise RunDirectoryError(f"nothing to resume: {str(path)!r} does not exist")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> RunSummary:
+    """Train with GRPO and the configured credit-assignment algorithm.
+
+    Args:
+        config: the run's configuration (for a resume: the stored one, ``iterations`` may grow).
+        run_dir: the run directory.
+        resume: continue from the last checkpoint in ``run_dir``.
+        overwrite: replace an existing ``run_dir`` (ignored with ``resume``).
+        progress: called after every iteration with (iteration, total, metrics line).
+
+    Returns:
+        :class:`RunSummary`.
+    """
+    run_dir = Path(run_dir)
+    task = get_task(config.env)
+    device = resolve_device(config.device)
+    model = load_object(task.load_model)()  # type: ignore[operator]
+    learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
+    start, lines = 0, []
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            start = _restore(learner, checkpoint)
+            lines = [line for line in read_metrics(run_dir) if line["iteration"] <= start]
+    else:
+        prepare_run_dir(run_dir, overwrite=overwrite)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    if start == 0:
+        lines = [{"iteration": 0, **_evaluate(learner, task, config, run_dir, 0, final=config.iterations == 0)}]
+        write_metrics(run_dir, lines)
+    for iteration in range(start + 1, config.iterations + 1):
+        result = learner.iteration(iteration)
+        metrics = result.metrics
+        last = iteration == config.iterations
+        if last or (config.eval_every and iteration % config.eval_every == 0):
+            metrics.update(_evaluate(learner, task, config, run_dir, iteration, final=last))
+        write_record(run_dir, iteration, result.record, result.prompts)
+        lines.append(metrics)
+        write_metrics(run_dir, lines)
+        if last or iteration % config.checkpoint_every == 0:
+            state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
+            save_checkpoint(run_dir, iteration, learner.policy, state)
+        if progress is not None:
+            progress(iteration, config.iterations, metrics)
+    return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
+
+
+def _restore(learner: GRPOLearner, checkpoint: Path) -> int:
+    from safetensors.torch import load_file
+
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
+    learner.load_adapter_state(load_file(str(checkpoint / "adapter_model.safetensors")))
+    learner.optimizer.load_state_dict(state["optimizer"])
+    return int(state["iteration"])
+
+
+def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Path, iteration: int, *, final: bool):
+    eval_config = EvalConfig(
+        num_steps=config.eval_steps,
+        guidance_scale=config.guidance_scale,
+        samples_per_prompt=config.eval_samples_per_prompt,
+        seed=EVAL_SEED,
+        shift=config.shift,
+    )
+    result = evaluate(learner.policy, task, eval_config)
+    summary = result.to_dict()
+    atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
+    if final:
+        atomic_write_json(run_dir / "eval" / "final.json", summary)
+        save_grid(
+            result.images[:: config.eval_samples_per_prompt][:32],
+            result.prompts[:: config.eval_samples_per_prompt][:32],
+            run_dir / "eval" / "final.png",
+        )
+    return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
