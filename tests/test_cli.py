@@ -182,3 +182,24 @@ def test_non_finite_reward_stops_the_run_naming_prompt_and_iteration(tmp_path, m
     assert result.exit_code == 1
     assert "non-finite reward" in result.output and "at iteration" in result.output and "prompt" in result.output
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
+
+
+def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
+    run = tmp_path / "run"
+    args = [*TINY, "--iterations", "2", "--reward-noise", "gaussian:0.05", "--run-dir", str(run)]
+    assert invoke(*args).exit_code == 0
+    result = runner.invoke(app, ["analyze", str(run), "--algo", "tp_grpo", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["iterations"] == 2
+    tp = report["algorithms"]["tp_grpo"]
+    assert len(tp["tp_rate_noisy"]) == 2 and 0 <= tp["advantage_sign_agreement"] <= 1
+    records = __import__("creditzoo.analysis", fromlist=["load_records"]).load_records(run)
+    clean = records[0].tensors["completion_rewards_clean"]
+    noisy = records[0].tensors["completion_rewards"]
+    assert not torch.equal(clean, noisy)  # the noise was recorded beside the clean score
+    assert runner.invoke(app, ["analyze", str(tmp_path / "none")]).exit_code == 2
+    replayed = __import__("creditzoo.analysis", fromlist=["recompute"]).recompute(records, "tp_grpo_strict")
+    for record, credit in zip(records, replayed):
+        torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
+        assert torch.equal(credit.turning_points, record.tensors["turning_points"])
