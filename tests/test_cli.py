@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import creditzoo.learner.run as run_module
+from creditzoo.analysis import load_records, recompute
 from creditzoo.cli import app
 from creditzoo.learner.checkpoint import read_metrics
 from creditzoo.tasks import TASKS
@@ -194,12 +195,12 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     assert report["iterations"] == 2
     tp = report["algorithms"]["tp_grpo"]
     assert len(tp["tp_rate_noisy"]) == 2 and 0 <= tp["advantage_sign_agreement"] <= 1
-    records = __import__("creditzoo.analysis", fromlist=["load_records"]).load_records(run)
+    records = load_records(run)
     clean = records[0].tensors["completion_rewards_clean"]
     noisy = records[0].tensors["completion_rewards"]
     assert not torch.equal(clean, noisy)  # the noise was recorded beside the clean score
     assert runner.invoke(app, ["analyze", str(tmp_path / "none")]).exit_code == 2
-    replayed = __import__("creditzoo.analysis", fromlist=["recompute"]).recompute(records, "tp_grpo_strict")
-    for record, credit in zip(records, replayed):
+    replayed = recompute(records, "tp_grpo_strict")
+    for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
         assert torch.equal(credit.turning_points, record.tensors["turning_points"])
