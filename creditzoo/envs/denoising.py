@@ -38,6 +38,8 @@ class DenoisingConfig:
         window_start: w, first SDE (trained) step.
         window_size: K, number of SDE steps (None: T - 1).
         completion: "ode", "ode:N", "x0", or None to compute only the terminal reward.
+        max_batch: largest batch sent to the model in one call (lockstep batches are split into chunks of at
+            most this size; None: never split). On a CPU, per-sample cost rises past a few hundred samples.
     """
 
     num_steps: int = 10
@@ -46,8 +48,11 @@ class DenoisingConfig:
     window_start: int = 0
     window_size: int | None = None
     completion: str | None = "ode"
+    max_batch: int | None = 256
 
     def __post_init__(self) -> None:
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 or None, got {self.max_batch}")
         sde_window(self.num_steps, self.window_size, self.window_start)  # raises on a bad window
         if self.completion is not None:
             parse_completion_mode(self.completion)
@@ -218,12 +223,7 @@ class DenoisingEnv(VectorEnv):
             sigmas.append(self.sigmas[branches.grid[live, branches.position[live]]])
             owners.append(branches.trajectory[live])
         owner = torch.cat(owners)
-        velocity = self.model.velocity(
-            torch.cat(latents),
-            torch.cat(sigmas).to(self.device),
-            select_conditioning(self._cond, owner),
-            guidance_scale=self.config.guidance_scale,
-        )
+        velocity = self._model_velocity(torch.cat(latents), torch.cat(sigmas).to(self.device), owner)
         self._velocity = velocity[: self.num_envs]
         elapsed = time.perf_counter() - start
         share = live.numel() / owner.numel()
@@ -244,6 +244,21 @@ class DenoisingEnv(VectorEnv):
         b.position[live] += 1
         done = live[~b.live[live]]
         self._completed[b.trajectory[done], b.slot[done]] = b.latent[done]
+
+    @torch.no_grad()
+    def _model_velocity(self, latents: torch.Tensor, sigma: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """Velocity [N, *S] at ``latents`` [N, *S], ``sigma`` [N] for trajectories ``owner`` [N], in chunks."""
+        size = self.config.max_batch or latents.shape[0]
+        chunks = [
+            self.model.velocity(
+                latents[start : start + size],
+                sigma[start : start + size],
+                select_conditioning(self._cond, owner[start : start + size]),
+                guidance_scale=self.config.guidance_scale,
+            )
+            for start in range(0, latents.shape[0], size)
+        ]
+        return torch.cat(chunks)
 
     def _spawn(self, j: int) -> None:
         """Start the completion of z_k = the current state, if grid step j is window step k."""
@@ -326,13 +341,7 @@ class DenoisingEnv(VectorEnv):
         b = self._branches
         live = b.live.nonzero().squeeze(1)
         sigma = self.sigmas[b.grid[live, b.position[live]]]
-        with torch.no_grad():
-            v = self.model.velocity(
-                b.latent[live],
-                sigma,
-                select_conditioning(self._cond, b.trajectory[live]),
-                guidance_scale=self.config.guidance_scale,
-            )
+        v = self._model_velocity(b.latent[live], sigma, b.trajectory[live])
         self._counters.completion_evals += self._evals(live.numel())
         self._advance(live, v)
 

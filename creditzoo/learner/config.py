@@ -51,7 +51,10 @@ class TrainConfig:
     algo_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra algorithm options"})
     eval_every: int = field(default=10, metadata={"help": "evaluate on the test prompts every N iterations (0: end)"})
     eval_steps: int = field(default=40, metadata={"help": "ODE steps for evaluation"})
-    eval_samples_per_prompt: int = field(default=2, metadata={"help": "evaluation samples per test prompt"})
+    eval_samples_per_prompt: int = field(default=1, metadata={"help": "evaluation samples per test prompt"})
+    eval_min_images_per_category: int = field(
+        default=32, metadata={"help": "evaluation images per category at least (more samples for small ones)"}
+    )
     checkpoint_every: int = field(default=1, metadata={"help": "save a LoRA checkpoint every N iterations"})
     seed: int = field(default=0, metadata={"help": "run seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})

@@ -165,6 +165,7 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
         num_steps=config.eval_steps,
         guidance_scale=config.guidance_scale,
         samples_per_prompt=config.eval_samples_per_prompt,
+        min_images_per_category=config.eval_min_images_per_category,
         seed=EVAL_SEED,
         shift=config.shift,
     )
@@ -173,9 +174,6 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
     atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
     if final:
         atomic_write_json(run_dir / "eval" / "final.json", summary)
-        save_grid(
-            result.images[:: config.eval_samples_per_prompt][:32],
-            result.prompts[:: config.eval_samples_per_prompt][:32],
-            run_dir / "eval" / "final.png",
-        )
+        first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())[:48]
+        save_grid(result.images[first], [result.prompts[i] for i in first], run_dir / "eval" / "final.png")
     return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
