@@ -93,7 +93,7 @@ class ToyModelConfig:
     vocabulary: tuple[str, ...]
     max_tokens: int = 16
     image_size: int = 32
-    channels: tuple[int, int, int] = (32, 64, 128)
+    channels: tuple[int, int, int] = (24, 48, 96)
     text_dim: int = 96
     text_layers: int = 2
     heads: int = 4
@@ -168,6 +168,7 @@ class TextLayer(nn.Module):
         self.ff_out = nn.Linear(2 * dim, dim)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tokens h [B, L, D], mask bool [B, L] -> [B, L, D]."""
         q, k, v = self.to_qkv(self.norm1(h)).chunk(3, dim=-1)
         h = h + self.to_out(_attention(q, k, v, self.heads, mask))
         return h + self.ff_out(F.gelu(self.ff_in(self.norm2(h))))
@@ -186,6 +187,7 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Features x [B, C_in, H, W], embedding emb [B, E] -> [B, C_out, H, W]."""
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
@@ -208,6 +210,7 @@ class CrossAttention(nn.Module):
         nn.init.zeros_(self.to_out.bias)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Features x [B, C, H, W], prompt tokens text [B, L, D], mask bool [B, L] -> [B, C, H, W]."""
         b, c, height, width = x.shape
         h = self.norm(x).flatten(2).transpose(1, 2) + self.pos  # [B, HW, C]
         k, v = self.to_kv(text).chunk(2, dim=-1)
@@ -223,6 +226,7 @@ class Downsample(nn.Module):
         self.down = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C_in, H, W] -> [B, C_out, H/2, W/2]."""
         return self.down(x)
 
 
@@ -234,6 +238,7 @@ class Upsample(nn.Module):
         self.up = nn.Conv2d(in_ch, out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C_in, H, W] -> [B, C_out, 2H, 2W]."""
         return F.interpolate(self.up(x), scale_factor=2.0, mode="nearest")
 
 
@@ -251,6 +256,9 @@ class ToyFlowModel(nn.Module):
     Latents are images scaled to [-1, 1], shape [B, 3, image_size, image_size]; the model predicts the
     rectified-flow velocity ``noise - x0``.
     """
+
+    lora_target_modules: tuple[str, ...] = tuple(LORA_TARGET_MODULES)
+    """Layer names a LoRA adapter may target (read by :func:`creditzoo.learner.grpo.add_lora`)."""
 
     def __init__(self, config: ToyModelConfig) -> None:
         super().__init__()

@@ -1,0 +1,1 @@
+"""The learner: rollout collection, the GRPO loss, checkpoints and evaluation."""
