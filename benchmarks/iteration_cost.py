@@ -61,7 +61,7 @@ def main() -> None:
     for learner in learners.values():
         learner.iteration(1)  # warm-up
     timings: dict[tuple[str, str], list[dict]] = {case: [] for case in CASES}
-    for repeat in range(args.repeats):
+    for _ in range(args.repeats):
         for case, learner in learners.items():
             started = time.perf_counter()
             metrics = learner.iteration(1)  # same prompts and noise every time
