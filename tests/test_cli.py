@@ -204,3 +204,17 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
         assert torch.equal(credit.turning_points, record.tensors["turning_points"])
+
+
+def test_environment_defaults_sit_under_the_config_file_and_the_options(tmp_path) -> None:
+    from creditzoo.cli.train import resolve_config
+    from creditzoo.tasks import get_task
+
+    defaults = get_task("geneval").train_defaults
+    config = resolve_config(None, {"env": "geneval"})
+    assert config.learning_rate == defaults["learning_rate"] and config.reward == defaults["reward"]
+    assert resolve_config(None, {"env": "geneval", "lr": 1e-4}).learning_rate == 1e-4
+    toml = tmp_path / "c.toml"
+    toml.write_text("learning_rate = 0.0005\n")
+    assert resolve_config(toml, {"env": "geneval"}).learning_rate == 0.0005
+    assert resolve_config(None, {"env": "tiny"}).learning_rate == 3e-4  # the library default

@@ -26,7 +26,7 @@ def _help(name: str) -> str:
 
 
 def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the TOML file, then the command-line options that were given."""
+    """Library defaults, then the environment's defaults, then the TOML file, then the options given."""
     values: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -36,10 +36,18 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
         except tomllib.TOMLDecodeError as error:
             fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
     values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
+    values = {**_task_defaults(values.get("env", TrainConfig.env)), **values}
     try:
         return TrainConfig.from_dict(values)
     except (ValueError, TypeError) as error:
         fail(str(error))
+
+
+def _task_defaults(env: str) -> dict[str, Any]:
+    """The environment's own training defaults (see :attr:`creditzoo.tasks.Task.train_defaults`)."""
+    from creditzoo.tasks import TASKS, get_task
+
+    return dict(get_task(env).train_defaults) if env in TASKS else {}
 
 
 def check_choices(config: TrainConfig) -> None:

@@ -48,7 +48,7 @@ class DenoisingConfig:
     window_start: int = 0
     window_size: int | None = None
     completion: str | None = "ode"
-    max_batch: int | None = 256
+    max_batch: int | None = 128
 
     def __post_init__(self) -> None:
         if self.max_batch is not None and self.max_batch < 1:

@@ -32,6 +32,9 @@ class Task:
         rewards: reward name -> ``"package.module:attribute"`` of a reward callable
             ``(images, prompts) -> Tensor[B]``; the first entry is the default training reward.
         load_model: ``"package.module:function"`` returning the task's default :class:`FlowModel`.
+        train_defaults: TrainConfig fields this task's model needs other than the library defaults (which
+            follow Flow-GRPO / TP-GRPO at SD3.5 scale); ``creditzoo train --env NAME`` applies them under the
+            config file and the command line.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Task:
     score: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
     rewards: dict[str, str] = field(default_factory=dict)
     load_model: str = ""
+    train_defaults: dict[str, object] = field(default_factory=dict)
 
     @property
     def default_reward(self) -> str:

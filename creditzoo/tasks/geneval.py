@@ -436,4 +436,15 @@ TASK = Task(
         "geneval_strict": "creditzoo.rewards.geneval:strict_reward",
     },
     load_model="creditzoo.models.toy:load_geneval_model",
+    # Measured on this toy model (README, "Measured numbers"): with the paper's lr 3e-4 and clip range 1e-4 a
+    # 10-minute run does not move the test score; 3e-3 / 1e-3 does, 1e-2 collapses the reward in 3 iterations.
+    # The dense reward gives TP-GRPO non-zero increments (partial: ~75% of increments are exactly zero).
+    train_defaults={
+        "reward": "geneval_dense",
+        "learning_rate": 3e-3,
+        "clip_range": 1e-3,
+        "iterations": 40,
+        "eval_every": 10,
+        "eval_steps": 20,
+    },
 )
