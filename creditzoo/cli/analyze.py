@@ -11,6 +11,10 @@ import typer
 from creditzoo.cli.app import app, fail
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 @app.command("analyze")
 def analyze_command(
     run_dir: Path = typer.Argument(..., help="a run directory written by creditzoo train"),
@@ -37,5 +41,5 @@ def analyze_command(
         typer.echo(
             f"{'':<22} noisy vs clean: tp jaccard {result['tp_jaccard']:.3f}, "
             f"advantage sign agreement {result['advantage_sign_agreement']:.3f}, "
-            f"zero increments {result['zero_increment_rate']}"
+            f"zero increments {_fmt(result['zero_increment_rate'])}"
         )
