@@ -7,16 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from creditzoo.cli.app import app
+from creditzoo.cli.app import app, fail
 from creditzoo.tasks import TASKS
 
 DEFAULT_GRID = Path("eval_samples.png")
 
-
-def _fail(message: str) -> None:
-    """Print a one-line error on stderr and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _load_model(task_name: str, lora: Path | None):  # noqa: ANN202 - returns a FlowModel
@@ -24,18 +19,18 @@ def _load_model(task_name: str, lora: Path | None):  # noqa: ANN202 - returns a 
 
     task = get_task(task_name)
     if not task.load_model:
-        _fail(f"task {task_name!r} names no default model")
+        fail(f"task {task_name!r} names no default model")
     try:
         model = load_object(task.load_model)()  # type: ignore[operator]
     except (FileNotFoundError, ValueError) as error:
-        _fail(f"cannot load the model of {task_name!r}: {error}")
+        fail(f"cannot load the model of {task_name!r}: {error}")
     if lora is not None:
         from peft import PeftModel
 
         try:
             model = PeftModel.from_pretrained(model, str(lora))
         except (OSError, ValueError) as error:
-            _fail(f"cannot load the LoRA adapter at {lora}: {error}".splitlines()[0])
+            fail(f"cannot load the LoRA adapter at {lora}: {error}".splitlines()[0])
         model.eval()
     return task, model
 
@@ -59,9 +54,9 @@ def eval_command(
 ) -> None:
     """Evaluate the task's model (optionally with a LoRA adapter) on its held-out test prompts."""
     if env not in TASKS:
-        _fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")
+        fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")
     if lora is not None and not (lora.is_dir() and (lora / "adapter_config.json").is_file()):
-        _fail(f"--lora {lora} is not a peft adapter directory (no adapter_config.json there)")
+        fail(f"--lora {lora} is not a peft adapter directory (no adapter_config.json there)")
     from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
 
     try:
@@ -74,7 +69,7 @@ def eval_command(
             batch_size=batch_size,
         )
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     task, model = _load_model(env, lora)
     result = evaluate(model, task, config)
     first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())  # 1/prompt

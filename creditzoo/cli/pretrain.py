@@ -10,16 +10,11 @@ from typing import Annotated
 
 import typer
 
-from creditzoo.cli.app import app
+from creditzoo.cli.app import app, fail
 from creditzoo.tasks import TASKS
 
 DEFAULT_OUT = Path("creditzoo/assets/toy_geneval.safetensors")
 
-
-def fail(message: str) -> None:
-    """Print a one-line error on stderr and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command("pretrain")
