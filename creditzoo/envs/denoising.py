@@ -361,18 +361,15 @@ class DenoisingEnv(VectorEnv):
             Images [N, 3, H, W] in [0, 1].
         """
         completion = parse_completion_mode(mode)
-        cond = select_conditioning(self._cond, trajectories)
-        guidance = self.config.guidance_scale
+        owner = trajectories.to(self.device)
         x = latents.to(self.device)
         sigma = self.sigmas[step].expand(x.shape[0])
         if completion.kind == "x0":
-            v = self.model.velocity(x, sigma, cond, guidance_scale=guidance)
-            return self.model.decode(x0_prediction(v, x, sigma))
+            return self.model.decode(x0_prediction(self._model_velocity(x, sigma, owner), x, sigma))
         grid = completion.sub_grid(step, self.config.num_steps)
         for here, there in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
             sigma = self.sigmas[here].expand(x.shape[0])
-            v = self.model.velocity(x, sigma, cond, guidance_scale=guidance)
-            x = ode_step(v, x, sigma, self.sigmas[there].expand(x.shape[0]))
+            x = ode_step(self._model_velocity(x, sigma, owner), x, sigma, self.sigmas[there].expand(x.shape[0]))
         return self.model.decode(x)
 
 

@@ -174,6 +174,6 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
     atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
     if final:
         atomic_write_json(run_dir / "eval" / "final.json", summary)
-        first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())[:48]
+        first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
         save_grid(result.images[first], [result.prompts[i] for i in first], run_dir / "eval" / "final.png")
     return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
