@@ -14,6 +14,8 @@ import torch
 
 TASKS: dict[str, str] = {
     "geneval": "creditzoo.tasks.geneval:TASK",
+    "ocr": "creditzoo.tasks.ocr:TASK",
+    "pickscore": "creditzoo.tasks.pickscore:TASK",
 }
 
 
