@@ -65,6 +65,10 @@ def check_choices(config: TrainConfig) -> None:
         if config.reward_noise:
             parse_noise_spec(config.reward_noise)
         task = get_task(config.env)
+        if config.prompts is not None:
+            from creditzoo.learner.run import load_task
+
+            load_task(config)  # reads the prompt files: a bad one fails here, before any model loads
         if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
             fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
     except ValueError as error:
@@ -94,6 +98,7 @@ def train_command(
     std_mode: str = typer.Option(None, help=_help("std_mode")),
     reward: str = typer.Option(None, help=_help("reward")),
     reward_noise: str = typer.Option(None, help=_help("reward_noise")),
+    prompts: str = typer.Option(None, help=_help("prompts")),
     eval_every: int = typer.Option(None, help=_help("eval_every")),
     eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),
     eval_min_images_per_category: int = typer.Option(None, help=_help("eval_min_images_per_category")),

@@ -26,6 +26,9 @@ class TrainConfig:
     env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
+    prompts: str | None = field(
+        default=None, metadata={"help": "prompt files TRAIN,TEST (.txt or GenEval .jsonl) instead of the task's own"}
+    )
     iterations: int = field(default=40, metadata={"help": "training iterations"})
     prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
     group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
@@ -92,6 +95,10 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.prompts is not None:
+            from creditzoo.tasks.prompts import parse_prompt_files
+
+            parse_prompt_files(self.prompts)  # the form only; the files are read when the run starts
 
     @property
     def batch_size(self) -> int:

@@ -56,6 +56,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def load_task(config: TrainConfig) -> Task:
+    """The configured task, drawing its prompts from ``config.prompts`` (TRAIN,TEST files) when given.
+
+    Raises:
+        ValueError: unknown task, or a prompt file that is missing or malformed (one line naming file and line).
+    """
+    from creditzoo.tasks.prompts import load_prompt_set, parse_prompt_files, with_prompt_set
+
+    task = get_task(config.env)
+    if config.prompts is None:
+        return task
+    return with_prompt_set(task, load_prompt_set(*parse_prompt_files(config.prompts)))
+
+
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
     from creditzoo.rewards import get_reward
@@ -118,7 +132,7 @@ def train(
         :class:`RunSummary`.
     """
     run_dir = Path(run_dir)
-    task = get_task(config.env)
+    task = load_task(config)
     device = resolve_device(config.device)
     model = load_object(task.load_model)()  # type: ignore[operator]
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
