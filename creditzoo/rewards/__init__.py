@@ -20,8 +20,6 @@ REWARDS: dict[str, str] = {
     "geneval": "creditzoo.rewards.geneval:partial_reward",
     "geneval_dense": "creditzoo.rewards.geneval:dense_reward",
     "geneval_strict": "creditzoo.rewards.geneval:strict_reward",
-    "ocr": "creditzoo.rewards.ocr:ocr_reward",
-    "pickscore": "creditzoo.rewards.pickscore:pickscore_reward",
 }
 
 
