@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from creditzoo.rewards._images import to_uint8_images
 from creditzoo.rewards.ocr import (
     OcrReward,
     RapidOcrRecogniser,
     edit_distance,
     ocr_target,
     ocr_text_score,
-    to_uint8_images,
 )
 from creditzoo.tasks import get_task
 from creditzoo.tasks.ocr import CATEGORIES, HELD_OUT_TEXTS, TEMPLATES, TEXTS, category_of

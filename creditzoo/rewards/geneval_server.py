@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from creditzoo.rewards.ocr import to_uint8_images
+from creditzoo.rewards._images import to_uint8_images
 
 RESPONSE_LISTS: tuple[str, ...] = ("scores", "rewards", "strict_rewards")
 """Per-image lists a response must hold."""

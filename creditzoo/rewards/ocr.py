@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from creditzoo.rewards._images import to_uint8_images
+
 RAPIDOCR_DEFAULTS: dict[str, object] = {
     "Global.log_level": "error",
     "Global.use_cls": False,
@@ -89,14 +91,6 @@ def ocr_text_score(target: str, recognised: str) -> float:
     if target in recognised:
         return 1.0
     return 1.0 - min(edit_distance(recognised, target), len(target)) / len(target)
-
-
-def to_uint8_images(images: torch.Tensor) -> np.ndarray:
-    """Float images [B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3] (rounded, clamped) on the CPU."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape [B, 3, H, W], got {list(images.shape)}")
-    pixels = (images.detach().float() * 255).round().clamp(0, 255).to(torch.uint8)  # [B, 3, H, W]
-    return pixels.permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, 3]
 
 
 class RapidOcrRecogniser:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from creditzoo.rewards.ocr import to_uint8_images
+from creditzoo.rewards._images import to_uint8_images
 
 PICKSCORE_SCALE = 26.0
 """Flow-GRPO's normalisation of PickScore."""
