@@ -92,3 +92,11 @@ def test_missing_file_and_bad_form_fail_early(tmp_path):
     assert result.exit_code == 2 and "TRAIN_FILE,TEST_FILE" in result.output
     with pytest.raises(ValueError, match="TRAIN_FILE,TEST_FILE"):
         TrainConfig(prompts="one-file-only.txt")
+
+
+@pytest.mark.parametrize("task", ["ocr", "pickscore"])
+def test_tasks_without_a_default_model_ask_for_one_in_one_line(task):
+    result = runner.invoke(app, ["train", "--env", task, "--iterations", "1"])
+    assert result.exit_code == 2
+    assert f"task {task!r} has no default model; give one with --model sd3:" in result.output
+    assert "Traceback" not in result.output

@@ -65,6 +65,8 @@ def check_choices(config: TrainConfig) -> None:
         if config.reward_noise:
             parse_noise_spec(config.reward_noise)
         task = get_task(config.env)
+        if not task.load_model:
+            fail(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
         if config.prompts is not None:
             from creditzoo.learner.run import load_task
 
