@@ -34,12 +34,12 @@ def pretrain_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from creditzoo.models.toy import save_toy_model
-    from creditzoo.models.toy_pretrain import SCENE_SOURCES, PretrainConfig, pretrain
+    from creditzoo.models.toy_pretrain import PretrainConfig, pretrain, pretrainable_tasks
 
     if env not in TASKS:
         fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")
-    if env not in SCENE_SOURCES:
-        fail(f"env {env!r} has no scene renderer to pretrain on; pretrainable: {', '.join(SCENE_SOURCES)}")
+    if env not in pretrainable_tasks():
+        fail(f"env {env!r} has no scene renderer to pretrain on; pretrainable: {', '.join(pretrainable_tasks())}")
     if threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
     try:

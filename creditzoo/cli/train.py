@@ -179,9 +179,9 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 @app.command("envs")
 def envs_command() -> None:
     """List the environments (tasks), one line each."""
-    from creditzoo.envs import ENVS
+    from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
 
-    for name, gym_id in ENVS.items():
+    for name, gym_id in env_ids().items():
         task = get_task(name)
         typer.echo(f"{name:<10} {gym_id:<22} {task.description}")

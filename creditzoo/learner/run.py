@@ -58,11 +58,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
-    from creditzoo.rewards import get_reward
     from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
 
-    name = config.reward or task.default_reward
-    reward = get_reward(task.rewards.get(name, name))
+    reward = task.reward(config.reward)
     spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
     return NoisyReward(reward, spec, seed=config.seed)
 
