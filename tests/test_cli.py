@@ -218,4 +218,4 @@ def test_environment_defaults_sit_under_the_config_file_and_the_options(tmp_path
     toml = tmp_path / "c.toml"
     toml.write_text("learning_rate = 0.0005\n")
     assert resolve_config(toml, {"env": "geneval"}).learning_rate == 0.0005
-    assert resolve_config(None, {"env": "tiny"}).learning_rate == 3e-4  # the library default
+    assert resolve_config(None, {"env": "tiny", "prompts_per_iteration": 2}).learning_rate == 3e-4  # library default

@@ -50,27 +50,6 @@ def _task_defaults(env: str) -> dict[str, Any]:
     return dict(get_task(env).train_defaults) if env in TASKS else {}
 
 
-def check_choices(config: TrainConfig) -> None:
-    """Fail early, with the valid choices, on names that only resolve later."""
-    from creditzoo.algorithms import get_algorithm
-    from creditzoo.envs import parse_completion_mode
-    from creditzoo.rewards.noise import parse_noise_spec
-    from creditzoo.tasks import TASKS, get_task
-
-    if config.env not in TASKS:
-        fail(f"unknown environment {config.env!r}; valid: {', '.join(TASKS)}")
-    try:
-        get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
-        parse_completion_mode(config.completion)
-        if config.reward_noise:
-            parse_noise_spec(config.reward_noise)
-        task = get_task(config.env)
-        if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
-            fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
-    except ValueError as error:
-        fail(str(error))
-
-
 @app.command("train")
 def train_command(
     algo: str = typer.Option(None, help=_help("algo") + " [default: tp_grpo_strict]"),
@@ -113,7 +92,7 @@ def train_command(
 ) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
-    from creditzoo.learner.run import RunDirectoryError, load_run_config
+    from creditzoo.learner.run import load_run_config
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
@@ -126,17 +105,19 @@ def train_command(
             )
         try:
             stored = load_run_config(resume)
-        except (RunDirectoryError, ValueError) as error:
+        except ValueError as error:  # RunDirectoryError included
             fail(str(error))
-        train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        try:
+            train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        except ValueError as error:
+            fail(str(error))
         directory = resume
     else:
         train_config = resolve_config(config, given)
         directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
-    check_choices(train_config)
     try:
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
-    except RunDirectoryError as error:
+    except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))
     except NonFiniteRewardError as error:
         error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)

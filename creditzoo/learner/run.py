@@ -126,6 +126,11 @@ def train(
         if checkpoint is not None:
             start = _restore(learner, checkpoint)
             lines = [line for line in read_metrics(run_dir) if line["iteration"] <= start]
+        if start >= config.iterations:
+            raise RunDirectoryError(
+                f"nothing left to do: {str(run_dir)!r} is at iteration {start} and iterations is "
+                f"{config.iterations}; pass --iterations N with N > {start} to continue it"
+            )
     else:
         prepare_run_dir(run_dir, overwrite=overwrite)
     atomic_write_json(run_dir / "config.json", config.to_dict())
