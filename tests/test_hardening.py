@@ -325,3 +325,11 @@ def test_evaluate_samples_what_evaluation_prompts_lists() -> None:
     result = evaluate(TinyFlowModel(), task, config)
     assert result.prompts == evaluation_prompts(task, config)
     assert len(result.prompts) == 6  # two single-prompt categories raised to 3 images each
+
+
+def test_pretrain_to_an_unwritable_path_is_one_line(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["pretrain", "--steps", "1", "--out", str(blocker / "model.safetensors")])
+    assert result.exit_code == 2 and "cannot write --out" in result.output
+    assert result.output.strip().count("\n") == 0

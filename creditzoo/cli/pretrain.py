@@ -46,6 +46,13 @@ def pretrain_command(
         config = PretrainConfig(env=env, steps=steps, seed=seed, batch_size=batch_size, lr=lr)
     except ValueError as error:
         fail(str(error))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(out.name + ".write-test")
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        fail(f"cannot write --out {str(out)!r}: {error.strerror}")
     torch.set_num_threads(threads)
     columns = (TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"))
     with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
@@ -55,7 +62,6 @@ def pretrain_command(
             bar.update(handle, completed=step, loss=loss)
 
         model, stats = pretrain(config, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "command": shlex.join(["creditzoo", *sys.argv[1:]]),
         "pretrain_config": json.dumps(config.__dict__),

@@ -92,7 +92,7 @@ def train_command(
 ) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
-    from creditzoo.learner.run import load_run_config
+    from creditzoo.learner.run import load_run_config, resolve_device
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
@@ -116,6 +116,7 @@ def train_command(
         train_config = resolve_config(config, given)
         directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
     try:
+        resolve_device(train_config.device)  # before any output: CUDA asked for on a machine without it
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
     except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))
