@@ -50,33 +50,6 @@ def _task_defaults(env: str) -> dict[str, Any]:
     return dict(get_task(env).train_defaults) if env in TASKS else {}
 
 
-def check_choices(config: TrainConfig) -> None:
-    """Fail early, with the valid choices, on names that only resolve later."""
-    from creditzoo.algorithms import get_algorithm
-    from creditzoo.envs import parse_completion_mode
-    from creditzoo.rewards.noise import parse_noise_spec
-    from creditzoo.tasks import TASKS, get_task
-
-    if config.env not in TASKS:
-        fail(f"unknown environment {config.env!r}; valid: {', '.join(TASKS)}")
-    try:
-        get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
-        parse_completion_mode(config.completion)
-        if config.reward_noise:
-            parse_noise_spec(config.reward_noise)
-        task = get_task(config.env)
-        if not task.load_model:
-            fail(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
-        if config.prompts is not None:
-            from creditzoo.learner.run import load_task
-
-            load_task(config)  # reads the prompt files: a bad one fails here, before any model loads
-        if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
-            fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
-    except ValueError as error:
-        fail(str(error))
-
-
 @app.command("train")
 def train_command(
     algo: str = typer.Option(None, help=_help("algo") + " [default: tp_grpo_strict]"),
@@ -120,7 +93,7 @@ def train_command(
 ) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
-    from creditzoo.learner.run import RunDirectoryError, load_run_config
+    from creditzoo.learner.run import load_run_config, resolve_device
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
@@ -133,17 +106,20 @@ def train_command(
             )
         try:
             stored = load_run_config(resume)
-        except (RunDirectoryError, ValueError) as error:
+        except ValueError as error:  # RunDirectoryError included
             fail(str(error))
-        train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        try:
+            train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        except ValueError as error:
+            fail(str(error))
         directory = resume
     else:
         train_config = resolve_config(config, given)
         directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
-    check_choices(train_config)
     try:
+        resolve_device(train_config.device)  # before any output: CUDA asked for on a machine without it
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
-    except RunDirectoryError as error:
+    except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))
     except NonFiniteRewardError as error:
         error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
@@ -186,9 +162,9 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 @app.command("envs")
 def envs_command() -> None:
     """List the environments (tasks), one line each."""
-    from creditzoo.envs import ENVS
+    from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
 
-    for name, gym_id in ENVS.items():
+    for name, gym_id in env_ids().items():
         task = get_task(name)
         typer.echo(f"{name:<10} {gym_id:<22} {task.description}")

@@ -40,6 +40,8 @@ class DenoisingConfig:
         completion: "ode", "ode:N", "x0", or None to compute only the terminal reward.
         max_batch: largest batch sent to the model in one call (lockstep batches are split into chunks of at
             most this size; None: never split). On a CPU, per-sample cost rises past a few hundred samples.
+        decode_batch: largest batch of latents decoded and scored at once when an episode ends (the B x (K+1)
+            completion images; at 1024 px decoding hundreds at once does not fit a GPU). None: all at once.
     """
 
     num_steps: int = 10
@@ -49,10 +51,13 @@ class DenoisingConfig:
     window_size: int | None = None
     completion: str | None = "ode"
     max_batch: int | None = 128
+    decode_batch: int | None = 256
 
     def __post_init__(self) -> None:
-        if self.max_batch is not None and self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1 or None, got {self.max_batch}")
+        for name in ("max_batch", "decode_batch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
         sde_window(self.num_steps, self.window_size, self.window_start)  # raises on a bad window
         if self.completion is not None:
             parse_completion_mode(self.completion)
@@ -94,6 +99,14 @@ class DenoisingEnv(VectorEnv):
     ``completion_rewards`` [B, K+1] (if a completion mode is set) and ``final_rewards`` [B], each with a
     ``*_clean`` twin, the final ``images`` [B, 3, H, W], and work counters.
 
+    Devices: latents, sigmas, steps and every index the environment builds live on the model's device (the
+    sigma grid follows the model at each ``reset``); rewards, ``terminated``/``truncated`` and the completion
+    rewards are small CPU tensors, as credit assignment runs on the CPU. The initial noise is drawn on the CPU
+    from the seed, so an episode starts from the same x_T on every device.
+
+    With ``reward=None`` the environment only samples: the episode ends with the final ``images`` and no rewards
+    (evaluation samples this way and scores with its task's scorer).
+
     Agents call :meth:`velocity` for the model's velocity at the current state: that call also advances
     every live completion branch in the same batch. An agent that never calls it still gets correct
     completions (``step`` then makes the call itself).
@@ -101,13 +114,14 @@ class DenoisingEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}
 
-    def __init__(self, model: FlowModel, reward: object, *, num_envs: int, config: DenoisingConfig) -> None:
+    def __init__(self, model: FlowModel, reward: object | None, *, num_envs: int, config: DenoisingConfig) -> None:
         """Build the environment.
 
         Args:
             model: the policy (a :class:`FlowModel`, possibly carrying a LoRA adapter).
             reward: a reward callable ``(images, prompts) -> Tensor[B]``; if it has a ``score`` method returning
                 an object with ``noisy`` and ``clean`` (see :mod:`creditzoo.rewards.noise`), both are recorded.
+                None: sample only (no rewards, no completions).
             num_envs: B, trajectories per episode.
             config: grid, guidance, window and completion mode.
         """
@@ -119,7 +133,7 @@ class DenoisingEnv(VectorEnv):
         self.config = config
         self.window = sde_window(config.num_steps, config.window_size, config.window_start)
         self.completion: CompletionMode | None = (
-            parse_completion_mode(config.completion) if config.completion is not None else None
+            parse_completion_mode(config.completion) if config.completion is not None and reward is not None else None
         )
         self.sigmas = flow_sigmas(config.num_steps, config.shift)  # [T + 1]
         shape = tuple(model.sample_shape)
@@ -165,7 +179,8 @@ class DenoisingEnv(VectorEnv):
 
         Args:
             seed: seeds the initial noise (same seed and prompts: same episode).
-            options: ``{"prompts": list of B strings}`` (required).
+            options: ``{"prompts": list of B strings}`` (required), and optionally ``"noise"``: the initial
+                latents x_T [B, *S] to start from instead of drawing them from ``seed``.
 
         Returns:
             (observation, info) with ``info["prompts"]``.
@@ -175,9 +190,15 @@ class DenoisingEnv(VectorEnv):
             raise ValueError(
                 f"reset needs options={{'prompts': [...]}} with {self.num_envs} prompts, got {len(prompts)}"
             )
-        generator = torch.Generator(device="cpu")
-        generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        noise = torch.randn((self.num_envs, *self.model.sample_shape), generator=generator)
+        shape = (self.num_envs, *self.model.sample_shape)
+        noise = (options or {}).get("noise")
+        if noise is None:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+            noise = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"options['noise'] must have shape {list(shape)}, got {list(noise.shape)}")
+        self.sigmas = self.sigmas.to(self.device)  # the model may have moved since construction
         self._prompts = prompts
         with torch.no_grad():
             self._cond = self.model.encode_prompts(prompts)
@@ -194,7 +215,7 @@ class DenoisingEnv(VectorEnv):
         j = self.step_index
         return {
             "latent": self._latent,
-            "step": torch.full((self.num_envs,), j, dtype=torch.int64),
+            "step": torch.full((self.num_envs,), j, dtype=torch.int64, device=self.device),
             "sigma": self.sigmas[j].expand(self.num_envs).clone(),
         }
 
@@ -215,7 +236,11 @@ class DenoisingEnv(VectorEnv):
             return self._velocity
         start = time.perf_counter()
         branches = self._branches
-        live = branches.live.nonzero().squeeze(1) if branches is not None else torch.empty(0, dtype=torch.int64)
+        live = (
+            branches.live.nonzero().squeeze(1)
+            if branches is not None
+            else torch.empty(0, dtype=torch.int64, device=self.device)
+        )
         main = torch.arange(self.num_envs, device=self.device)
         latents, sigmas, owners = [self._latent], [self.sigmas[j].expand(self.num_envs)], [main]
         if live.numel():
@@ -223,7 +248,7 @@ class DenoisingEnv(VectorEnv):
             sigmas.append(self.sigmas[branches.grid[live, branches.position[live]]])
             owners.append(branches.trajectory[live])
         owner = torch.cat(owners)
-        velocity = self._model_velocity(torch.cat(latents), torch.cat(sigmas).to(self.device), owner)
+        velocity = self._model_velocity(torch.cat(latents), torch.cat(sigmas), owner)
         self._velocity = velocity[: self.num_envs]
         elapsed = time.perf_counter() - start
         share = live.numel() / owner.numel()
@@ -305,36 +330,60 @@ class DenoisingEnv(VectorEnv):
         if self._step < self.config.num_steps:
             return self._observation(), torch.zeros(self.num_envs), zeros, zeros, {}
         info = self._finish()
-        return self._observation(), info["final_rewards"], ~zeros, zeros, info
+        rewards = info.get("final_rewards", torch.zeros(self.num_envs))  # none without a reward
+        return self._observation(), rewards, ~zeros, zeros, info
 
     @torch.no_grad()
     def _finish(self) -> dict:
-        """Decode and score the final images and the completions (one reward call for all of them)."""
+        """Decode and score the final images and the completions, ``decode_batch`` latents at a time."""
         while self._branches is not None and bool(self._branches.live.any()):
             self._drain()
         start = time.perf_counter()
         slots = self._completed.shape[1]
         latents = torch.cat([self._completed.flatten(0, 1), self._latent])  # [B*K + B, *S]
-        images = self.model.decode(latents)
         prompts = [p for p in self._prompts for _ in range(slots)] + self._prompts
-        noisy, clean = _score(self.reward, images, prompts)
+        if self.reward is None:
+            images = self._decode(self._latent)
+            self._counters.seconds["reward"] += time.perf_counter() - start
+            return {"images": images, **self._counter_info()}
+        size = self.config.decode_batch or latents.shape[0]
+        noisy, clean, images = [], [], []
+        for first in range(0, latents.shape[0], size):
+            chunk = self._decode(latents[first : first + size])
+            scores = _score(self.reward, chunk, prompts[first : first + size])
+            noisy.append(scores[0])
+            clean.append(scores[1])
+            images.append(chunk[max(0, latents.shape[0] - self.num_envs - first) :].cpu())  # final images only
+        noisy_all, clean_all = torch.cat(noisy), torch.cat(clean)  # [B*K + B]
         self._counters.reward_calls += len(prompts)
         self._counters.seconds["reward"] += time.perf_counter() - start
-        final, final_clean = noisy[-self.num_envs :], clean[-self.num_envs :]
+        final, final_clean = noisy_all[-self.num_envs :], clean_all[-self.num_envs :]
         info = {
             "final_rewards": final,
             "final_rewards_clean": final_clean,
-            "images": images[-self.num_envs :],
+            "images": torch.cat(images),
+            **self._counter_info(),
+        }
+        if self.completion is not None:
+            grid = (self.num_envs, slots)
+            info["completion_rewards"] = torch.cat([noisy_all[: -self.num_envs].view(grid), final[:, None]], 1)
+            info["completion_rewards_clean"] = torch.cat(
+                [clean_all[: -self.num_envs].view(grid), final_clean[:, None]], 1
+            )
+        return info
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images [N, 3, H, W] in [0, 1] of clean latents [N, *S], ``decode_batch`` at a time."""
+        size = self.config.decode_batch or latents.shape[0]
+        return torch.cat([self.model.decode(latents[i : i + size]) for i in range(0, latents.shape[0], size)])
+
+    def _counter_info(self) -> dict:
+        return {
             "model_evals": self._counters.model_evals,
             "completion_evals": self._counters.completion_evals,
             "reward_calls": self._counters.reward_calls,
             "seconds": dict(self._counters.seconds),
         }
-        if self.completion is not None:
-            grid = (self.num_envs, slots)
-            info["completion_rewards"] = torch.cat([noisy[: -self.num_envs].view(grid), final[:, None]], 1)
-            info["completion_rewards_clean"] = torch.cat([clean[: -self.num_envs].view(grid), final_clean[:, None]], 1)
-        return info
 
     def _drain(self) -> None:
         """Advance live branches after the trajectories ended (only sub-grids can lag; kept for safety)."""

@@ -7,7 +7,6 @@ likewise for the partial score (Flow-GRPO's partial GenEval reward).
 
 from __future__ import annotations
 
-import collections
 import json
 import textwrap
 from dataclasses import dataclass, field
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.models.base import FlowModel
-from creditzoo.sampling import flow_sigmas, ode_step
+from creditzoo.sampling import ode_step
 from creditzoo.tasks import Task
 
 SPLITS = ("test", "train")
@@ -38,9 +38,6 @@ class EvalConfig:
         batch_size: images per model call (2x that with guidance).
         shift: SD3 time shift of the sigma grid.
         split: "test" (held-out prompts, the default) or "train".
-        min_images_per_category: raise the samples of a category's prompts until the category has at least this
-            many images (0: off). Small categories (one single-object test prompt) otherwise make the
-            category-mean score noisy.
     """
 
     num_steps: int = 40
@@ -51,7 +48,6 @@ class EvalConfig:
     batch_size: int = 64
     shift: float = 1.0
     split: str = "test"
-    min_images_per_category: int = 0
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -125,15 +121,19 @@ def sample_ode(
     guidance_scale: float = 1.0,
     shift: float = 1.0,
 ) -> torch.Tensor:
-    """Sample images with the Euler ODE from ``noise`` [B, *sample_shape]; returns images [B, 3, H, W] in [0, 1]."""
-    sigmas = flow_sigmas(num_steps, shift)  # [T + 1]
-    cond = model.encode_prompts(prompts)
-    x = noise
-    for i in range(num_steps):
-        sigma = sigmas[i].expand(x.shape[0])  # [B]
-        v = model.velocity(x, sigma, cond, guidance_scale=guidance_scale)
-        x = ode_step(v, x, sigmas[i], sigmas[i + 1])
-    return model.decode(x)
+    """Sample images with the Euler ODE from ``noise`` [B, *sample_shape]; returns images [B, 3, H, W] in [0, 1].
+
+    Runs through the same :class:`~creditzoo.envs.DenoisingEnv` as training (its sigma grid, guidance, chunked
+    model calls and decoding), with every step an ODE step and no reward.
+    """
+    config = DenoisingConfig(num_steps=num_steps, shift=shift, guidance_scale=guidance_scale, completion=None)
+    env = DenoisingEnv(model, None, num_envs=len(prompts), config=config)
+    obs, _ = env.reset(options={"prompts": list(prompts), "noise": noise})
+    info: dict = {}
+    for j in range(num_steps):
+        action = ode_step(env.velocity(), obs["latent"], env.sigmas[j], env.sigmas[j + 1])
+        obs, _, _, _, info = env.step(action)
+    return info["images"]
 
 
 def evaluation_prompts(task: Task, config: EvalConfig) -> list[str]:
@@ -160,13 +160,7 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
     Returns:
         :class:`EvalResult` (overall scores are means over categories, as GenEval reports them).
     """
-    split = task.test_prompts() if config.split == "test" else task.train_prompts()
-    per_category = collections.Counter(task.category(p) for p in split)
-    repeats = {
-        p: max(config.samples_per_prompt, -(-config.min_images_per_category // per_category[task.category(p)]))
-        for p in split
-    }
-    prompts = [p for p in split for _ in range(repeats[p])]
+    prompts = evaluation_prompts(task, config)
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     images, strict, partial = [], [], []
     for start in range(0, len(prompts), config.batch_size):

@@ -62,21 +62,17 @@ def load_task(config: TrainConfig) -> Task:
     Raises:
         ValueError: unknown task, or a prompt file that is missing or malformed (one line naming file and line).
     """
-    from creditzoo.tasks.prompts import load_prompt_set, parse_prompt_files, with_prompt_set
+    from creditzoo.tasks.prompts import task_with_prompt_files
 
     task = get_task(config.env)
-    if config.prompts is None:
-        return task
-    return with_prompt_set(task, load_prompt_set(*parse_prompt_files(config.prompts)))
+    return task if config.prompts is None else task_with_prompt_files(task, config.prompts)
 
 
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
-    from creditzoo.rewards import get_reward
     from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
 
-    name = config.reward or task.default_reward
-    reward = get_reward(task.rewards.get(name, name))
+    reward = task.reward(config.reward)
     spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
     return NoisyReward(reward, spec, seed=config.seed)
 
@@ -134,6 +130,8 @@ def train(
     run_dir = Path(run_dir)
     task = load_task(config)
     device = resolve_device(config.device)
+    if not task.load_model:
+        raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
     model = load_object(task.load_model)()  # type: ignore[operator]
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
     start, lines = 0, []
@@ -142,6 +140,11 @@ def train(
         if checkpoint is not None:
             start = _restore(learner, checkpoint)
             lines = [line for line in read_metrics(run_dir) if line["iteration"] <= start]
+        if start >= config.iterations:
+            raise RunDirectoryError(
+                f"nothing left to do: {str(run_dir)!r} is at iteration {start} and iterations is "
+                f"{config.iterations}; pass --iterations N with N > {start} to continue it"
+            )
     else:
         prepare_run_dir(run_dir, overwrite=overwrite)
     atomic_write_json(run_dir / "config.json", config.to_dict())

@@ -134,4 +134,5 @@ TASK = Task(
     category=category_of,
     score=score,
     rewards={"ocr": "creditzoo.rewards.ocr:ocr_reward"},
+    gym_id="creditzoo/OCR-v0",
 )

@@ -139,4 +139,5 @@ TASK = Task(
     category=category_of,
     score=score,
     rewards={"pickscore": "creditzoo.rewards.pickscore:pickscore_reward"},
+    gym_id="creditzoo/PickScore-v0",
 )

@@ -253,6 +253,15 @@ def with_prompt_set(task: Task, prompts: PromptSet) -> Task:
     )
 
 
+def task_with_prompt_files(task: Task, spec: str) -> Task:
+    """``task`` drawing its prompts from the files of ``spec`` (``"TRAIN_FILE,TEST_FILE"``, the command line's form).
+
+    Raises:
+        ValueError: a malformed ``spec`` or a missing or malformed file (one line naming the file and line).
+    """
+    return with_prompt_set(task, load_prompt_set(*parse_prompt_files(spec)))
+
+
 def _constant(values: list[str]) -> Callable[[], list[str]]:
     def get() -> list[str]:
         return list(values)
