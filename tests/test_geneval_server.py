@@ -42,14 +42,18 @@ def fake_scores(images, metadata):
 class FakeServer:
     """A GenEval reward server on 127.0.0.1 that follows Flow-GRPO's protocol; ``mode`` sets its behaviour."""
 
-    def __init__(self, mode="ok", *, delay=0.0, failures=0):
-        self.mode, self.delay, self.failures = mode, delay, failures
+    def __init__(self, mode="ok", *, delay=0.0, failures=0, redirect_to=""):
+        self.mode, self.delay, self.failures, self.redirect_to = mode, delay, failures, redirect_to
         self.requests = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):  # a followed redirect arrives as a GET
+                owner.requests.append("GET")
+                self.reply(405, b"")
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -58,6 +62,11 @@ class FakeServer:
                     time.sleep(owner.delay)
                 if owner.mode == "error" or len(owner.requests) <= owner.failures:
                     self.reply(500, b"Traceback (most recent call last):\n  ...\nKeyError: 'include'\n")
+                elif owner.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif owner.mode == "bad_request":
                     self.reply(400, b"bad request")
                 elif owner.mode == "evil":
@@ -222,3 +231,21 @@ def test_bad_settings_are_refused():
     client = GenEvalServerClient("http://127.0.0.1:1")
     with pytest.raises(ValueError, match="2 images but 1 metadata"):
         client.score(images_with_brightness([0.5, 0.5]), [METADATA["a photo of a cat"]])
+
+
+def test_the_client_goes_nowhere_but_the_given_url(monkeypatch):
+    with FakeServer() as elsewhere, FakeServer(mode="redirect", redirect_to="") as server:
+        server.redirect_to = elsewhere.url
+        client = GenEvalServerClient(server.url, timeout=5, retries=2, backoff=0.0)
+        with pytest.raises(GenEvalServerError, match="failed after 1 attempt: HTTP 302"):
+            client.score(images_with_brightness([0.5]), [METADATA["a photo of a cat"]])
+        assert elsewhere.requests == []  # the redirect was not followed
+        # a proxy setting does not divert requests either: were `server` used as the proxy, it would see them
+        monkeypatch.setenv("http_proxy", server.url)
+        monkeypatch.setenv("no_proxy", "")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        scores = GenEvalServerClient(elsewhere.url, timeout=5).score(
+            images_with_brightness([0.5]), [METADATA["a photo of a cat"]]
+        )
+    torch.testing.assert_close(scores.partial, torch.tensor([0.5]))
+    assert len(elsewhere.requests) == 1 and len(server.requests) == 1

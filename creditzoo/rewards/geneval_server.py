@@ -25,6 +25,9 @@ talks only to the URL you give it (there is no default host) and unpickles the r
 that admits only plain containers, numbers and strings (and numpy scalars), which stops the known code-running
 payloads but is no substitute for trust: point it only at a server you run or trust, on a network you trust.
 
+The client ignores proxy settings (``http_proxy``) and does not follow redirects, so requests go to the
+given URL only.
+
 Robustness: every request has a timeout; connection errors, timeouts and HTTP 5xx answers are retried with
 exponential backoff, up to ``retries`` more attempts; then :class:`GenEvalServerError` says what failed.
 """
@@ -62,6 +65,17 @@ _SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 """The only globals a response may reference: numpy scalars (a float64 score pickles as one) and containers."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the client talks to the URL it was given and nowhere else."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx code
+
+
+# No proxy (an http_proxy variable must not route images elsewhere) and no redirects.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 class GenEvalServerError(RuntimeError):
@@ -210,7 +224,7 @@ class GenEvalServerClient:
                 self.url, data=body, method="POST", headers={"Content-Type": "application/octet-stream"}
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                with _OPENER.open(request, timeout=self.timeout) as answer:
                     return answer.read()
             except urllib.error.HTTPError as error:
                 detail = _last_line(error.read())
