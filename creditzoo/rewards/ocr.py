@@ -1,7 +1,7 @@
 """Text-rendering reward: how well an image shows the text its prompt puts in double quotes.
 
-Flow-GRPO (Liu et al., 2025, "Flow-GRPO: Training Flow Matching Models via Online RL", Sec. 5, visual text
-rendering) rewards ``r = 1 - min(N_e, N_ref) / N_ref``, where ``N_ref`` is the length of the text to render
+Flow-GRPO (Liu et al., 2025, "Flow-GRPO: Training Flow Matching Models via Online RL", visual text rendering)
+rewards ``r = 1 - min(N_e, N_ref) / N_ref``, where ``N_ref`` is the length of the text to render
 and ``N_e`` the edit distance between it and what an OCR model reads in the image. As in its code:
 
 * the target is the text between the first pair of double quotes of the prompt;
@@ -12,7 +12,7 @@ and ``N_e`` the edit distance between it and what an OCR model reads in the imag
 
 An image with no text reads as the empty string, so it scores ``1 - N_ref / N_ref = 0``.
 
-The recogniser is RapidOCR (PP-OCR detection, direction and recognition models run with onnxruntime; the
+The recogniser is RapidOCR (PaddleOCR's PP-OCR detection and recognition models run with onnxruntime; the
 ``rapidocr`` wheel ships the models, so it works offline). Install it with ``pip install creditzoo[ocr]``.
 Flow-GRPO used PaddleOCR; RapidOCR runs PaddleOCR's models without the paddle framework.
 """
@@ -94,7 +94,7 @@ def ocr_text_score(target: str, recognised: str) -> float:
 
 
 class RapidOcrRecogniser:
-    """Reads the text in an image with RapidOCR (detection, direction classification, recognition).
+    """Reads the text in an image with RapidOCR: text detection, then recognition of each detected line.
 
     Args:
         min_confidence: lines recognised with a lower confidence are dropped (Flow-GRPO keeps every line with
