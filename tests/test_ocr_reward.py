@@ -166,3 +166,25 @@ def test_task_score_on_rendered_text():
     scores = task.score(images, ['A neon sign on a brick wall that says "Open"'] * 2)
     torch.testing.assert_close(scores["partial_score"], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(scores["strict_accuracy"], torch.tensor([1.0, 0.0]))
+
+
+def test_ocr_environment_scores_its_final_images_with_the_ocr_reward():
+    import gymnasium
+    from tiny_model import TinyFlowModel
+
+    from creditzoo.envs import DenoisingConfig
+    from creditzoo.rewards.ocr import default_ocr_reward, ocr_reward
+    from creditzoo.sampling import ode_step
+
+    env = gymnasium.make_vec(
+        "creditzoo/OCR-v0", num_envs=2, model=TinyFlowModel(), config=DenoisingConfig(num_steps=2, completion=None)
+    )
+    prompts = ocr_test_prompts()[:2]
+    obs, _ = env.reset(seed=0, options={"prompts": prompts})
+    for j in range(2):
+        obs, reward, terminated, _, info = env.step(
+            ode_step(env.velocity(), obs["latent"], env.sigmas[j], env.sigmas[j + 1])
+        )
+    assert terminated.all() and reward.shape == (2,)
+    assert env.unwrapped.reward is ocr_reward  # the task's default reward, not a stand-in that also reads 0
+    torch.testing.assert_close(reward, default_ocr_reward()(info["images"], prompts))
