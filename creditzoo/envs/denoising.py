@@ -165,7 +165,9 @@ class DenoisingEnv(VectorEnv):
 
         Args:
             seed: seeds the initial noise (same seed and prompts: same episode).
-            options: ``{"prompts": list of B strings}`` (required).
+            options: ``{"prompts": list of B strings}`` (required), and optionally ``"window_start"``: the SDE
+                window's first step for this episode (its size stays the configured one), e.g. from a sliding
+                window schedule (ALGORITHMS.md section 7.1); without it, the configured window.
 
         Returns:
             (observation, info) with ``info["prompts"]``.
@@ -175,6 +177,9 @@ class DenoisingEnv(VectorEnv):
             raise ValueError(
                 f"reset needs options={{'prompts': [...]}} with {self.num_envs} prompts, got {len(prompts)}"
             )
+        start = (options or {}).get("window_start")
+        window_start = self.config.window_start if start is None else int(start)
+        self.window = sde_window(self.config.num_steps, self.config.window_size, window_start)
         generator = torch.Generator(device="cpu")
         generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ()).item()))
         noise = torch.randn((self.num_envs, *self.model.sample_shape), generator=generator)
