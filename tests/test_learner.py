@@ -207,3 +207,15 @@ def test_tempflow_defaults_to_noise_weights() -> None:
     assert dataclasses.replace(BASE, algo="tempflow").resolved_step_weight == "noise"
     assert dataclasses.replace(BASE, algo="tempflow", step_weight="none").resolved_step_weight == "none"
     assert BASE.resolved_step_weight == "none"
+
+
+@pytest.mark.parametrize("algo", [name for name in ALGORITHMS if get_algorithm(name).rollout_shape != "chain"])
+def test_shapes_without_a_collector_fail_in_one_line(algo: str) -> None:
+    from creditzoo.learner.grpo import TRAINABLE_SHAPES
+
+    shape = get_algorithm(algo).rollout_shape
+    if shape in TRAINABLE_SHAPES:
+        pytest.skip(f"{shape} rollouts are trainable")
+    group = 4 if shape == "tree" else 3
+    with pytest.raises(ValueError, match=f"needs {shape} rollouts, which this learner cannot collect yet"):
+        make_learner(algo=algo, group_size=group)
