@@ -219,3 +219,17 @@ def test_shapes_without_a_collector_fail_in_one_line(algo: str) -> None:
     group = 4 if shape == "tree" else 3
     with pytest.raises(ValueError, match=f"needs {shape} rollouts, which this learner cannot collect yet"):
         make_learner(algo=algo, group_size=group)
+
+
+def test_env_window_is_settable_per_episode() -> None:
+    from creditzoo.envs import DenoisingConfig, DenoisingEnv
+
+    env = DenoisingEnv(
+        TinyFlowModel(), brightness_reward, num_envs=2, config=DenoisingConfig(num_steps=5, window_size=2)
+    )
+    env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2], "window_start": 2})
+    assert (env.window.start, env.window.size) == (2, 2)
+    env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2]})
+    assert (env.window.start, env.window.size) == (0, 2)  # back to the configured window
+    with pytest.raises(ValueError, match="does not fit in 5 steps"):
+        env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2], "window_start": 4})
