@@ -36,18 +36,10 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
         except tomllib.TOMLDecodeError as error:
             fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
     values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
-    values = {**_task_defaults(values.get("env", TrainConfig.env)), **values}
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.for_task(**values)
     except (ValueError, TypeError) as error:
         fail(str(error))
-
-
-def _task_defaults(env: str) -> dict[str, Any]:
-    """The environment's own training defaults (see :attr:`creditzoo.tasks.Task.train_defaults`)."""
-    from creditzoo.tasks import TASKS, get_task
-
-    return dict(get_task(env).train_defaults) if env in TASKS else {}
 
 
 @app.command("train")

@@ -209,6 +209,20 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def for_task(cls, env: str = "geneval", **values: Any) -> TrainConfig:
+        """The configuration ``creditzoo train --env ENV`` builds, for the Python API.
+
+        Library defaults, then the task's ``train_defaults``, then ``values`` (TrainConfig fields).
+        ``TrainConfig(env=...)`` alone keeps the library defaults.
+
+        Raises:
+            ValueError: an unknown environment or key, or an invalid value (the message names the valid ones).
+        """
+        from creditzoo.tasks import get_task
+
+        return cls.from_dict({**get_task(env).train_defaults, **values, "env": env})
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict (a TOML file, a run's config.json), rejecting unknown keys with the valid ones."""
         known = {f.name for f in dataclasses.fields(cls)}
