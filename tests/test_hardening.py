@@ -333,3 +333,14 @@ def test_pretrain_to_an_unwritable_path_is_one_line(tmp_path) -> None:
     result = runner.invoke(app, ["pretrain", "--steps", "1", "--out", str(blocker / "model.safetensors")])
     assert result.exit_code == 2 and "cannot write --out" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_python_api_gets_the_task_defaults_the_cli_applies() -> None:
+    from creditzoo.cli.train import resolve_config
+    from creditzoo.tasks import get_task
+
+    defaults = get_task("geneval").train_defaults
+    config = TrainConfig.for_task("geneval", seed=4)
+    assert config.learning_rate == defaults["learning_rate"] != TrainConfig().learning_rate
+    assert config == resolve_config(None, {"env": "geneval", "seed": 4})
+    assert TrainConfig.for_task("geneval", learning_rate=1e-4).learning_rate == 1e-4

@@ -36,18 +36,10 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
         except tomllib.TOMLDecodeError as error:
             fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
     values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
-    values = {**_task_defaults(values.get("env", TrainConfig.env)), **values}
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.for_task(**values)
     except (ValueError, TypeError) as error:
         fail(str(error))
-
-
-def _task_defaults(env: str) -> dict[str, Any]:
-    """The environment's own training defaults (see :attr:`creditzoo.tasks.Task.train_defaults`)."""
-    from creditzoo.tasks import TASKS, get_task
-
-    return dict(get_task(env).train_defaults) if env in TASKS else {}
 
 
 @app.command("train")
@@ -61,6 +53,9 @@ def train_command(
     shift: float = typer.Option(None, help=_help("shift")),
     window: int = typer.Option(None, help=_help("window_size")),
     window_start: int = typer.Option(None, help=_help("window_start")),
+    window_schedule: str = typer.Option(None, help=_help("window_schedule")),
+    train_steps: str = typer.Option(None, help=_help("train_steps")),
+    step_weight: str = typer.Option(None, help=_help("step_weight")),
     sde: str = typer.Option(None, help=_help("sde_kind")),
     noise_level: float = typer.Option(None, help=_help("noise_level")),
     completion: str = typer.Option(None, help=_help("completion")),

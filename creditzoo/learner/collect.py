@@ -46,6 +46,7 @@ def collect_rollout(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
 ) -> CollectedRollout:
     """Sample one episode: ODE outside the window, SDE inside it, recording z_k and log-probs.
 
@@ -56,11 +57,15 @@ def collect_rollout(
         seed: seeds the initial noise and the SDE noise.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
 
     Returns:
         :class:`CollectedRollout`.
     """
-    obs, _ = env.reset(seed=seed, options={"prompts": prompts})
+    options: dict = {"prompts": prompts}
+    if window_start is not None:
+        options["window_start"] = window_start
+    obs, _ = env.reset(seed=seed, options=options)
     generator = torch.Generator(device=obs["latent"].device).manual_seed(seed + 1)
     window = env.window
     states, log_probs = [], []
