@@ -249,3 +249,67 @@ def test_the_client_goes_nowhere_but_the_given_url(monkeypatch):
         )
     torch.testing.assert_close(scores.partial, torch.tensor([0.5]))
     assert len(elsewhere.requests) == 1 and len(server.requests) == 1
+
+
+# ------------------------------------------------------------------------- the geneval_server task
+
+
+def write_prompt_files(folder, suffix=".jsonl"):
+    import json
+
+    train, test = folder / f"train{suffix}", folder / f"test{suffix}"
+    if suffix == ".jsonl":
+        train.write_text(json.dumps(METADATA["a photo of a cat"]) + "\n")
+        test.write_text(json.dumps(METADATA["a photo of two dogs"]) + "\n")
+    else:
+        train.write_text("a photo of a cat\n")
+        test.write_text("a photo of two dogs\n")
+    return f"{train},{test}"
+
+
+def test_geneval_server_task_trains_and_evaluates_through_the_server(tmp_path, monkeypatch):
+    from creditzoo.learner.config import TrainConfig
+    from creditzoo.tasks import get_task
+    from creditzoo.tasks.prompts import task_with_prompt_files
+
+    files = write_prompt_files(tmp_path)
+    images = images_with_brightness([0.3, 0.7])
+    prompts = ["a photo of a cat", "a photo of two dogs"]
+    with FakeServer() as server:
+        monkeypatch.setenv("CREDITZOO_GENEVAL_URL", server.url)
+        TrainConfig(env="geneval_server", prompts=files, prompts_per_iteration=1)  # binds without any request
+        assert server.requests == []
+        task = task_with_prompt_files(get_task("geneval_server"), files)
+        assert task.train_prompts() == ["a photo of a cat"] and task.test_prompts() == ["a photo of two dogs"]
+        assert task.category("a photo of two dogs") == "counting"
+        partial = task.reward()(images, prompts)  # the default reward: Flow-GRPO's partial score
+        correct = task.reward("geneval_correct")(images, prompts)
+        scores = task.score(images, prompts)
+    torch.testing.assert_close(partial, torch.tensor([0.3, 0.7]))
+    torch.testing.assert_close(correct, torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(scores["strict_accuracy"], torch.tensor([1.0, 0.0]))  # GenEval's correctness
+    torch.testing.assert_close(scores["partial_score"], torch.tensor([0.3, 0.7]))
+    torch.testing.assert_close(scores["exact_count_accuracy"], torch.tensor([1.0, 0.0]))
+    assert [r["only_strict"] for r in server.requests] == [True, False, False]
+    assert [m["prompt"] for m in server.requests[0]["meta_datas"]] == prompts
+
+
+def test_geneval_server_task_says_what_it_needs(tmp_path, monkeypatch):
+    from creditzoo.learner.config import TrainConfig
+    from creditzoo.tasks import get_task
+    from creditzoo.tasks.prompts import task_with_prompt_files
+
+    task = get_task("geneval_server")
+    monkeypatch.delenv("CREDITZOO_GENEVAL_URL", raising=False)
+    with pytest.raises(ValueError, match="no prompts of its own; .*--prompts train_metadata.jsonl"):
+        TrainConfig(env="geneval_server")
+    with pytest.raises(ValueError, match="set CREDITZOO_GENEVAL_URL to your GenEval reward server"):
+        task_with_prompt_files(task, write_prompt_files(tmp_path))
+    monkeypatch.setenv("CREDITZOO_GENEVAL_URL", "http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="give the prompts as GenEval .jsonl files"):
+        task_with_prompt_files(task, write_prompt_files(tmp_path, ".txt"))
+    with pytest.raises(ValueError, match="give the prompts as GenEval .jsonl files"):
+        task.reward()(images_with_brightness([0.5]), ["a photo of a cat"])  # unbound
+    monkeypatch.setenv("CREDITZOO_GENEVAL_URL", "127.0.0.1:18085")
+    with pytest.raises(ValueError, match="http://HOST:PORT"):
+        task_with_prompt_files(task, write_prompt_files(tmp_path))

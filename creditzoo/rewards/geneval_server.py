@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import socket
 import time
@@ -44,11 +45,22 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from creditzoo.rewards._images import to_uint8_images
+
+if TYPE_CHECKING:
+    from creditzoo.tasks.prompts import PromptSet
+
+URL_ENV = "CREDITZOO_GENEVAL_URL"
+"""Environment variable naming the GenEval server the ``geneval_server`` task's rewards and scorer use."""
+
+NEEDS_METADATA = (
+    "the GenEval server scores against GenEval metadata: give the prompts as GenEval .jsonl files "
+    "(--prompts train_metadata.jsonl,test_metadata.jsonl)"
+)
 
 RESPONSE_LISTS: tuple[str, ...] = ("scores", "rewards", "strict_rewards")
 """Per-image lists a response must hold."""
@@ -294,11 +306,67 @@ class GenEvalServerReward:
         return getattr(self.scores(images, prompts), self.kind)
 
 
+def client_from_environment(**kwargs: Any) -> GenEvalServerClient:
+    """A client for the server named by ``$CREDITZOO_GENEVAL_URL`` (``kwargs``: timeout, retries, ...).
+
+    Raises:
+        ValueError: if the variable is unset or not an http(s) URL; there is no default host.
+    """
+    url = os.environ.get(URL_ENV, "").strip()
+    if not url:
+        raise ValueError(
+            f"set {URL_ENV} to your GenEval reward server, e.g. http://127.0.0.1:18085 (there is no default host: "
+            "the protocol uses pickle, so name only a server you trust)"
+        )
+    return GenEvalServerClient(url, **kwargs)
+
+
+class UnboundGenEvalServerReward:
+    """A task's GenEval-server reward before it knows its prompts' metadata.
+
+    :func:`creditzoo.tasks.prompts.with_prompt_set` (``--prompts`` on the command line) calls
+    :meth:`for_prompts`, which returns the working :class:`GenEvalServerReward`; called unbound, it fails
+    saying so.
+
+    Args:
+        kind: "partial", "correct" or "strict" (see :class:`GenEvalServerReward`).
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind not in GenEvalServerReward.KINDS:
+            raise ValueError(f"unknown GenEval server score {kind!r}; valid: {', '.join(GenEvalServerReward.KINDS)}")
+        self.kind = kind
+
+    def for_prompts(self, prompts: PromptSet) -> GenEvalServerReward:
+        """The reward bound to ``prompts``' metadata, on the server of ``$CREDITZOO_GENEVAL_URL``.
+
+        Raises:
+            ValueError: the prompts carry no GenEval metadata (plain text), or the URL is not set.
+        """
+        if not prompts.metadata:
+            raise ValueError(NEEDS_METADATA)
+        return GenEvalServerReward(client_from_environment(), prompts.metadata, kind=self.kind)
+
+    def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """Always fails: the reward needs its prompts' metadata first (see :meth:`for_prompts`)."""
+        raise ValueError(NEEDS_METADATA)
+
+
+PARTIAL = UnboundGenEvalServerReward("partial")
+"""Flow-GRPO's GenEval training reward (the server's partial score), once bound to a prompt set."""
+CORRECT = UnboundGenEvalServerReward("correct")
+"""GenEval's correctness (0/1), once bound."""
+STRICT = UnboundGenEvalServerReward("strict")
+"""Correctness with exact counts (0/1), once bound."""
+
+
 __all__ = [
     "GenEvalServerClient",
     "GenEvalServerError",
     "GenEvalServerReward",
     "GenEvalServerScores",
+    "UnboundGenEvalServerReward",
+    "client_from_environment",
     "check_server_url",
     "encode_jpeg",
     "safe_unpickle",

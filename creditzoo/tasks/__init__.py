@@ -18,6 +18,7 @@ TASKS: dict[str, str] = {
     "geneval": "creditzoo.tasks.geneval:TASK",
     "ocr": "creditzoo.tasks.ocr:TASK",
     "pickscore": "creditzoo.tasks.pickscore:TASK",
+    "geneval_server": "creditzoo.tasks.geneval_server:TASK",
 }
 
 

@@ -17,6 +17,10 @@ Two formats, told apart by the file name's ending:
   ``position``: [relation, index of an earlier ``include`` entry]) are checked; ``exclude`` and any other
   keys pass through untouched in :attr:`PromptSet.metadata` (a GenEval reward server reads them).
 
+Rewards and scorers that need each prompt's metadata (the GenEval reward server does) cannot score from the
+prompt text alone. Such an object defines ``for_prompts(prompt_set) -> callable``; :func:`with_prompt_set`
+binds every reward of the task, and its scorer, that has one (the others are kept as they are).
+
 A file that breaks its format raises a one-line ``ValueError`` naming the file and the line. The same prompt
 may appear more than once in a file (a file's repeats weight sampling); a prompt whose tag or metadata
 differs between two lines is an error.
@@ -32,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from creditzoo.registry import load_object
 from creditzoo.tasks import Task
 
 UNTAGGED = "all"
@@ -242,14 +247,25 @@ def parse_prompt_files(spec: str) -> tuple[Path, Path]:
 def with_prompt_set(task: Task, prompts: PromptSet) -> Task:
     """The same task drawing its train and test prompts (and categories) from ``prompts``.
 
-    The task's scorer and rewards are kept; evaluation reports one category per tag of ``prompts``
-    (a single ``UNTAGGED`` category for plain-text files).
+    Evaluation reports one category per tag of ``prompts`` (a single ``UNTAGGED`` category for plain-text
+    files). Rewards and the scorer are kept, except those defining ``for_prompts(prompt_set)``, which are
+    replaced by what it returns (bound to the prompts' metadata).
+
+    Raises:
+        ValueError: from a ``for_prompts`` that cannot bind (e.g. plain-text prompts where metadata is needed).
     """
+    rewards = {}
+    for name, value in task.rewards.items():
+        reward = load_object(value) if isinstance(value, str) and ":" in value else value
+        rewards[name] = reward.for_prompts(prompts) if hasattr(reward, "for_prompts") else value
+    score = task.score.for_prompts(prompts) if hasattr(task.score, "for_prompts") else task.score
     return dataclasses.replace(
         task,
         train_prompts=_constant(list(prompts.train)),
         test_prompts=_constant(list(prompts.test)),
         category=prompts.category,
+        rewards=rewards,
+        score=score,
     )
 
 
