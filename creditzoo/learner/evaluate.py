@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from creditzoo.models.base import FlowModel
-from creditzoo.sampling import flow_sigmas, ode_step
+from creditzoo.sampling import model_sigmas, ode_step
 from creditzoo.tasks import Task
 
 SPLITS = ("test", "train")
@@ -126,7 +126,7 @@ def sample_ode(
     shift: float = 1.0,
 ) -> torch.Tensor:
     """Sample images with the Euler ODE from ``noise`` [B, *sample_shape]; returns images [B, 3, H, W] in [0, 1]."""
-    sigmas = flow_sigmas(num_steps, shift)  # [T + 1]
+    sigmas = model_sigmas(model, num_steps, shift)  # [T + 1], the model's own grid (FLUX: resolution-dependent)
     cond = model.encode_prompts(prompts)
     x = noise
     for i in range(num_steps):
