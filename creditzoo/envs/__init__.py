@@ -7,6 +7,7 @@ task with its default model and reward, or with a model you pass (e.g. one carry
 from __future__ import annotations
 
 import gymnasium
+import torch
 
 from creditzoo.envs.completion import COMPLETION_FORMS, CompletionMode, parse_completion_mode
 from creditzoo.envs.denoising import DenoisingConfig, DenoisingEnv
@@ -37,14 +38,15 @@ def make_env(
     Raises:
         ValueError: unknown name, listing the valid ones.
     """
+    from creditzoo.models import load_model
     from creditzoo.rewards import get_reward
-    from creditzoo.tasks import get_task, load_object
+    from creditzoo.tasks import get_task
 
     if name not in ENVS:
         raise ValueError(f"unknown environment {name!r}; valid: {', '.join(ENVS)}")
     task = get_task(name)
     if model is None:
-        model = load_object(task.load_model)()  # type: ignore[operator]
+        model = load_model(task.default_model, device=torch.device("cpu"))
     if reward is None:
         reward = get_reward(task.default_reward)
     return DenoisingEnv(model, reward, num_envs=num_envs, config=config or DenoisingConfig())

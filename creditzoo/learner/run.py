@@ -25,7 +25,8 @@ from creditzoo.learner.checkpoint import (
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
 from creditzoo.learner.grpo import GRPOLearner
-from creditzoo.tasks import Task, get_task, load_object
+from creditzoo.models import load_model, parse_dtype
+from creditzoo.tasks import Task, get_task
 
 EVAL_SEED = 0  # every evaluation, base model included, sees the same noise: scores differ only by the weights
 
@@ -120,7 +121,7 @@ def train(
     run_dir = Path(run_dir)
     task = get_task(config.env)
     device = resolve_device(config.device)
-    model = load_object(task.load_model)()  # type: ignore[operator]
+    model = load_model(config.model or task.default_model, device=device, dtype=parse_dtype(config.dtype))
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
     start, lines = 0, []
     if resume:

@@ -31,7 +31,8 @@ class Task:
             "strict_accuracy" and "partial_score"; used by evaluation.
         rewards: reward name -> ``"package.module:attribute"`` of a reward callable
             ``(images, prompts) -> Tensor[B]``; the first entry is the default training reward.
-        load_model: ``"package.module:function"`` returning the task's default :class:`FlowModel`.
+        default_model: the model spec (see :func:`creditzoo.models.load_model`) trained when the configuration
+            names none, e.g. "toy".
         train_defaults: TrainConfig fields this task's model needs other than the library defaults (which
             follow Flow-GRPO / TP-GRPO at SD3.5 scale); ``creditzoo train --env NAME`` applies them under the
             config file and the command line.
@@ -44,7 +45,7 @@ class Task:
     category: Callable[[str], str]
     score: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
     rewards: dict[str, str] = field(default_factory=dict)
-    load_model: str = ""
+    default_model: str = "toy"
     train_defaults: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -435,7 +435,7 @@ TASK = Task(
         "geneval_dense": "creditzoo.rewards.geneval:dense_reward",
         "geneval_strict": "creditzoo.rewards.geneval:strict_reward",
     },
-    load_model="creditzoo.models.toy:load_geneval_model",
+    default_model="toy",
     # Measured on this toy model (README, "Measured numbers"): with the paper's lr 3e-4 and clip range 1e-4 a
     # 10-minute run does not move the test score; 3e-3 / 1e-3 does, 1e-2 collapses the reward in 3 iterations.
     # The dense reward gives TP-GRPO non-zero increments (partial: ~75% of increments are exactly zero).
