@@ -36,7 +36,7 @@ def load_pipeline(pipeline_class: type, path: str, *, device: torch.device, dtyp
     if not is_hub_id and not Path(path).is_dir():
         raise ValueError(f"model folder {path!r} does not exist; give a diffusers folder or a cached hub id")
     try:
-        pipeline = pipeline_class.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        pipeline = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(
