@@ -119,6 +119,7 @@ def train_command(
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
     from creditzoo.learner.run import RunDirectoryError, load_run_config
+    from creditzoo.models import ModelError
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
@@ -141,7 +142,7 @@ def train_command(
     check_choices(train_config)
     try:
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
-    except RunDirectoryError as error:
+    except (RunDirectoryError, ModelError) as error:
         fail(str(error))
     except NonFiniteRewardError as error:
         error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)

@@ -28,6 +28,9 @@ class TrainConfig:
     model: str | None = field(
         default=None, metadata={"help": "model spec: toy, toy:PATH, sd3:PATH, flux:PATH (default: the task's model)"}
     )
+    model_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length"}
+    )
     dtype: str = field(default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16"})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}

@@ -121,7 +121,8 @@ def train(
     run_dir = Path(run_dir)
     task = get_task(config.env)
     device = resolve_device(config.device)
-    model = load_model(config.model or task.default_model, device=device, dtype=parse_dtype(config.dtype))
+    spec = config.model or task.default_model
+    model = load_model(spec, device=device, dtype=parse_dtype(config.dtype), **config.model_options)
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
     start, lines = 0, []
     if resume:

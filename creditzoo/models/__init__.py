@@ -21,6 +21,7 @@ with no arguments (e.g. a test's model), as the other registries of the package 
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import torch
 
@@ -38,6 +39,15 @@ PATH_REQUIRED: frozenset[str] = frozenset({"sd3", "flux"})
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """Weight dtypes a backend may be loaded in (the sampler's mean, std and log-prob stay float32)."""
+
+
+class ModelError(ValueError):
+    """A model spec, option or setting the model cannot take (the CLI reports it as bad input).
+
+    Raised for a spec that names no backend or lacks its path, weights that cannot be loaded offline, unknown or
+    invalid backend options, and sampler settings a backend refuses (e.g. classifier-free guidance on FLUX.1-dev).
+    """
+
 
 VALID_SPECS = "toy, toy:PATH, sd3:PATH, flux:PATH (or package.module:function)"
 
@@ -66,35 +76,47 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
         A :class:`FlowModel` (an ``nn.Module``) in eval mode.
 
     Raises:
-        ValueError: unknown backend, missing path or a path that does not exist, listing the valid forms.
+        ModelError: unknown backend, missing path or a path that does not exist, listing the valid forms.
     """
     kind, sep, path = spec.partition(":")
     if dtype not in DTYPES.values():
-        raise ValueError(f"unsupported dtype {dtype}; valid: {', '.join(DTYPES)}")
+        raise ModelError(f"unsupported dtype {dtype}; valid: {', '.join(DTYPES)}")
     if kind in MODELS:
         if kind in PATH_REQUIRED and not path:
-            raise ValueError(f"model {kind!r} needs a path, e.g. {kind}:/path/to/weights; valid forms: {VALID_SPECS}")
+            raise ModelError(f"model {kind!r} needs a path, e.g. {kind}:/path/to/weights; valid forms: {VALID_SPECS}")
         if sep and not path:
-            raise ValueError(f"empty path in model spec {spec!r}; valid forms: {VALID_SPECS}")
+            raise ModelError(f"empty path in model spec {spec!r}; valid forms: {VALID_SPECS}")
         module_name, _, attribute = MODELS[kind].partition(":")
         loader = getattr(importlib.import_module(module_name), attribute)
-        return loader(path or None, device=device, dtype=dtype, **options)
+        accepted = [name for name in inspect.signature(loader).parameters if name not in ("path", "device", "dtype")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ModelError(
+                f"unknown option(s) {', '.join(unknown)} for {kind}; valid: {', '.join(accepted) or 'none'}"
+            )
+        try:
+            return loader(path or None, device=device, dtype=dtype, **options)
+        except ModelError:
+            raise
+        except ValueError as error:  # a backend's check of its options (resolution, guidance, ...)
+            raise ModelError(f"{kind}: {error}") from error
     if sep and path.isidentifier():
         try:
             module = importlib.import_module(kind)
         except ImportError as error:
-            raise ValueError(f"unknown model {spec!r} ({error}); valid forms: {VALID_SPECS}") from error
+            raise ModelError(f"unknown model {spec!r} ({error}); valid forms: {VALID_SPECS}") from error
         if not hasattr(module, path):
-            raise ValueError(f"unknown model {spec!r}: {kind} has no {path!r}; valid forms: {VALID_SPECS}")
+            raise ModelError(f"unknown model {spec!r}: {kind} has no {path!r}; valid forms: {VALID_SPECS}")
         if dtype != torch.float32 or options:
-            raise ValueError(f"model {spec!r} takes no dtype or options; valid forms: {VALID_SPECS}")
+            raise ModelError(f"model {spec!r} takes no dtype or options; valid forms: {VALID_SPECS}")
         return getattr(module, path)().to(device)
-    raise ValueError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
+    raise ModelError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
 
 
 __all__ = [
     "DTYPES",
     "MODELS",
+    "ModelError",
     "Conditioning",
     "FlowModel",
     "load_model",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from creditzoo.models import ModelError
+
 LORA_METADATA_KEYS = ("r", "lora_alpha", "target_modules", "lora_dropout", "bias", "use_rslora", "use_dora")
 """The LoraConfig fields written into a diffusers LoRA file (what its loader needs to rebuild the adapter)."""
 
@@ -30,16 +32,16 @@ def load_pipeline(pipeline_class: type, path: str, *, device: torch.device, dtyp
         The pipeline, every component in eval mode with gradients off.
 
     Raises:
-        ValueError: the folder does not exist, or the id is not in the local cache.
+        ModelError: the folder does not exist, or the id is not in the local cache.
     """
     is_hub_id = not Path(path).exists() and path.count("/") == 1 and not path.startswith(("/", ".", "~"))
     if not is_hub_id and not Path(path).is_dir():
-        raise ValueError(f"model folder {path!r} does not exist; give a diffusers folder or a cached hub id")
+        raise ModelError(f"model folder {path!r} does not exist; give a diffusers folder or a cached hub id")
     try:
         pipeline = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(
+        raise ModelError(
             f"cannot load a {pipeline_class.__name__} from {path!r} without downloading: {first}"
         ) from error
     pipeline.to(device)

@@ -125,10 +125,12 @@ class FluxFlowModel(nn.Module):
         """FLUX's resolution-dependent grid, float32 [T + 1], as ``FluxPipeline`` sets it.
 
         Raises:
-            ValueError: for a static ``shift`` other than 1.0 (FLUX's shift comes from the resolution).
+            ModelError: for a static ``shift`` other than 1.0 (FLUX's shift comes from the resolution).
         """
+        from creditzoo.models import ModelError
+
         if shift != 1.0:
-            raise ValueError(
+            raise ModelError(
                 f"FLUX's sigma shift is resolution-dependent (mu={self._mu:.4f}); leave shift at 1.0, got {shift}"
             )
         return flow_sigmas(num_steps, mu=self._mu)
@@ -161,11 +163,13 @@ class FluxFlowModel(nn.Module):
         """Velocity float32 [B, N, 4C] at packed ``latents`` [B, N, 4C] and noise levels ``sigma`` [B].
 
         Raises:
-            ValueError: for ``guidance_scale != 1`` (FLUX.1-dev is guidance-distilled: set the model's
+            ModelError: for ``guidance_scale != 1`` (FLUX.1-dev is guidance-distilled: set the model's
                 ``guidance`` instead).
         """
         if guidance_scale != 1.0:
-            raise ValueError(
+            from creditzoo.models import ModelError
+
+            raise ModelError(
                 f"FLUX.1-dev has no classifier-free guidance (guidance_scale must be 1, got {guidance_scale}); "
                 f"its distilled guidance is the model option guidance={self.guidance}"
             )
@@ -241,10 +245,11 @@ def load_flux(
     """
     from diffusers import FluxPipeline
 
+    from creditzoo.models import ModelError
     from creditzoo.models._diffusers import load_pipeline
 
     if not path:
-        raise ValueError("flux needs a path: flux:/path/to/FLUX.1-dev")
+        raise ModelError("flux needs a path: flux:/path/to/FLUX.1-dev")
     pipeline = load_pipeline(FluxPipeline, path, device=device, dtype=dtype)
     return FluxFlowModel(
         pipeline, resolution=resolution, guidance=guidance, max_sequence_length=max_sequence_length

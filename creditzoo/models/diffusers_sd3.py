@@ -192,9 +192,10 @@ def load_sd3(
     """
     from diffusers import StableDiffusion3Pipeline
 
+    from creditzoo.models import ModelError
     from creditzoo.models._diffusers import load_pipeline
 
     if not path:
-        raise ValueError("sd3 needs a path: sd3:/path/to/stable-diffusion-3.5-medium")
+        raise ModelError("sd3 needs a path: sd3:/path/to/stable-diffusion-3.5-medium")
     pipeline = load_pipeline(StableDiffusion3Pipeline, path, device=device, dtype=dtype)
     return SD3FlowModel(pipeline, resolution=resolution, max_sequence_length=max_sequence_length).eval()

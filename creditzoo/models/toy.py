@@ -435,13 +435,15 @@ def load_toy(path: str | None = None, *, device: torch.device, dtype: torch.dtyp
     """The ``toy`` / ``toy:PATH`` entry of :data:`creditzoo.models.MODELS`: the shipped or a saved toy, on ``device``.
 
     Raises:
-        ValueError: for a dtype other than float32 (the toy's layers are not written for reduced precision) or a
+        ModelError: for a dtype other than float32 (the toy's layers are not written for reduced precision) or a
             path with no toy weights.
     """
+    from creditzoo.models import ModelError
+
     if dtype != torch.float32:
-        raise ValueError(f"the toy model runs in float32 only, got dtype {dtype}; valid: float32")
+        raise ModelError(f"the toy model runs in float32 only, got dtype {dtype}; valid: float32")
     try:
         model = load_geneval_model(path)
     except FileNotFoundError as error:
-        raise ValueError(f"{error}; valid forms: toy, toy:PATH") from error
+        raise ModelError(f"{error}; valid forms: toy, toy:PATH") from error
     return model.to(device)
