@@ -244,11 +244,22 @@ def test_one_iteration_of_every_algorithm_trains_lora(kind: str, algo: str) -> N
 def test_gradient_checkpointing_gives_the_same_update(kind: str) -> None:
     config = config_for(kind, lora_rank=4, seed=1)
     plain = make_learner(kind, config)
-    plain.iteration(1)
     checkpointed = make_learner(kind, dataclasses.replace(config, gradient_checkpointing=True))
     assert checkpointed.policy.get_base_model().transformer.gradient_checkpointing
+    calls = {}
+    for name, learner in (("plain", plain), ("checkpointed", checkpointed)):
+        block = learner.policy.get_base_model().transformer.transformer_blocks[0]
+        calls[name] = 0
+
+        def counted(*args, _forward=block.forward, _name=name, **kwargs):  # recomputation skips forward hooks
+            calls[_name] += 1
+            return _forward(*args, **kwargs)
+
+        block.forward = counted
     initial = {n: p.detach().clone() for n, p in checkpointed.policy.named_parameters() if p.requires_grad}
+    plain.iteration(1)
     checkpointed.iteration(1)
+    assert calls["checkpointed"] > calls["plain"]  # the block ran again in the backward pass
     assert any(not torch.equal(initial[n], p) for n, p in checkpointed.policy.named_parameters() if n in initial)
     for (name, a), (_, b) in zip(plain.policy.named_parameters(), checkpointed.policy.named_parameters(), strict=True):
         if a.requires_grad:
