@@ -266,6 +266,18 @@ def test_gradient_checkpointing_gives_the_same_update(kind: str) -> None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_sd3_grid_defaults_to_the_schedulers_shift() -> None:
+    from creditzoo.sampling import flow_sigmas
+
+    default = make_learner("sd3", config_for("sd3", shift=None, lora_rank=2))
+    assert default.shift == 3.0  # the tiny pipeline's scheduler, like SD3.5's
+    torch.testing.assert_close(default.env.sigmas, flow_sigmas(3, 3.0), rtol=0, atol=0)
+    explicit = make_learner("sd3", config_for("sd3", shift=1.0, lora_rank=2))
+    torch.testing.assert_close(explicit.env.sigmas, flow_sigmas(3, 1.0), rtol=0, atol=0)
+    flux = make_learner("flux", config_for("flux", shift=None, lora_rank=2))
+    torch.testing.assert_close(flux.env.sigmas, flux.policy.sigma_grid(3), rtol=0, atol=0)
+
+
 def test_gradient_checkpointing_needs_a_diffusers_model() -> None:
     from tiny_model import TinyFlowModel
 

@@ -41,7 +41,10 @@ class TrainConfig:
     prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
     group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
     num_steps: int = field(default=10, metadata={"help": "T, denoising steps"})
-    shift: float = field(default=1.0, metadata={"help": "sigma-grid time shift"})
+    shift: float | None = field(
+        default=None,
+        metadata={"help": "sigma-grid time shift (default: the model's; toy 1, sd3 its scheduler's, 3 for SD3.5)"},
+    )
     window_start: int = field(default=0, metadata={"help": "w, first SDE step"})
     window_size: int | None = field(default=None, metadata={"help": "K, SDE steps (default T - 1)"})
     sde_kind: str = field(default="flow_grpo", metadata={"help": "SDE sampler: flow_grpo or cps"})
@@ -95,6 +98,7 @@ class TrainConfig:
         need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0, got {self.beta}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(self.lora_rank is None or self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(self.shift is None or self.shift > 0, f"shift must be > 0, got {self.shift}")
         need(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         need(self.model is None or bool(self.model.strip()), "model must be a spec like sd3:PATH, not empty")
         need(self.resolved_noise_level >= 0, f"noise_level must be >= 0, got {self.noise_level}")

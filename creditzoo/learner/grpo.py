@@ -107,6 +107,8 @@ class GRPOLearner:
         options = {"std_mode": config.std_mode, **config.algo_options}
         self.algorithm = get_algorithm(config.algo, **options)
         torch.manual_seed(config.seed)  # LoRA initialisation
+        # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
+        self.shift = config.shift if config.shift is not None else float(getattr(model, "default_shift", 1.0))
         self.policy = add_lora(model, config).to(device)
         if config.gradient_checkpointing:
             enable = getattr(model, "enable_gradient_checkpointing", None)
@@ -118,7 +120,7 @@ class GRPOLearner:
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function
         env_config = DenoisingConfig(
             num_steps=config.num_steps,
-            shift=config.shift,
+            shift=self.shift,
             guidance_scale=config.guidance_scale,
             window_start=config.window_start,
             window_size=config.window_size,

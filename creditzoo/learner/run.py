@@ -169,7 +169,7 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
         samples_per_prompt=config.eval_samples_per_prompt,
         min_images_per_category=config.eval_min_images_per_category,
         seed=EVAL_SEED,
-        shift=config.shift,
+        shift=learner.shift,
     )
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()

@@ -67,6 +67,7 @@ class FluxFlowModel(nn.Module):
     lora_target_modules: tuple[str, ...] = FLUX_LORA_TARGET_MODULES
     default_lora_rank: int = 64
     default_lora_alpha: float = 128.0
+    default_shift: float = 1.0  # no static shift on top of the resolution-dependent one
 
     def __init__(
         self,

@@ -14,8 +14,9 @@ diffusers' ``StableDiffusion3Pipeline`` and Flow-GRPO (Liu et al. 2025, arXiv 25
 
 Latents enter and velocities leave in float32 (the sampler's mean, std and log-prob stay float32); the
 transformer runs in the weight dtype. The sigma grid is :func:`creditzoo.sampling.flow_sigmas` with the
-configured shift (SD3.5's scheduler uses 3.0). LoRA targets SD3's attention projections, rank 32, alpha 64
-(Flow-GRPO's setting); the names are suffixes, so SD3.5-Medium's second attention (``attn2``) is adapted too.
+configured shift, by default the pipeline scheduler's (``default_shift``; SD3.5: 3.0). LoRA targets SD3's
+attention projections, rank 32, alpha 64 (Flow-GRPO's setting); the names are suffixes, so SD3.5-Medium's
+second attention (``attn2``) is adapted too.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class SD3FlowModel(nn.Module):
         side = self.resolution // pipeline.vae_scale_factor  # type: ignore[attr-defined]
         self.sample_shape: tuple[int, ...] = (self.transformer.config.in_channels, side, side)
         self._negative: Conditioning | None = None
+        self.default_shift = float(pipeline.scheduler.config.get("shift", 1.0))  # type: ignore[attr-defined]
+        """The scheduler's static shift (SD3.5: 3.0), used when the configuration sets none."""
 
     @property
     def pipeline(self) -> object:
