@@ -59,6 +59,21 @@ def test_sd3_ode_sampling_equals_the_diffusers_pipeline_with_cfg() -> None:
     assert (unguided - ours).abs().max() > 1e-3  # guidance is live: the comparison above can fail
 
 
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_each_distinct_prompt_is_encoded_once(kind: str) -> None:
+    model = sd3_model() if kind == "sd3" else flux_model()
+    seen = []
+    encode = model.pipeline.encode_prompt
+    model.pipeline.encode_prompt = lambda prompt, **kw: seen.append(list(prompt)) or encode(prompt=prompt, **kw)
+    batch = ["two dogs", "a red cat", "two dogs", "two dogs", "a red cat"]
+    cond = model.encode_prompts(batch)
+    assert seen == [["two dogs", "a red cat"]]
+    for name, value in cond.items():
+        assert value.shape[0] == 5
+        for row, prompt in enumerate(batch):  # against each prompt encoded on its own
+            torch.testing.assert_close(value[row], model._encode([prompt])[name][0], msg=f"{name} row {row}")
+
+
 def test_sd3_negative_prompt_is_encoded_once() -> None:
     model = sd3_model()
     calls = []

@@ -6,11 +6,13 @@ diffusers itself is imported inside the functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from creditzoo.models import ModelError
+from creditzoo.models.base import Conditioning, select_conditioning
 
 LORA_METADATA_KEYS = ("r", "lora_alpha", "target_modules", "lora_dropout", "bias", "use_rslora", "use_dora")
 """The LoraConfig fields written into a diffusers LoRA file (what its loader needs to rebuild the adapter)."""
@@ -49,6 +51,25 @@ def load_pipeline(pipeline_class: type, path: str, *, device: torch.device, dtyp
         if isinstance(component, torch.nn.Module):
             component.eval().requires_grad_(False)
     return pipeline
+
+
+def encode_unique(encode: Callable[[list[str]], Conditioning], prompts: list[str]) -> Conditioning:
+    """Encode each distinct prompt once and gather the rows back (a GRPO batch repeats every prompt G times).
+
+    Args:
+        encode: the text encoders, ``list of U distinct prompts -> Conditioning with U rows``.
+        prompts: B prompts, repeats allowed.
+
+    Returns:
+        Conditioning with B rows, row i the encoding of ``prompts[i]``.
+    """
+    unique = list(dict.fromkeys(prompts))
+    position = {prompt: i for i, prompt in enumerate(unique)}
+    cond = encode(unique)
+    if len(unique) == len(prompts):
+        return cond
+    index = torch.tensor([position[prompt] for prompt in prompts], dtype=torch.int64)  # [B]
+    return select_conditioning(cond, index)
 
 
 def transformer_lora_state(peft_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -138,9 +138,14 @@ class FluxFlowModel(nn.Module):
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
-        """Encode B prompts: {"prompt_embeds": [B, L, D] (T5), "pooled_projections": [B, P] (CLIP)}."""
+        """Encode B prompts, each distinct one once: {"prompt_embeds": [B, L, D] (T5), "pooled_projections": [B, P]}."""
+        from creditzoo.models._diffusers import encode_unique
+
+        return encode_unique(self._encode, list(prompts))
+
+    def _encode(self, prompts: list[str]) -> Conditioning:
         embeds, pooled, _ = self._pipeline.encode_prompt(  # type: ignore[attr-defined]
-            prompt=list(prompts),
+            prompt=prompts,
             prompt_2=None,
             device=self.device,
             max_sequence_length=self.max_sequence_length,

@@ -97,13 +97,18 @@ class SD3FlowModel(nn.Module):
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
-        """Encode B prompts with the three text encoders.
+        """Encode B prompts with the three text encoders, each distinct prompt once.
 
         Returns:
             {"prompt_embeds": [B, 77 + L, D], "pooled_projections": [B, P]} in the weight dtype, L the T5 length.
         """
+        from creditzoo.models._diffusers import encode_unique
+
+        return encode_unique(self._encode, list(prompts))
+
+    def _encode(self, prompts: list[str]) -> Conditioning:
         embeds, _, pooled, _ = self._pipeline.encode_prompt(  # type: ignore[attr-defined]
-            prompt=list(prompts),
+            prompt=prompts,
             prompt_2=None,
             prompt_3=None,
             device=self.device,
