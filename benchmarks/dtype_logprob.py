@@ -62,8 +62,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, CPU")
-    print("| backend | dtype | mean abs d log-prob | max abs d log-prob | max abs (ratio - 1) mixed dtypes "
-          "| ratio dev at 1st update, same dtype | float32 same-dtype ratio dev |")
+    print(
+        "| backend | dtype | mean abs d log-prob | max abs d log-prob | max abs (ratio - 1) mixed dtypes "
+        "| ratio dev at 1st update, same dtype | float32 same-dtype ratio dev |"
+    )
     print("|---|---|---|---|---|---|---|")
     for kind in ("sd3", "flux"):
         config = TrainConfig(
