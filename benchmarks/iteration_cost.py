@@ -22,7 +22,8 @@ import torch
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.learner.run import build_reward
-from creditzoo.tasks import get_task, load_object
+from creditzoo.models import load_model
+from creditzoo.tasks import get_task
 
 CASES = [
     ("flow_grpo", "ode"),
@@ -36,7 +37,7 @@ PHASES = ("sampling", "completions", "reward", "update", "total")
 
 def make_learner(config: TrainConfig) -> GRPOLearner:
     task = get_task(config.env)
-    model = load_object(task.load_model)()
+    model = load_model(task.default_model, device=torch.device("cpu"))
     return GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), torch.device("cpu"))
 
 

@@ -67,6 +67,11 @@ def comparable(lines: list[dict]) -> list[dict]:
         (["--train-steps", "random:1.5"], "F in (0, 1]"),
         (["--step-weight", "sigma"], "valid: none, noise"),
         (["--algo", "branch_grpo", "--steps", "10", "--group-size", "8"], "group size must be 16"),
+        (["--dtype", "float64"], "unknown dtype 'float64'; valid: float32, bfloat16, float16"),
+        (["--model", "sdxl:/weights"], "unknown model 'sdxl:/weights'; valid forms: toy, toy:PATH, sd3:PATH"),
+        (["--model", "sd3"], "model 'sd3' needs a path"),
+        (["--model", "flux:/no/such/folder"], "model folder '/no/such/folder' does not exist"),
+        (["--model", "toy", "--dtype", "bfloat16"], "the toy model runs in float32 only"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:
@@ -276,3 +281,24 @@ def test_analyze_says_in_one_line_when_a_shape_cannot_be_replayed(tmp_path) -> N
     assert result.exit_code == 2
     assert "error: algorithm 'tempflow' needs an anchor rollout, got a chain rollout" in result.output
     assert "Traceback" not in result.output
+
+
+def test_train_an_sd3_folder_from_the_command_line(tmp_path) -> None:
+    """--model sd3:PATH end to end on a saved tiny pipeline; the checkpoint also holds diffusers' LoRA file."""
+    from tiny_diffusers import tiny_sd3_pipeline
+
+    tiny_sd3_pipeline().save_pretrained(tmp_path / "sd3")
+    config = tmp_path / "run.toml"
+    config.write_text("[model_options]\nresolution = 16\nmax_sequence_length = 16\n")
+    args = [*TINY, "--model", f"sd3:{tmp_path / 'sd3'}", "--dtype", "float32", "--config", str(config)]
+    args += ["--iterations", "1", "--eval-steps", "2", "--eval-min-images-per-category", "1", "--shift", "3"]
+    args += ["--gradient-checkpointing", "--run-dir", str(tmp_path / "run")]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["model"].startswith("sd3:") and stored["gradient_checkpointing"] is True
+    assert (tmp_path / "run" / "checkpoints" / "iter_000001" / "pytorch_lora_weights.safetensors").is_file()
+    config.write_text("[model_options]\nresolution = 16\nsize = 3\n")
+    result = invoke(*args[:-1], str(tmp_path / "other"))
+    assert result.exit_code == 2 and "unknown option(s) size for sd3; valid: resolution" in result.output
+

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from creditzoo.sampling import flow_sigmas, gaussian_log_prob, ode_step, sde_step, sde_window, x0_prediction
+from creditzoo.sampling import flow_sigmas, flux_mu, gaussian_log_prob, ode_step, sde_step, sde_window, x0_prediction
 
 
 @pytest.mark.parametrize("num_steps", [1, 2, 10, 16, 40])
@@ -18,6 +18,38 @@ def test_flow_sigmas_equal_diffusers(num_steps: int, shift: float) -> None:
     sigmas = flow_sigmas(num_steps, shift)
     assert sigmas.shape == (num_steps + 1,) and sigmas[-1] == 0 and sigmas[0] == 1
     torch.testing.assert_close(sigmas, scheduler.sigmas, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 10, 28, 50])
+@pytest.mark.parametrize("resolution", [256, 512, 768, 1024, 1360])
+def test_flux_sigmas_equal_diffusers(num_steps: int, resolution: int) -> None:
+    """FLUX's resolution-dependent grid, built the way FluxPipeline builds it (pipeline_flux.py)."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )  # FLUX.1-dev's scheduler_config.json
+    seq_len = (resolution // 16) ** 2  # 8x VAE, then 2x2 packing
+    mu = calculate_shift(seq_len, 256, 4096, 0.5, 1.15)
+    scheduler.set_timesteps(num_steps, sigmas=np.linspace(1.0, 1 / num_steps, num_steps), mu=mu)
+    assert flux_mu(seq_len) == pytest.approx(mu, abs=1e-12)
+    sigmas = flow_sigmas(num_steps, mu=flux_mu(seq_len))
+    assert sigmas.shape == (num_steps + 1,) and sigmas[-1] == 0 and sigmas[0] == 1
+    torch.testing.assert_close(sigmas, scheduler.sigmas, rtol=0, atol=0)
+
+
+def test_flow_sigmas_rejects_shift_with_mu() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        flow_sigmas(4, 3.0, mu=1.0)
+    with pytest.raises(ValueError, match="image_seq_len"):
+        flux_mu(0)
 
 
 def inputs(seed: int = 0, dtype: torch.dtype = torch.float32):

@@ -83,7 +83,7 @@ def make_task():
         category=lambda prompt: prompt.split()[0],
         score=_score,
         rewards={"bright": "tiny_model:brightness_reward"},
-        load_model="tiny_model:TinyFlowModel",
+        default_model="tiny_model:TinyFlowModel",
         gym_id="creditzoo/TinyTest-v0",
     )
 

@@ -15,13 +15,16 @@ DEFAULT_GRID = Path("eval_samples.png")
 
 
 def _load_model(task_name: str, lora: Path | None):  # noqa: ANN202 - returns a FlowModel
-    from creditzoo.tasks import get_task, load_object
+    import torch
+
+    from creditzoo.models import load_model
+    from creditzoo.tasks import get_task
 
     task = get_task(task_name)
-    if not task.load_model:
-        fail(f"task {task_name!r} names no default model")
+    if task.default_model is None:
+        fail(f"task {task_name!r} has no default model to evaluate")
     try:
-        model = load_object(task.load_model)()  # type: ignore[operator]
+        model = load_model(task.default_model, device=torch.device("cpu"))
     except (FileNotFoundError, ValueError) as error:
         fail(f"cannot load the model of {task_name!r}: {error}")
     if lora is not None:

@@ -46,6 +46,11 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
 def train_command(
     algo: str = typer.Option(None, help=_help("algo") + " [default: tp_grpo_strict]"),
     env: str = typer.Option(None, help=_help("env") + " [default: geneval]"),
+    model: str = typer.Option(None, help=_help("model")),
+    dtype: str = typer.Option(None, help=_help("dtype") + " [default: float32]"),
+    gradient_checkpointing: bool = typer.Option(
+        None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_help("gradient_checkpointing")
+    ),
     iterations: int = typer.Option(None, help=_help("iterations")),
     prompts_per_iteration: int = typer.Option(None, help=_help("prompts_per_iteration")),
     group_size: int = typer.Option(None, help=_help("group_size")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 import gymnasium
+import torch
 
 from creditzoo.envs.completion import COMPLETION_FORMS, CompletionMode, parse_completion_mode
 from creditzoo.envs.denoising import DenoisingConfig, DenoisingEnv
@@ -44,11 +45,14 @@ def make_env(
     Raises:
         ValueError: unknown name, listing the valid ones.
     """
-    from creditzoo.tasks import get_task, load_object
+    from creditzoo.models import load_model
+    from creditzoo.tasks import get_task
 
     task = get_task(name)
     if model is None:
-        model = load_object(task.load_model)()  # type: ignore[operator]
+        if task.default_model is None:
+            raise ValueError(f"task {name!r} has no default model; pass model=... (e.g. load_model('sd3:PATH'))")
+        model = load_model(task.default_model, device=torch.device("cpu"))
     if reward is None:
         reward = task.reward()
     return DenoisingEnv(model, reward, num_envs=num_envs, config=config or DenoisingConfig())

@@ -24,7 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from creditzoo.envs.completion import CompletionMode, parse_completion_mode
 from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
-from creditzoo.sampling import flow_sigmas, ode_step, sde_window, x0_prediction
+from creditzoo.sampling import model_sigmas, ode_step, sde_window, x0_prediction
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class DenoisingEnv(VectorEnv):
         self.completion: CompletionMode | None = (
             parse_completion_mode(config.completion) if config.completion is not None and reward is not None else None
         )
-        self.sigmas = flow_sigmas(config.num_steps, config.shift)  # [T + 1]
+        self.sigmas = model_sigmas(model, config.num_steps, config.shift)  # [T + 1], the model's grid
         shape = tuple(model.sample_shape)
         latent_box = gymnasium.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
         self.single_action_space = latent_box

@@ -5,7 +5,9 @@ Layout of a run directory::
     config.json               resolved TrainConfig
     metrics.jsonl             one JSON line per iteration
     rollouts/iter_000001.safetensors   compact per-iteration record (prompts in the metadata)
-    checkpoints/iter_000005/  adapter_model.safetensors + adapter_config.json (peft) + trainer_state.pt
+    checkpoints/iter_000005/  adapter_model.safetensors + adapter_config.json (peft) + trainer_state.pt,
+                              and for diffusers models pytorch_lora_weights.safetensors (diffusers' LoRA
+                              format: ``pipe.load_lora_weights("checkpoints/iter_000005")`` loads it)
     checkpoints/latest        name of the newest complete checkpoint
     eval/iter_000000.json, eval/final.json, eval/final.png
 """
@@ -67,12 +69,21 @@ def write_record(run_dir: Path, iteration: int, record: dict[str, torch.Tensor],
 
 
 def save_checkpoint(run_dir: Path, iteration: int, policy: torch.nn.Module, trainer_state: dict) -> Path:
-    """Save the LoRA adapter (peft format) and trainer state, then point ``checkpoints/latest`` at it."""
+    """Save the LoRA adapter and trainer state, then point ``checkpoints/latest`` at it.
+
+    The adapter is written in peft's format, and also in diffusers' LoRA format where the model can export it
+    (``save_diffusers_lora``: the sd3 and flux backends).
+    """
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"iter_{iteration:06d}"
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     policy.save_pretrained(str(staging))
+    export = getattr(policy.get_base_model(), "save_diffusers_lora", None)
+    if callable(export):
+        from peft import get_peft_model_state_dict
+
+        export(staging, get_peft_model_state_dict(policy), policy.peft_config["default"])
     torch.save(trainer_state, staging / "trainer_state.pt")
     final = root / name
     if final.exists():

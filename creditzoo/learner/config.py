@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from creditzoo.algorithms import ALGORITHMS, check_split_steps
+from creditzoo.models import DTYPES
 from creditzoo.sampling import (
     SDE_KINDS,
     SlideSchedule,
@@ -35,6 +36,16 @@ class TrainConfig:
 
     algo: str = field(default="tp_grpo_strict", metadata={"help": "credit-assignment algorithm (creditzoo algos)"})
     env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
+    model: str | None = field(
+        default=None, metadata={"help": "model spec: toy, toy:PATH, sd3:PATH, flux:PATH (default: the task's model)"}
+    )
+    model_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length"}
+    )
+    dtype: str = field(default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}
+    )
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
     prompts: str | None = field(
@@ -44,7 +55,10 @@ class TrainConfig:
     prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
     group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
     num_steps: int = field(default=10, metadata={"help": "T, denoising steps"})
-    shift: float = field(default=1.0, metadata={"help": "sigma-grid time shift"})
+    shift: float | None = field(
+        default=None,
+        metadata={"help": "sigma-grid time shift (default: the model's; toy 1, sd3 its scheduler's, 3 for SD3.5)"},
+    )
     window_start: int = field(default=0, metadata={"help": "w, first SDE step"})
     window_size: int | None = field(default=None, metadata={"help": "K, SDE steps (default T - 1)"})
     window_schedule: str | None = field(
@@ -64,8 +78,12 @@ class TrainConfig:
     beta: float = field(default=0.0, metadata={"help": "KL weight (>= 0)"})
     learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default: rank)"})
+    lora_rank: int | None = field(
+        default=None, metadata={"help": "LoRA rank (default: the model's; toy 16, sd3 32, flux 64)"}
+    )
+    lora_alpha: float | None = field(
+        default=None, metadata={"help": "LoRA alpha (default: the model's with its rank, else the rank)"}
+    )
     clip_range: float | None = field(default=None, metadata={"help": "PPO ratio clip (default 1e-4 / 1e-5)"})
     adv_clip: float = field(default=5.0, metadata={"help": "advantage clip"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
@@ -119,7 +137,10 @@ class TrainConfig:
             )
         need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0, got {self.beta}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need(self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(self.lora_rank is None or self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(self.shift is None or self.shift > 0, f"shift must be > 0, got {self.shift}")
+        need(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        need(self.model is None or bool(self.model.strip()), "model must be a spec like sd3:PATH, not empty")
         need(self.resolved_noise_level >= 0, f"noise_level must be >= 0, got {self.noise_level}")
         need(self.resolved_clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
         need(self.adv_clip > 0 and self.max_grad_norm > 0, "adv_clip and max_grad_norm must be > 0")
@@ -146,6 +167,8 @@ class TrainConfig:
         from creditzoo.tasks import get_task
 
         task = get_task(self.env)
+        if self.model is None and task.default_model is None:
+            raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
         if self.prompts is not None:  # reads the files: a missing or malformed one fails here, in one line
             from creditzoo.tasks.prompts import task_with_prompt_files
 

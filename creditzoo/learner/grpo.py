@@ -46,6 +46,24 @@ def check_trainable(name: str, shape: str) -> None:
         )
 
 
+DEFAULT_LORA_RANK = 16
+"""LoRA rank for a model that names no ``default_lora_rank`` (the toy)."""
+
+
+def lora_shape(model: FlowModel, config: TrainConfig) -> tuple[int, float]:
+    """(rank, alpha) of the adapter: the configured values, else the model's defaults.
+
+    A model may carry ``default_lora_rank`` and ``default_lora_alpha`` (SD3: 32 / 64, FLUX: 64 / 128); the
+    model's alpha applies only with its own rank, otherwise alpha defaults to the rank (scale 1).
+    """
+    model_rank = int(getattr(model, "default_lora_rank", DEFAULT_LORA_RANK))
+    rank = config.lora_rank if config.lora_rank is not None else model_rank
+    if config.lora_alpha is not None:
+        return rank, float(config.lora_alpha)
+    model_alpha = getattr(model, "default_lora_alpha", None)
+    return rank, float(model_alpha if model_alpha is not None and rank == model_rank else rank)
+
+
 def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
     """Wrap ``model`` in a peft LoRA adapter on its ``lora_target_modules``; only the adapter trains."""
     from peft import LoraConfig, get_peft_model
@@ -55,9 +73,10 @@ def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
         raise ValueError(f"{type(model).__name__} has no lora_target_modules; name the layers LoRA may adapt")
     for parameter in model.parameters():  # type: ignore[attr-defined]
         parameter.requires_grad_(False)
+    rank, alpha = lora_shape(model, config)
     lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha if config.lora_alpha is not None else config.lora_rank,
+        r=rank,
+        lora_alpha=alpha,
         target_modules=list(targets),
         lora_dropout=0.0,
         init_lora_weights="gaussian",
@@ -100,11 +119,20 @@ class GRPOLearner:
         self.algorithm = get_algorithm(config.algo, **options)
         check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
         torch.manual_seed(config.seed)  # LoRA initialisation
+        # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
+        self.shift = config.shift if config.shift is not None else float(getattr(model, "default_shift", 1.0))
         self.policy = add_lora(model, config).to(device)
+        if config.gradient_checkpointing:
+            enable = getattr(model, "enable_gradient_checkpointing", None)
+            if not callable(enable):
+                raise ValueError(
+                    f"{type(model).__name__} does not support gradient checkpointing; it needs an sd3 or flux model"
+                )
+            enable()
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function
         env_config = DenoisingConfig(
             num_steps=config.num_steps,
-            shift=config.shift,
+            shift=self.shift,
             guidance_scale=config.guidance_scale,
             window_start=config.window_start,
             window_size=config.resolved_window_size,

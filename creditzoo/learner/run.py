@@ -25,7 +25,8 @@ from creditzoo.learner.checkpoint import (
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
 from creditzoo.learner.grpo import GRPOLearner
-from creditzoo.tasks import Task, get_task, load_object
+from creditzoo.models import load_model, parse_dtype
+from creditzoo.tasks import Task, get_task
 
 EVAL_SEED = 0  # every evaluation, base model included, sees the same noise: scores differ only by the weights
 
@@ -130,9 +131,10 @@ def train(
     run_dir = Path(run_dir)
     task = load_task(config)
     device = resolve_device(config.device)
-    if not task.load_model:
+    spec = config.model or task.default_model
+    if spec is None:
         raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
-    model = load_object(task.load_model)()  # type: ignore[operator]
+    model = load_model(spec, device=device, dtype=parse_dtype(config.dtype), **config.model_options)
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
     start, lines = 0, []
     if resume:
@@ -184,7 +186,7 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
         samples_per_prompt=config.eval_samples_per_prompt,
         min_images_per_category=config.eval_min_images_per_category,
         seed=EVAL_SEED,
-        shift=config.shift,
+        shift=learner.shift,
     )
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()

@@ -429,3 +429,21 @@ def load_toy_model(path: str | Path) -> ToyFlowModel:
 def load_geneval_model(path: str | None = None) -> ToyFlowModel:
     """The shipped GenEval-style toy model (``creditzoo/assets/toy_geneval.safetensors``), in eval mode."""
     return load_toy_model(DEFAULT_WEIGHTS if path is None else path)
+
+
+def load_toy(path: str | None = None, *, device: torch.device, dtype: torch.dtype = torch.float32) -> ToyFlowModel:
+    """The ``toy`` / ``toy:PATH`` entry of :data:`creditzoo.models.MODELS`: the shipped or a saved toy, on ``device``.
+
+    Raises:
+        ModelError: for a dtype other than float32 (the toy's layers are not written for reduced precision) or a
+            path with no toy weights.
+    """
+    from creditzoo.models import ModelError
+
+    if dtype != torch.float32:
+        raise ModelError(f"the toy model runs in float32 only, got dtype {dtype}; valid: float32")
+    try:
+        model = load_geneval_model(path)
+    except FileNotFoundError as error:
+        raise ModelError(f"{error}; valid forms: toy, toy:PATH") from error
+    return model.to(device)

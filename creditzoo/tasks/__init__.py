@@ -37,7 +37,8 @@ class Task:
         rewards: reward name -> ``"package.module:attribute"`` of a reward callable
             ``(images, prompts) -> Tensor[B]``; the first entry is the default reward, the same for
             ``gymnasium.make_vec`` and for training.
-        load_model: ``"package.module:function"`` returning the task's default :class:`FlowModel`.
+        default_model: the model spec (see :func:`creditzoo.models.load_model`) trained when the configuration
+            names none, e.g. "toy"; None for tasks whose model must be given (``--model sd3:PATH``).
         gym_id: the gymnasium id its environment is registered under (e.g. "creditzoo/GenEval-v0").
         render_scenes: ``"package.module:function"`` rendering ``(prompts, rng) -> images`` for pretraining the
             toy model on this task ("" if it cannot be pretrained); ``vocabulary`` names its word list.
@@ -53,7 +54,7 @@ class Task:
     category: Callable[[str], str]
     score: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
     rewards: dict[str, str] = field(default_factory=dict)
-    load_model: str = ""
+    default_model: str | None = None
     train_defaults: dict[str, object] = field(default_factory=dict)
     gym_id: str = ""
     render_scenes: str = ""

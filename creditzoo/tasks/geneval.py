@@ -267,7 +267,7 @@ TASK = Task(
         "geneval": "creditzoo.rewards.geneval:partial_reward",
         "geneval_strict": "creditzoo.rewards.geneval:strict_reward",
     },
-    load_model="creditzoo.models.toy:load_geneval_model",
+    default_model="toy",
     gym_id="creditzoo/GenEval-v0",
     render_scenes="creditzoo.tasks.geneval:render_batch",
     vocabulary="creditzoo.worlds.geneval:VOCABULARY",
