@@ -1,5 +1,6 @@
 """Credit-assignment algorithms: the shared contract, slow references written from the spec, pinned values."""
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,9 @@ from creditzoo.algorithms._group import group_advantages
 from creditzoo.rollout import Credit, Rollout
 
 NAMES = list(ALGORITHMS)
+SHAPES = {name: get_algorithm(name).rollout_shape for name in NAMES}
+CHAIN = [name for name in NAMES if SHAPES[name] == "chain"]
+REFERENCE = ["flow_grpo", "incremental", "tp_grpo", "tp_grpo_strict", "tp_grpo_noinit", "tp_grpo_strict_noinit"]
 
 
 def random_rollout(seed: int, groups: int = 4, group_size: int = 5, steps: int = 6, *, ties: bool = False) -> Rollout:
@@ -22,6 +26,71 @@ def random_rollout(seed: int, groups: int = 4, group_size: int = 5, steps: int =
     labels = torch.randperm(1000, generator=gen)[:groups]
     group_ids = labels.repeat_interleave(group_size)[torch.randperm(batch, generator=gen)]
     return Rollout(group_ids=group_ids, completion_rewards=rewards)
+
+
+def rollout_for(name: str, seed: int, *, ties: bool = False) -> Rollout:
+    """A random rollout of the shape algorithm ``name`` needs (4 groups, shuffled rows, arbitrary labels)."""
+    shape = SHAPES[name]
+    if shape == "chain":
+        return random_rollout(seed, ties=ties)
+    gen = torch.Generator().manual_seed(seed)
+    if shape == "anchor":
+        groups, size, steps = 4, 5, 6
+        width = len(get_algorithm(name).bound_options.get("granularities", (0,)))
+        rewards = torch.rand(groups * size, steps, width, generator=gen)
+        if ties:
+            rewards = (rewards * 4).floor() / 4
+        labels = torch.randperm(1000, generator=gen)[:groups].repeat_interleave(size)
+        perm = torch.randperm(groups * size, generator=gen)
+        return Rollout(group_ids=labels[perm], shape="anchor", branch_rewards=rewards[perm])
+    # trees: rows must stay in branch order inside a group, so groups are interleaved, never shuffled within
+    splits, steps, groups = (0, 2), 5, 4
+    leaves = 2 ** len(splits)
+    rewards = torch.rand(groups * leaves, generator=gen)
+    if ties:
+        rewards = (rewards * 4).floor() / 4
+    labels = torch.randperm(1000, generator=gen)[:groups]
+    return Rollout(
+        group_ids=labels.repeat(leaves),  # row r belongs to tree r % groups, leaf r // groups
+        shape="tree",
+        final_rewards=rewards,
+        num_steps=steps,
+        split_steps=splits,
+        log_probs=torch.randn(groups * leaves, steps, generator=gen),
+    )
+
+
+def permute(rollout: Rollout, perm: torch.Tensor) -> Rollout:
+    """The same rollout with rows in order ``perm`` (trees: ``perm`` must keep each group's leaf order)."""
+
+    def pick(value):
+        return None if value is None else value[perm]
+
+    if rollout.shape == "chain":
+        return Rollout(group_ids=rollout.group_ids[perm], completion_rewards=rollout.completion_rewards[perm])
+    return dataclasses.replace(
+        rollout,
+        group_ids=rollout.group_ids[perm],
+        branch_rewards=pick(rollout.branch_rewards),
+        final_rewards=pick(rollout.final_rewards),
+        log_probs=pick(rollout.log_probs),
+    )
+
+
+def shuffle_order(rollout: Rollout, seed: int) -> torch.Tensor:
+    """A random row order; for trees a random order of whole trees (each keeps its leaf order)."""
+    gen = torch.Generator().manual_seed(seed)
+    B = rollout.batch_size
+    if rollout.shape != "tree":
+        return torch.randperm(B, generator=gen)
+    groups = int(rollout.group_ids.unique().numel())
+    tree_order = torch.randperm(groups, generator=gen)
+    leaves = B // groups
+    return (tree_order.unsqueeze(0) + groups * torch.arange(leaves).unsqueeze(1)).flatten()
+
+
+def relabel(rollout: Rollout) -> Rollout:
+    return dataclasses.replace(rollout, group_ids=rollout.group_ids * 7 - 3)
 
 
 # ----------------------------------------------------------------- slow references, written from the spec
@@ -98,8 +167,8 @@ def reference_advantages(values: list[list[float]], groups: list[int], std_mode:
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("std_mode", ["group", "global", "none"])
 def test_contract(name: str, std_mode: str) -> None:
-    rollout = random_rollout(0)
-    before = rollout.completion_rewards.clone(), rollout.group_ids.clone()
+    rollout = rollout_for(name, 0)
+    tensors = {k: v.clone() for k, v in vars(rollout).items() if isinstance(v, torch.Tensor)}
     algorithm = get_algorithm(name, std_mode=std_mode)
     credit = algorithm(rollout)
     B, K = rollout.batch_size, rollout.num_steps
@@ -108,23 +177,40 @@ def test_contract(name: str, std_mode: str) -> None:
     assert credit.step_rewards.dtype == credit.advantages.dtype == torch.float32
     assert credit.turning_points.dtype == torch.bool
     assert torch.isfinite(credit.step_rewards).all() and torch.isfinite(credit.advantages).all()
+    if credit.weights is not None:
+        assert credit.weights.shape == (B, K) and (credit.weights > 0).all()
     # inputs unchanged
-    assert torch.equal(rollout.completion_rewards, before[0]) and torch.equal(rollout.group_ids, before[1])
-    # shuffling samples shuffles outputs alike
-    perm = torch.randperm(B, generator=torch.Generator().manual_seed(1))
-    shuffled = algorithm(
-        Rollout(group_ids=rollout.group_ids[perm], completion_rewards=rollout.completion_rewards[perm])
-    )
+    assert all(torch.equal(getattr(rollout, k), v) for k, v in tensors.items())
+    # shuffling samples (trees: whole trees) shuffles outputs alike
+    perm = shuffle_order(rollout, 1)
+    shuffled = algorithm(permute(rollout, perm))
     torch.testing.assert_close(shuffled.step_rewards, credit.step_rewards[perm])
     torch.testing.assert_close(shuffled.advantages, credit.advantages[perm], rtol=1e-5, atol=1e-5)
     assert torch.equal(shuffled.turning_points, credit.turning_points[perm])
     # relabelling groups changes nothing
-    relabelled = algorithm(Rollout(group_ids=rollout.group_ids * 7 - 3, completion_rewards=rollout.completion_rewards))
+    relabelled = algorithm(relabel(rollout))
     torch.testing.assert_close(relabelled.advantages, credit.advantages)
     assert torch.equal(relabelled.turning_points, credit.turning_points)
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_other_shapes_are_refused_naming_both(name: str) -> None:
+    algorithm = get_algorithm(name)
+    for other in ("chain", "anchor", "tree"):
+        if other == algorithm.rollout_shape:
+            continue
+        donor = next(n for n in NAMES if SHAPES[n] == other)
+        with pytest.raises(ValueError, match=f"needs a {algorithm.rollout_shape} rollout, got a {other} rollout"):
+            algorithm(rollout_for(donor, 0))
+        with pytest.raises(ValueError, match=f"needs a {algorithm.rollout_shape} rollout, got a {other} rollout"):
+            _base(ALGORITHMS[name])(rollout_for(donor, 0))  # the pure kernel checks too
+
+
+def _base(fn):
+    return fn.func if hasattr(fn, "func") else fn
+
+
+@pytest.mark.parametrize("name", CHAIN)
 @pytest.mark.parametrize("std_mode", ["group", "global", "none"])
 def test_equal_rewards_within_groups_give_zero_advantages(name: str, std_mode: str) -> None:
     gen = torch.Generator().manual_seed(3)
@@ -138,7 +224,7 @@ def test_equal_rewards_within_groups_give_zero_advantages(name: str, std_mode: s
 # --------------------------------------------------------------------------------- against the references
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REFERENCE)
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("balance_key", ["r_agg", "trajectory"])
 def test_matches_loop_reference(name: str, ties: bool, balance_key: str) -> None:
@@ -165,6 +251,12 @@ def test_unbalanced_matches_reference(name: str) -> None:
         credit = get_algorithm(name, balance=False)(rollout)
         _, expected_tp = reference_step_rewards(name, rollout.completion_rewards.double().tolist(), balance=False)
         assert credit.turning_points.tolist() == expected_tp
+
+
+def test_constant_groups_stay_zero_with_eps_zero() -> None:
+    values = torch.tensor([[1.0, 2.0], [1.0, 3.0]])
+    got = group_advantages(values, torch.zeros(2, dtype=torch.int64), eps=0.0)
+    assert got.tolist() == [[0.0, -1.0], [0.0, 1.0]]
 
 
 @pytest.mark.parametrize("std_mode", ["group", "global", "none"])
@@ -257,7 +349,7 @@ def test_unknown_name_and_option_list_the_choices() -> None:
 
 def test_needs_completions() -> None:
     assert not get_algorithm("flow_grpo").needs_completions
-    assert all(get_algorithm(n).needs_completions for n in NAMES if n != "flow_grpo")
+    assert all(get_algorithm(n).needs_completions for n in NAMES if n not in ("flow_grpo", "branch_grpo"))
     final_only = Rollout(group_ids=torch.tensor([0, 0]), final_rewards=torch.tensor([0.1, 0.7]), num_steps=3)
     assert get_algorithm("flow_grpo")(final_only).step_rewards.shape == (2, 3)
     with pytest.raises(ValueError, match="needs completion_rewards"):

@@ -54,7 +54,8 @@ def group_advantages(
         std = var.sqrt()[inverse]  # [B, K]
     else:
         std = x.std(dim=0, correction=0, keepdim=True)  # [1, K]
-    return centred / (std + eps)
+    # A constant group centres to exactly 0; keep it 0 when eps = 0 too (0 / 0 would be NaN).
+    return torch.where(centred == 0, centred, centred / (std + eps))
 
 
 def make_credit(
@@ -66,14 +67,28 @@ def make_credit(
     eps: float = 1e-4,
 ) -> Credit:
     """Wrap step rewards [B, K] (and turning points) into a :class:`Credit` with their advantages."""
-    if turning_points is None:
-        turning_points = torch.zeros(step_rewards.shape, dtype=torch.bool, device=step_rewards.device)
     advantages = group_advantages(step_rewards, rollout.group_ids, std_mode=std_mode, eps=eps)
-    return Credit(step_rewards=step_rewards, turning_points=turning_points, advantages=advantages)
+    return Credit(
+        step_rewards=step_rewards, turning_points=no_turning_points(step_rewards, turning_points), advantages=advantages
+    )
+
+
+def no_turning_points(like: torch.Tensor, turning_points: torch.Tensor | None = None) -> torch.Tensor:
+    """``turning_points`` if given, else bool zeros shaped like ``like`` [B, K]."""
+    if turning_points is not None:
+        return turning_points
+    return torch.zeros(like.shape, dtype=torch.bool, device=like.device)
+
+
+def require_shape(rollout: Rollout, name: str, shape: str) -> None:
+    """Fail in one line, naming both shapes, when ``rollout`` is not of the ``shape`` algorithm ``name`` needs."""
+    if rollout.shape != shape:
+        raise ValueError(f"algorithm {name!r} needs a {shape} rollout, got a {rollout.shape} rollout")
 
 
 def require_completions(rollout: Rollout, name: str) -> torch.Tensor:
     """Return ``rollout.completion_rewards`` [B, K+1], or fail naming the algorithm that needs them."""
+    require_shape(rollout, name, "chain")
     if rollout.completion_rewards is None:
         raise ValueError(f"algorithm {name!r} needs completion_rewards [B, K+1]; this rollout has only final rewards")
     return rollout.completion_rewards

@@ -7,7 +7,7 @@ per group at each step (ALGORITHMS.md sections 3 and 4).
 
 from __future__ import annotations
 
-from creditzoo.algorithms._group import check_std_options, make_credit
+from creditzoo.algorithms._group import check_std_options, make_credit, require_shape
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -23,8 +23,14 @@ def flow_grpo(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) -
         :class:`Credit` with step_rewards [B, K], no turning points, advantages [B, K].
     """
     check_std_options(std_mode, eps)
+    require_shape(rollout, "flow_grpo", "chain")
     step_rewards = rollout.final_rewards.unsqueeze(1).expand(-1, rollout.num_steps).clone()  # [B, K]
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
 flow_grpo.needs_completions = False  # type: ignore[attr-defined]
+flow_grpo.rollout_shape = "chain"  # type: ignore[attr-defined]
+flow_grpo.paper = "arXiv 2505.05470"  # type: ignore[attr-defined]
+flow_grpo.completion_cost = (  # type: ignore[attr-defined]
+    "0"
+)

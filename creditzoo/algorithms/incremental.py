@@ -29,3 +29,8 @@ def incremental(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4)
 
 
 incremental.needs_completions = True  # type: ignore[attr-defined]
+incremental.rollout_shape = "chain"  # type: ignore[attr-defined]
+incremental.paper = "arXiv 2602.06422"  # type: ignore[attr-defined]
+incremental.completion_cost = (  # type: ignore[attr-defined]
+    "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+)

@@ -123,3 +123,8 @@ def tp_grpo(
 
 
 tp_grpo.needs_completions = True  # type: ignore[attr-defined]
+tp_grpo.rollout_shape = "chain"  # type: ignore[attr-defined]
+tp_grpo.paper = "arXiv 2602.06422"  # type: ignore[attr-defined]
+tp_grpo.completion_cost = (  # type: ignore[attr-defined]
+    "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+)

@@ -1,10 +1,28 @@
-"""Flow-matching sampler math, apart from any model: sigma grids, the SDE window, ODE/SDE/CPS steps."""
+"""Flow-matching sampler math, apart from any model: sigma grids, the SDE window, ODE/SDE/CPS steps, step schedules."""
 
 from creditzoo.sampling.schedule import SdeWindow, flow_sigmas, sde_window
 from creditzoo.sampling.sde import SDE_KINDS, SdeStep, gaussian_log_prob, ode_step, sde_step, x0_prediction
+from creditzoo.sampling.steps import (
+    STEP_WEIGHTS,
+    SlideSchedule,
+    noise_step_weights,
+    parse_step_weight,
+    parse_train_steps,
+    parse_window_schedule,
+    train_step_mask,
+    window_step_stds,
+)
 
 __all__ = [
     "SDE_KINDS",
+    "STEP_WEIGHTS",
+    "SlideSchedule",
+    "noise_step_weights",
+    "parse_step_weight",
+    "parse_train_steps",
+    "parse_window_schedule",
+    "train_step_mask",
+    "window_step_stds",
     "SdeStep",
     "SdeWindow",
     "flow_sigmas",

@@ -1,0 +1,169 @@
+"""BranchGRPO: a binary tree of SDE paths per prompt, node values fused from leaves, depth-wise advantages.
+
+Li et al. 2025, "BranchGRPO: Stable and Efficient GRPO with Structured Branching in Diffusion Models"
+(arXiv 2509.06040), as specified in ALGORITHMS.md section 7.4. Every node takes an SDE step at every window
+step; at the split steps S each node has two children. A node's value fuses the rewards of its descendant
+leaves (``fusion="mean"``, or ``fusion="path"``: weights proportional to exp(beta * the path log-probability
+from the node to the leaf)); its advantage is the section-4 normalisation over the nodes of its tree at its
+depth (0 where a depth has one node). As leaf rows [B = P * 2^|S|, K], column k is the edge into the node
+after window step k; an edge shared by m leaves gets weight 1/m so that the loss counts it once.
+
+Because every node at a depth has the same number of leaves below it, normalising the node values repeated
+once per leaf gives exactly the node-level mean and (population) std, so the advantages are computed on the
+leaf rows directly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from creditzoo.algorithms._group import check_std_options, group_advantages, no_turning_points, require_shape
+from creditzoo.rollout import Credit, Rollout
+
+FUSIONS = ("mean", "path")
+MAX_DEFAULT_SPLITS = 4
+
+
+def default_split_steps(num_steps: int) -> tuple[int, ...]:
+    """The default split set: the first min(4, ceil(K/2)) even window steps ({0, 2, 4, 6} for K = 9).
+
+    Args:
+        num_steps: K, the window size (>= 1).
+
+    Returns:
+        Sorted window steps, e.g. (0, 2, 4, 6) for K >= 7, (0, 2) for K = 3 or 4, (0,) for K = 1 or 2.
+    """
+    count = min(MAX_DEFAULT_SPLITS, (num_steps + 1) // 2)
+    return tuple(range(0, 2 * count, 2))
+
+
+def check_split_steps(
+    split_steps: tuple[int, ...] | None, num_steps: int, group_size: int | None = None
+) -> tuple[int, ...]:
+    """Resolve and validate a split set for a window of K steps (and, if given, a group size).
+
+    Args:
+        split_steps: window steps at which every node splits in two, or None for :func:`default_split_steps`.
+        num_steps: K, the window size.
+        group_size: if given, must equal 2^|S| (the number of leaves per tree).
+
+    Returns:
+        The sorted split steps as a tuple.
+
+    Raises:
+        ValueError: empty, not integers, outside 0..K-1, repeated, or a group size other than 2^|S|.
+    """
+    if split_steps is None:
+        split_steps = default_split_steps(num_steps)
+    if not isinstance(split_steps, (tuple, list)) or not split_steps:
+        raise ValueError(
+            f"split_steps must be a non-empty list of window steps in 0..{num_steps - 1}, got {split_steps!r}"
+        )
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < num_steps for s in split_steps):
+        raise ValueError(f"split_steps must be window steps in 0..{num_steps - 1}, got {list(split_steps)}")
+    steps = tuple(sorted(split_steps))
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"split_steps must be distinct, got {list(split_steps)}")
+    if group_size is not None and group_size != 2 ** len(steps):
+        raise ValueError(
+            f"a tree with {len(steps)} split steps {list(steps)} has {2 ** len(steps)} leaves, so the group size "
+            f"must be {2 ** len(steps)}, got {group_size} (group size must be a power of two 2^|S|, 2 <= 2^|S| "
+            f"<= 2^{num_steps})"
+        )
+    return steps
+
+
+def _rank_in_group(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Position of each row within its group (in row order), the group index of each row and group sizes."""
+    _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
+    order = torch.sort(inverse, stable=True).indices  # rows grouped, row order kept inside a group
+    starts = torch.cumsum(counts, 0) - counts  # [G]
+    rank_sorted = torch.arange(group_ids.numel(), device=group_ids.device) - starts.repeat_interleave(counts)
+    rank = torch.empty_like(rank_sorted)
+    rank[order] = rank_sorted
+    return rank, inverse, counts
+
+
+def _scatter_softmax(logits: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+    """Softmax of ``logits`` [B] within the sets of equal ``index`` [B] (values 0..size-1)."""
+    peak = logits.new_full((size,), float("-inf")).scatter_reduce_(0, index, logits, reduce="amax")
+    weights = torch.exp(logits - peak[index])  # [B]
+    total = logits.new_zeros(size).index_add_(0, index, weights)
+    return weights / total[index]
+
+
+def branch_grpo(
+    rollout: Rollout,
+    *,
+    split_steps: tuple[int, ...] | None = None,
+    fusion: str = "mean",
+    path_beta: float = 1.0,
+    std_mode: str = "group",
+    eps: float = 1e-4,
+) -> Credit:
+    """Tree credit: node values fused from leaves, depth-wise advantages, edge weights 1/m.
+
+    Args:
+        rollout: a tree rollout: ``final_rewards`` [B] leaf rewards, ``split_steps``, and for ``fusion="path"``
+            ``log_probs`` [B, K] (the log-probability of each row's edge at window step k).
+        split_steps: the split set the tree was grown with; None accepts the rollout's. When given it must equal
+            the rollout's (default for K = 9: (0, 2, 4, 6); see :func:`default_split_steps`).
+        fusion: "mean" (node value = mean of its leaves) or "path" (weights proportional to
+            exp(path_beta * sum of log-probs on the path from the node to the leaf)).
+        path_beta: the beta of path fusion (1 in the specification).
+        std_mode: advantage normalisation ("group", "global", "none").
+        eps: added to the std.
+
+    Returns:
+        :class:`Credit` with step_rewards [B, K] (the value of the node after step k), no turning points,
+        advantages [B, K] (that node's advantage) and weights [B, K] (1/m for an edge shared by m leaves).
+    """
+    check_std_options(std_mode, eps)
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
+    if not isinstance(path_beta, (int, float)) or isinstance(path_beta, bool):
+        raise ValueError(f"path_beta must be a number, got {path_beta!r}")
+    require_shape(rollout, "branch_grpo", "tree")
+    K = int(rollout.num_steps)
+    splits = rollout.split_steps
+    if split_steps is not None and check_split_steps(split_steps, K) != splits:
+        raise ValueError(f"split_steps option {list(split_steps)} differs from the rollout's {list(splits)}")
+    rank, group, counts = _rank_in_group(rollout.group_ids)  # [B], [B], [G]
+    depth = len(splits)
+    check_split_steps(splits, K, int(counts[0]))
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every tree needs {2**depth} leaves, got group sizes {sorted(set(counts.tolist()))}")
+    if fusion == "path" and rollout.log_probs is None:
+        raise ValueError("branch_grpo with fusion='path' needs the rollout's log_probs [B, K]")
+    rewards = rollout.final_rewards.to(torch.promote_types(rollout.final_rewards.dtype, torch.float32))  # [B]
+    # n_k: number of splits at window steps <= k; the node after step k is fixed by the first n_k choices.
+    done = torch.tensor([sum(s <= k for s in splits) for k in range(K)], device=rank.device)  # [K]
+    num_nodes = counts.numel() << depth
+    columns, weights = [], []
+    for k in range(K):  # a loop over depths, vectorised over rows
+        node = (group << depth) + (rank >> (depth - int(done[k])))  # [B] unique over the batch
+        if fusion == "mean":
+            share = rewards.new_ones(rewards.shape)
+        else:
+            suffix = rollout.log_probs[:, k + 1 :].to(rewards.dtype).sum(dim=1)  # [B] path log-prob below node
+            share = _scatter_softmax(path_beta * suffix, node, num_nodes)
+        total = rewards.new_zeros(num_nodes).index_add_(0, node, share * rewards)
+        mass = rewards.new_zeros(num_nodes).index_add_(0, node, share)
+        columns.append((total / mass)[node])
+        weights.append(rewards.new_full(rewards.shape, 2.0 ** (int(done[k]) - depth)))
+    values = torch.stack(columns, dim=1)  # [B, K] node values
+    advantages = group_advantages(values, rollout.group_ids, std_mode=std_mode, eps=eps)  # [B, K]
+    return Credit(
+        step_rewards=values,
+        turning_points=no_turning_points(values),
+        advantages=advantages,
+        weights=torch.stack(weights, dim=1),  # [B, K]
+    )
+
+
+branch_grpo.needs_completions = False  # type: ignore[attr-defined]
+branch_grpo.rollout_shape = "tree"  # type: ignore[attr-defined]
+branch_grpo.paper = "arXiv 2509.06040"  # type: ignore[attr-defined]
+branch_grpo.completion_cost = (  # type: ignore[attr-defined]
+    "0; a tree samples w + sum_k 2^|S<k| + 2^|S|(T-w-K) calls (2^|S| T as chains)"
+)
