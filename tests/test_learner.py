@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_model import TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 
-from creditzoo.algorithms import ALGORITHMS
+from creditzoo.algorithms import ALGORITHMS, get_algorithm
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
@@ -24,6 +24,9 @@ BASE = TrainConfig(
     eval_steps=2,
     eval_samples_per_prompt=1,
 )
+
+
+ALGORITHMS_SHAPES = {name: get_algorithm(name).rollout_shape for name in ALGORITHMS}
 
 
 def make_learner(**overrides) -> GRPOLearner:
@@ -67,7 +70,8 @@ def test_gradients_only_in_lora_and_parameters_change() -> None:
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_every_algorithm_trains_two_iterations(algo: str) -> None:
-    learner = make_learner(algo=algo, num_steps=3)
+    group = 2 if ALGORITHMS_SHAPES[algo] == "tree" else 3  # K = 2: the default tree splits once, 2 leaves
+    learner = make_learner(algo=algo, num_steps=3, group_size=group)
     for iteration in (1, 2):
         metrics = learner.iteration(iteration).metrics
         assert metrics["loss"] is None or torch.isfinite(torch.tensor(metrics["loss"]))

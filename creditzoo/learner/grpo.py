@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm
+from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.collect import CollectedRollout, collect_rollout
 from creditzoo.learner.config import TrainConfig
@@ -61,6 +61,7 @@ class IterationResult:
     metrics: dict
     record: dict[str, torch.Tensor]
     prompts: list[str]
+    shape: str = "chain"
 
 
 class GRPOLearner:
@@ -87,6 +88,7 @@ class GRPOLearner:
         self.reward = reward
         options = {"std_mode": config.std_mode, **config.algo_options}
         self.algorithm = get_algorithm(config.algo, **options)
+        self.shape_options = self._shape_options()
         torch.manual_seed(config.seed)  # LoRA initialisation
         self.policy = add_lora(model, config).to(device)
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function
@@ -112,7 +114,8 @@ class GRPOLearner:
         credit = self.assign_credit(rollout)
         update = self.update(rollout, credit, iteration)
         metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
-        return IterationResult(metrics=metrics, record=self.record(rollout, credit), prompts=rollout.prompts)
+        record = self.record(rollout, credit)
+        return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
 
     def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
         """Draw P distinct train prompts, each repeated G times; group ids 0 .. P-1."""
@@ -134,8 +137,11 @@ class GRPOLearner:
             seed=derive_seed(self.config.seed, iteration, "rollout"),
             sde_kind=self.config.sde_kind,
             noise_level=self.config.resolved_noise_level,
+            shape=self.algorithm.rollout_shape,
+            **self.shape_options,
         )
-        for name in ("completion_rewards", "final_rewards", "completion_rewards_clean", "final_rewards_clean"):
+        names = ("completion_rewards", "branch_rewards", "final_rewards")
+        for name in (*names, *(f"{name}_clean" for name in names)):
             values = getattr(rollout, name)
             if values is None:
                 continue
@@ -147,9 +153,41 @@ class GRPOLearner:
                 )
         return rollout
 
+    def _shape_options(self) -> dict:
+        """What the collector of the algorithm's rollout shape needs: tree split steps, G2RPO granularities.
+
+        Raises:
+            ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
+        """
+        options = self.algorithm.bound_options
+        if self.algorithm.rollout_shape == "tree":
+            steps = check_split_steps(
+                options.get("split_steps"), self.config.resolved_window_size, self.config.group_size
+            )
+            return {"split_steps": steps}
+        if self.algorithm.rollout_shape == "anchor" and options.get("granularities") is not None:
+            return {"granularities": tuple(options["granularities"])}
+        return {}
+
     def assign_credit(self, rollout: CollectedRollout) -> Credit:
-        """Per-step rewards, turning points and advantages [B, K] from the chosen algorithm."""
-        if rollout.completion_rewards is not None:
+        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm."""
+        if rollout.shape == "anchor":
+            inputs = Rollout(
+                group_ids=rollout.group_ids,
+                shape="anchor",
+                branch_rewards=rollout.branch_rewards,
+                final_rewards=rollout.final_rewards,
+                log_probs=rollout.log_probs,
+            )
+        elif rollout.shape == "tree":
+            inputs = Rollout(
+                group_ids=rollout.group_ids,
+                shape="tree",
+                final_rewards=rollout.final_rewards,
+                split_steps=rollout.split_steps,
+                log_probs=rollout.log_probs,
+            )
+        elif rollout.completion_rewards is not None:
             inputs = Rollout(group_ids=rollout.group_ids, completion_rewards=rollout.completion_rewards)
         else:
             inputs = Rollout(
@@ -166,7 +204,7 @@ class GRPOLearner:
         group_has_signal = torch.zeros(int(rollout.group_ids.max()) + 1).index_add_(0, rollout.group_ids, signal) > 0
         kept = group_has_signal[rollout.group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
         generator = torch.Generator().manual_seed(derive_seed(config.seed, iteration, "minibatch"))
-        device = rollout.states.device
+        device = rollout.inputs.device
         evals_per_forward = 2 if config.guidance_scale != 1.0 else 1
         stats = {"loss": [], "kl": [], "clip_fraction": [], "grad_norm": [], "ratio_dev": []}
         first_ratio_dev = float("nan")
@@ -181,7 +219,7 @@ class GRPOLearner:
                 deviations = []
                 for k in range(window.size):
                     j = window.start + k
-                    z, z_next = rollout.states[minibatch, k], rollout.states[minibatch, k + 1]
+                    z, z_next = rollout.inputs[minibatch, k], rollout.outputs[minibatch, k]  # o_j -> c_{k,i} etc.
                     sigma = self.env.sigmas[j].expand(minibatch.numel())
                     step = self._policy_step(policy, z, z_next, sigma, cond, j)
                     surrogate = clipped_surrogate(
@@ -287,6 +325,13 @@ class GRPOLearner:
         if rollout.completion_rewards is not None:
             record["completion_rewards"] = rollout.completion_rewards
             record["completion_rewards_clean"] = rollout.completion_rewards_clean
+        if rollout.branch_rewards is not None:
+            record["branch_rewards"] = rollout.branch_rewards  # [B, K, L]
+            record["branch_rewards_clean"] = rollout.branch_rewards_clean
+        if rollout.split_steps is not None:
+            record["split_steps"] = torch.tensor(rollout.split_steps, dtype=torch.int64)  # [|S|]
+        if credit.weights is not None:
+            record["weights"] = credit.weights
         return {name: value.detach().cpu().contiguous() for name, value in record.items()}
 
     # ----------------------------------------------------------------------------------------- state
