@@ -22,6 +22,15 @@ import torch
 ROLLOUT_SHAPES = ("chain", "anchor", "tree")
 
 
+def shape_mismatch(algorithm: str, needed: str, got: str) -> str:
+    """The one-line message for an algorithm applied to a rollout of another shape, naming both shapes."""
+
+    def article(shape: str) -> str:
+        return f"an {shape}" if shape[:1] in "aeiou" else f"a {shape}"
+
+    return f"algorithm {algorithm!r} needs {article(needed)} rollout, got {article(got)} rollout"
+
+
 def _check(name: str, value: torch.Tensor, shape: tuple[int, ...], *, floating: bool) -> None:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

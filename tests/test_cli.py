@@ -62,6 +62,12 @@ def comparable(lines: list[dict]) -> list[dict]:
         (["--completion", "ode:zero"], "malformed completion mode"),
         (["--sde", "ddpm"], "unknown sde_kind 'ddpm'; valid: flow_grpo, cps"),
         (["--std-mode", "batch"], "valid: group, global, none"),
+        (["--steps", "4", "--window-schedule", "slide:4:25:1"], "valid W: 1..3"),
+        (["--window-schedule", "slide:2:0:1"], "W, TAU and S must each be >= 1"),
+        (["--train-steps", "random:1.5"], "F in (0, 1]"),
+        (["--step-weight", "sigma"], "valid: none, noise"),
+        (["--algo", "branch_grpo", "--steps", "10", "--group-size", "8"], "group size must be 16"),
+        (["--algo", "g2rpo", "--config", "/nonexistent.toml"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:
@@ -218,3 +224,37 @@ def test_environment_defaults_sit_under_the_config_file_and_the_options(tmp_path
     toml.write_text("learning_rate = 0.0005\n")
     assert resolve_config(toml, {"env": "geneval"}).learning_rate == 0.0005
     assert resolve_config(None, {"env": "tiny"}).learning_rate == 3e-4  # the library default
+
+
+def test_schedule_options_run_and_are_recorded(tmp_path) -> None:
+    run = tmp_path / "run"
+    options = ["--window-schedule", "slide:1:1:1", "--train-steps", "random:1", "--step-weight", "noise"]
+    result = invoke(*TINY, *options, "--iterations", "2", "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["window_schedule"] == "slide:1:1:1" and config["step_weight"] == "noise"
+    records = load_records(run)
+    assert [r.tensors["window_start"].tolist() for r in records] == [[0], [1]]  # T = 3: W = 1 slides 0 -> 1
+    assert records[0].tensors["train_mask"].all() and records[0].tensors["step_weights"].tolist() == [1.0]
+
+
+def test_algos_lists_shape_cost_and_paper() -> None:
+    result = runner.invoke(app, ["algos"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    by_name = {line.split()[0]: (line, lines[i + 1]) for i, line in enumerate(lines) if not line.startswith(" ")}
+    assert set(by_name) >= {"flow_grpo", "tp_grpo", "dense_value", "tempflow", "g2rpo", "branch_grpo"}
+    assert "chain" in by_name["flow_grpo"][0] and "arXiv 2505.05470" in by_name["flow_grpo"][0]
+    assert by_name["flow_grpo"][1].split("cost:")[1].strip() == "0"
+    assert "anchor" in by_name["tempflow"][0] and "arXiv 2508.04324" in by_name["tempflow"][0]
+    assert "tree" in by_name["branch_grpo"][0] and "arXiv 2509.06040" in by_name["branch_grpo"][0]
+    assert "T(T+1)/2-1" in by_name["tp_grpo"][1]
+
+
+def test_analyze_says_in_one_line_when_a_shape_cannot_be_replayed(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert invoke(*TINY, "--iterations", "1", "--run-dir", str(run)).exit_code == 0
+    result = runner.invoke(app, ["analyze", str(run), "--algo", "tempflow"])
+    assert result.exit_code == 2
+    assert "error: algorithm 'tempflow' needs an anchor rollout, got a chain rollout" in result.output
+    assert "Traceback" not in result.output

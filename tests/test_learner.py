@@ -68,7 +68,10 @@ def test_gradients_only_in_lora_and_parameters_change() -> None:
             assert torch.equal(parameter, frozen[name])
 
 
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+CHAIN_ALGOS = [name for name in ALGORITHMS if get_algorithm(name).rollout_shape == "chain"]
+
+
+@pytest.mark.parametrize("algo", CHAIN_ALGOS)
 def test_every_algorithm_trains_two_iterations(algo: str) -> None:
     group = 2 if ALGORITHMS_SHAPES[algo] == "tree" else 3  # K = 2: the default tree splits once, 2 leaves
     learner = make_learner(algo=algo, num_steps=3, group_size=group)
@@ -105,3 +108,106 @@ def test_clipped_surrogate_by_hand() -> None:
     assert out.clip_fraction.item() == pytest.approx(2 / 3)
     kl = gaussian_mean_kl(torch.ones(2, 3), torch.zeros(2, 3), torch.full((2, 1), 0.5))
     assert kl.item() == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------- step schedules and weights (section 7.1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"window_schedule": "slide:2:1:1"},
+        {"train_steps": "random:0.5"},
+        {"step_weight": "noise"},
+        {"window_schedule": "slide:2:1:1", "train_steps": "random:0.5", "step_weight": "noise", "beta": 0.1},
+    ],
+)
+def test_schedule_options_train(options: dict) -> None:
+    learner = make_learner(**options)
+    before = lora_snapshot(learner)
+    for iteration in (1, 2):
+        result = learner.iteration(iteration)
+        metrics = result.metrics
+        assert metrics["loss"] is not None and torch.isfinite(torch.tensor(metrics["loss"]))
+        assert metrics["ratio_dev_first_update"] < 1e-5
+    after = lora_snapshot(learner)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    record = result.record
+    if "window_schedule" in options:
+        assert record["window_start"].tolist() == [1]  # slide:2:1:1 on T=4: iteration 2 starts at step 1
+        assert record["completion_rewards"].shape[1] == 3  # W + 1 states follow the window
+    if "train_steps" in options:
+        assert record["train_mask"].shape == (6, record["advantages"].shape[1])
+        assert (
+            record["train_mask"].sum(1) == 1 if "window_schedule" in options else record["train_mask"].sum(1) == 2
+        ).all()
+    if options.get("step_weight") == "noise":
+        assert record["step_weights"].mean().item() == pytest.approx(1.0, rel=1e-5)
+        assert torch.allclose(record["weights"], record["step_weights"].expand_as(record["weights"]))
+
+
+def test_sliding_window_samples_the_same_as_a_fixed_window_there() -> None:
+    sliding = make_learner(window_schedule="slide:2:1:1").iteration(2)
+    fixed = make_learner(window_size=2, window_start=1).iteration(2)
+    assert sliding.metrics["window_start"] == fixed.metrics["window_start"] == 1
+    for name in ("log_probs", "completion_rewards", "advantages"):
+        assert torch.equal(sliding.record[name], fixed.record[name]), name
+    assert sliding.metrics["loss"] == fixed.metrics["loss"]
+
+
+def test_random_subset_costs_no_forward_pass_for_masked_steps() -> None:
+    full = make_learner(updates_per_iteration=1).iteration(1).metrics
+    half = make_learner(updates_per_iteration=1, train_steps="random:0.34").iteration(1).metrics  # 1 of K=3
+    assert half["kept_fraction"] == full["kept_fraction"]
+    assert half["train_evals"] * 3 == full["train_evals"]
+    assert half["trained_step_fraction"] == pytest.approx(1 / 3)
+
+
+def test_all_ones_weights_give_exactly_the_old_loss(monkeypatch) -> None:
+    old = make_learner(beta=0.05)
+    old_metrics = old.iteration(1).metrics
+    ones = make_learner(beta=0.05)
+    monkeypatch.setattr(ones, "loss_weights", lambda credit: torch.ones_like(credit.advantages))
+    ones_metrics = ones.iteration(1).metrics
+    assert ones_metrics["loss"] == old_metrics["loss"]
+    assert ones_metrics["grad_norm"] == old_metrics["grad_norm"]
+    a, b = lora_snapshot(old), lora_snapshot(ones)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    noise = make_learner(beta=0.05, step_weight="noise").iteration(1).metrics
+    assert noise["loss"] != old_metrics["loss"]  # the weights reach the loss
+
+
+def test_weighted_surrogate_by_hand() -> None:
+    log_prob = torch.log(torch.tensor([1.5, 0.5, 1.0]))
+    advantages = torch.tensor([1.0, 1.0, -2.0])
+    plain = clipped_surrogate(log_prob, torch.zeros(3), advantages, clip_range=0.2)
+    ones = clipped_surrogate(log_prob, torch.zeros(3), advantages, clip_range=0.2, weights=torch.ones(3))
+    assert torch.equal(plain.loss, ones.loss)
+    weighted = clipped_surrogate(
+        log_prob, torch.zeros(3), advantages, clip_range=0.2, weights=torch.tensor([2, 0, 1.0])
+    )
+    assert weighted.loss.item() == pytest.approx((2 * -1.2 + 0 + 2.0) / 3)
+    partial = clipped_surrogate(log_prob[:2], torch.zeros(2), advantages[:2], clip_range=0.2, batch_size=4)
+    assert partial.loss.item() == pytest.approx((-1.2 - 0.5) / 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"window_schedule": "slide:4:1:1"}, "cannot fit T=4"),
+        ({"window_schedule": "slide:2:1:1", "window_size": 3}, "leave window_size"),
+        ({"train_steps": "random:0"}, r"F in \(0, 1\]"),
+        ({"step_weight": "sigma"}, "valid: none, noise"),
+        ({"algo": "branch_grpo"}, "group size must be 4"),
+        ({"algo": "branch_grpo", "group_size": 4, "algo_options": {"split_steps": [0, 3]}}, r"0\.\.2"),
+    ],
+)
+def test_config_rejects_bad_schedules(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(BASE, **overrides)
+
+
+def test_tempflow_defaults_to_noise_weights() -> None:
+    assert dataclasses.replace(BASE, algo="tempflow").resolved_step_weight == "noise"
+    assert dataclasses.replace(BASE, algo="tempflow", step_weight="none").resolved_step_weight == "none"
+    assert BASE.resolved_step_weight == "none"

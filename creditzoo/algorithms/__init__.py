@@ -25,7 +25,7 @@ from creditzoo.algorithms.g2rpo import g2rpo
 from creditzoo.algorithms.incremental import incremental
 from creditzoo.algorithms.tempflow import tempflow
 from creditzoo.algorithms.tp_grpo import tp_grpo
-from creditzoo.rollout import ROLLOUT_SHAPES, Credit, Rollout
+from creditzoo.rollout import ROLLOUT_SHAPES, Credit, Rollout, shape_mismatch
 
 AlgorithmFn = Callable[..., Credit]
 
@@ -87,9 +87,7 @@ class Algorithm:
             ValueError: the rollout's shape is not the one this algorithm needs (the message names both).
         """
         if rollout.shape != self.rollout_shape:
-            raise ValueError(
-                f"algorithm {self.name!r} needs a {self.rollout_shape} rollout, got a {rollout.shape} rollout"
-            )
+            raise ValueError(shape_mismatch(self.name, self.rollout_shape, rollout.shape))
         return self.fn(rollout, **self.options)
 
     @property

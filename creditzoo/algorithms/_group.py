@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from creditzoo.rollout import Credit, Rollout
+from creditzoo.rollout import Credit, Rollout, shape_mismatch
 
 STD_MODES = ("group", "global", "none")
 
@@ -83,7 +83,7 @@ def no_turning_points(like: torch.Tensor, turning_points: torch.Tensor | None = 
 def require_shape(rollout: Rollout, name: str, shape: str) -> None:
     """Fail in one line, naming both shapes, when ``rollout`` is not of the ``shape`` algorithm ``name`` needs."""
     if rollout.shape != shape:
-        raise ValueError(f"algorithm {name!r} needs a {shape} rollout, got a {rollout.shape} rollout")
+        raise ValueError(shape_mismatch(name, shape, rollout.shape))
 
 
 def require_completions(rollout: Rollout, name: str) -> torch.Tensor:

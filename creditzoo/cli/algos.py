@@ -10,7 +10,12 @@ from creditzoo.cli.app import app
 
 @app.command("algos")
 def algos_command() -> None:
-    """List the credit-assignment algorithms, one line each (name, needs completions, what it credits)."""
+    """List the algorithms: name, rollout shape, completions, paper, what it credits, and completion cost.
+
+    The cost is the extra model calls for T steps, window start w and size K (ALGORITHMS.md sections 5 and 7).
+    """
     for name in ALGORITHMS:
-        needs = "completions" if get_algorithm(name).needs_completions else "final-only"
-        typer.echo(f"{name:<22} {needs:<12} {DESCRIPTIONS[name]}")
+        algorithm = get_algorithm(name)
+        needs = "completions" if algorithm.needs_completions else "final-only"
+        typer.echo(f"{name:<22} {algorithm.rollout_shape:<7} {needs:<12} {algorithm.paper:<17} {DESCRIPTIONS[name]}")
+        typer.echo(f"{'':<22} cost: {algorithm.completion_cost}")

@@ -179,8 +179,10 @@ class DenoisingEnv(VectorEnv):
 
         Args:
             seed: seeds the initial noise (same seed and prompts: same episode).
-            options: ``{"prompts": list of B strings}`` (required), and optionally ``"noise"``: the initial
-                latents x_T [B, *S] to start from instead of drawing them from ``seed``.
+            options: ``{"prompts": list of B strings}`` (required); optionally ``"noise"``: the initial latents
+                x_T [B, *S] to start from instead of drawing them from ``seed``, and ``"window_start"``: the SDE
+                window's first step for this episode (its size stays the configured one), e.g. from a sliding
+                window schedule (ALGORITHMS.md section 7.1); without it, the configured window.
 
         Returns:
             (observation, info) with ``info["prompts"]``.
@@ -190,6 +192,9 @@ class DenoisingEnv(VectorEnv):
             raise ValueError(
                 f"reset needs options={{'prompts': [...]}} with {self.num_envs} prompts, got {len(prompts)}"
             )
+        start = (options or {}).get("window_start")
+        window_start = self.config.window_start if start is None else int(start)
+        self.window = sde_window(self.config.num_steps, self.config.window_size, window_start)
         shape = (self.num_envs, *self.model.sample_shape)
         noise = (options or {}).get("noise")
         if noise is None:

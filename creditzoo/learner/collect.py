@@ -69,6 +69,7 @@ def collect_chain(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
 ) -> CollectedRollout:
@@ -81,6 +82,7 @@ def collect_chain(
         seed: seeds the initial noise and the SDE noise.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: must be None (trees only).
         granularities: must be None (anchor rollouts only).
 
@@ -89,7 +91,10 @@ def collect_chain(
     """
     if split_steps is not None or granularities is not None:
         raise ValueError("split_steps and granularities belong to tree and anchor rollouts, not to chains")
-    obs, _ = env.reset(seed=seed, options={"prompts": prompts})
+    options: dict = {"prompts": prompts}
+    if window_start is not None:
+        options["window_start"] = window_start
+    obs, _ = env.reset(seed=seed, options=options)
     generator = torch.Generator(device=obs["latent"].device).manual_seed(seed + 1)
     window = env.window
     states, log_probs = [], []
@@ -155,6 +160,7 @@ def collect_anchor(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
 ) -> CollectedRollout:
@@ -167,6 +173,7 @@ def collect_anchor(
         seed: seeds the anchors and the children's noise.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: must be None (trees only).
         granularities: G2RPO completion strides, or None for the env's completion mode.
 
@@ -176,7 +183,14 @@ def collect_anchor(
     if split_steps is not None:
         raise ValueError("split_steps belong to tree rollouts, not to anchor rollouts")
     episode = sample_anchor_branches(
-        env, prompts, group_ids, seed=seed, sde_kind=sde_kind, noise_level=noise_level, granularities=granularities
+        env,
+        prompts,
+        group_ids,
+        seed=seed,
+        sde_kind=sde_kind,
+        noise_level=noise_level,
+        window_start=window_start,
+        granularities=granularities,
     )
     return _from_episode(episode, prompts)
 
@@ -189,6 +203,7 @@ def collect_tree(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
 ) -> CollectedRollout:
@@ -201,6 +216,7 @@ def collect_tree(
         seed: seeds the roots and every node's noise.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: window steps at which every node splits in two (required).
         granularities: must be None (anchor rollouts only).
 
@@ -210,7 +226,14 @@ def collect_tree(
     if split_steps is None or granularities is not None:
         raise ValueError("a tree rollout needs split_steps and takes no granularities")
     episode = sample_tree(
-        env, prompts, group_ids, split_steps=split_steps, seed=seed, sde_kind=sde_kind, noise_level=noise_level
+        env,
+        prompts,
+        group_ids,
+        split_steps=split_steps,
+        seed=seed,
+        sde_kind=sde_kind,
+        noise_level=noise_level,
+        window_start=window_start,
     )
     return _from_episode(episode, prompts)
 
@@ -232,6 +255,7 @@ def collect_rollout(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
     shape: str = "chain",
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
@@ -245,6 +269,7 @@ def collect_rollout(
         seed: seeds every noise draw of the episode.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
         shape: "chain", "anchor" or "tree".
         split_steps: the tree's split steps (tree only).
         granularities: G2RPO completion strides (anchor only; None: the env's completion mode).
@@ -264,6 +289,7 @@ def collect_rollout(
         seed=seed,
         sde_kind=sde_kind,
         noise_level=noise_level,
+        window_start=window_start,
         split_steps=split_steps,
         granularities=granularities,
     )

@@ -7,7 +7,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.sampling import SDE_KINDS, sde_window
+from creditzoo.algorithms import ALGORITHMS, check_split_steps
+from creditzoo.sampling import (
+    SDE_KINDS,
+    SlideSchedule,
+    parse_step_weight,
+    parse_train_steps,
+    parse_window_schedule,
+    sde_window,
+)
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
@@ -33,6 +41,16 @@ class TrainConfig:
     shift: float = field(default=1.0, metadata={"help": "sigma-grid time shift"})
     window_start: int = field(default=0, metadata={"help": "w, first SDE step"})
     window_size: int | None = field(default=None, metadata={"help": "K, SDE steps (default T - 1)"})
+    window_schedule: str | None = field(
+        default=None,
+        metadata={"help": "moving SDE window slide:W:TAU:S (MixGRPO): W steps, moved by S every TAU iterations"},
+    )
+    train_steps: str | None = field(
+        default=None, metadata={"help": "train a random subset of window steps per sample, random:F (DanceGRPO)"}
+    )
+    step_weight: str | None = field(
+        default=None, metadata={"help": "policy-loss step weights: none or noise (TempFlow; default: the algo's)"}
+    )
     sde_kind: str = field(default="flow_grpo", metadata={"help": "SDE sampler: flow_grpo or cps"})
     noise_level: float | None = field(default=None, metadata={"help": "SDE noise level a (default 0.7 / 0.8)"})
     completion: str = field(default="ode", metadata={"help": "completion mode: ode, ode:N, x0"})
@@ -70,7 +88,23 @@ class TrainConfig:
         need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         need(self.prompts_per_iteration >= 1, f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
         need(self.num_steps >= 2, f"num_steps must be >= 2, got {self.num_steps}")
-        sde_window(self.num_steps, self.window_size, self.window_start)
+        if self.window_schedule is not None:
+            schedule = parse_window_schedule(self.window_schedule, self.num_steps)
+            need(
+                self.window_size in (None, schedule.size) and self.window_start == 0,
+                f"window_schedule {self.window_schedule!r} sets the window (W={schedule.size}, start moving from 0); "
+                "leave window_size and window_start unset",
+            )
+        if self.train_steps is not None:
+            parse_train_steps(self.train_steps)
+        if self.step_weight is not None:
+            parse_step_weight(self.step_weight)
+        sde_window(self.num_steps, self.resolved_window_size, self.window_start)
+        algorithm = ALGORITHMS.get(self.algo)
+        while hasattr(algorithm, "func"):
+            algorithm = algorithm.func
+        if getattr(algorithm, "rollout_shape", "chain") == "tree":
+            check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
             need(
@@ -99,9 +133,31 @@ class TrainConfig:
         return self.prompts_per_iteration * self.group_size
 
     @property
+    def schedule(self) -> SlideSchedule | None:
+        """The sliding-window schedule, or None for a fixed window."""
+        return parse_window_schedule(self.window_schedule, self.num_steps) if self.window_schedule else None
+
+    @property
     def resolved_window_size(self) -> int:
-        """K, the window size (default T - 1)."""
+        """K, the window size (W of a sliding schedule, else ``window_size``, default T - 1)."""
+        if self.window_schedule is not None:
+            return parse_window_schedule(self.window_schedule, self.num_steps).size
         return self.window_size if self.window_size is not None else self.num_steps - 1
+
+    @property
+    def train_fraction(self) -> float | None:
+        """F of ``train_steps="random:F"``, or None when every window step trains."""
+        return parse_train_steps(self.train_steps) if self.train_steps is not None else None
+
+    @property
+    def resolved_step_weight(self) -> str:
+        """The step weighting: ``step_weight`` if set, else the algorithm's default ("noise" for tempflow)."""
+        if self.step_weight is not None:
+            return self.step_weight
+        algorithm = ALGORITHMS.get(self.algo)
+        while hasattr(algorithm, "func"):
+            algorithm = algorithm.func
+        return str(getattr(algorithm, "default_step_weight", "none"))
 
     @property
     def resolved_noise_level(self) -> float:

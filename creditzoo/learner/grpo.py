@@ -21,7 +21,7 @@ from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
 from creditzoo.models.base import FlowModel, select_conditioning
 from creditzoo.rollout import Credit, Rollout
-from creditzoo.sampling import sde_step
+from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
 
@@ -97,7 +97,7 @@ class GRPOLearner:
             shift=config.shift,
             guidance_scale=config.guidance_scale,
             window_start=config.window_start,
-            window_size=config.window_size,
+            window_size=config.resolved_window_size,
             completion=config.completion if self.algorithm.needs_completions else None,
         )
         self.env = DenoisingEnv(self.policy, reward, num_envs=config.batch_size, config=env_config)
@@ -114,7 +114,7 @@ class GRPOLearner:
         credit = self.assign_credit(rollout)
         update = self.update(rollout, credit, iteration)
         metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
-        record = self.record(rollout, credit)
+        record = self.record(rollout, credit, iteration)
         return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
 
     def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
@@ -137,6 +137,7 @@ class GRPOLearner:
             seed=derive_seed(self.config.seed, iteration, "rollout"),
             sde_kind=self.config.sde_kind,
             noise_level=self.config.resolved_noise_level,
+            window_start=self.window_start(iteration),
             shape=self.algorithm.rollout_shape,
             **self.shape_options,
         )
@@ -169,6 +170,47 @@ class GRPOLearner:
             return {"granularities": tuple(options["granularities"])}
         return {}
 
+    def window_start(self, iteration: int) -> int:
+        """The SDE window's first step at ``iteration``: moved by the sliding schedule, else the configured one."""
+        schedule = self.config.schedule
+        return schedule.start(iteration) if schedule is not None else self.config.window_start
+
+    def step_weights(self) -> torch.Tensor | None:
+        """Noise-aware weights [K] of the current window (``step_weight="noise"``), or None for ones."""
+        if self.config.resolved_step_weight == "none":
+            return None
+        window = self.env.window
+        stds = window_step_stds(
+            self.env.sigmas,
+            window.start,
+            window.size,
+            noise_level=self.config.resolved_noise_level,
+            kind=self.config.sde_kind,
+        )
+        return noise_step_weights(stds)  # [K]
+
+    def train_mask(self, batch: int, iteration: int) -> torch.Tensor | None:
+        """Bool [B, K] of the window steps each sample trains (``train_steps="random:F"``), or None for all."""
+        fraction = self.config.train_fraction
+        if fraction is None:
+            return None
+        samples = torch.arange(batch)
+        return train_step_mask(
+            fraction, self.env.window.size, seed=self.config.seed, iteration=iteration, samples=samples
+        )
+
+    def loss_weights(self, credit: Credit) -> torch.Tensor | None:
+        """Per-(row, step) policy-loss weights [B, K]: the credit's weights times the step weights (None: ones)."""
+        steps = self.step_weights()
+        if credit.weights is None and steps is None:
+            return None
+        weights = torch.ones_like(credit.advantages, dtype=torch.float32)
+        if credit.weights is not None:
+            weights = weights * credit.weights.float()
+        if steps is not None:
+            weights = weights * steps.unsqueeze(0)
+        return weights
+
     def assign_credit(self, rollout: CollectedRollout) -> Credit:
         """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm."""
         if rollout.shape == "anchor":
@@ -196,10 +238,19 @@ class GRPOLearner:
         return self.algorithm(inputs)
 
     def update(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict:
-        """Clipped-surrogate (+ KL) updates over minibatches, gradients accumulated over window steps."""
+        """Clipped-surrogate (+ KL) updates over minibatches, gradients accumulated over window steps.
+
+        Per window step k the minibatch loss is mean_b(weights[b, k] * surrogate[b, k]) + beta * KL_k, with
+        weights = the credit's weights (tree edges: 1/m) times the noise-aware step weights; the KL term is not
+        weighted. With a random step subset, only the trained (row, step) pairs are evaluated (the others add
+        no loss and cost no forward pass), and each sample's loss is averaged over its trained steps.
+        """
         config, window, policy = self.config, self.env.window, self.policy
         started = time.perf_counter()
         advantages = credit.advantages.clamp(-config.adv_clip, config.adv_clip)  # [B, K]
+        weights = self.loss_weights(credit)  # [B, K] or None
+        mask = self.train_mask(rollout.group_ids.numel(), iteration)  # [B, K] or None
+        steps_per_sample = window.size if mask is None else int(mask[0].sum())
         signal = (advantages != 0).any(dim=1).float()  # [B]
         group_has_signal = torch.zeros(int(rollout.group_ids.max()) + 1).index_add_(0, rollout.group_ids, signal) > 0
         kept = group_has_signal[rollout.group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
@@ -215,29 +266,36 @@ class GRPOLearner:
                 if minibatch.numel() == 0:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                cond = select_conditioning(self.env.cond, minibatch.to(device))
                 deviations = []
                 for k in range(window.size):
+                    rows = minibatch if mask is None else minibatch[mask[minibatch, k]]
+                    if rows.numel() == 0:
+                        continue
                     j = window.start + k
-                    z, z_next = rollout.inputs[minibatch, k], rollout.outputs[minibatch, k]  # o_j -> c_{k,i} etc.
-                    sigma = self.env.sigmas[j].expand(minibatch.numel())
+                    cond = select_conditioning(self.env.cond, rows.to(device))
+                    z, z_next = rollout.inputs[rows, k], rollout.outputs[rows, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}, ...
+                    sigma = self.env.sigmas[j].expand(rows.numel())
                     step = self._policy_step(policy, z, z_next, sigma, cond, j)
                     surrogate = clipped_surrogate(
                         step.log_prob,
-                        rollout.log_probs[minibatch, k],
-                        advantages[minibatch, k].to(device),
+                        rollout.log_probs[rows, k],
+                        advantages[rows, k].to(device),
                         clip_range=config.resolved_clip_range,
+                        weights=None if weights is None else weights[rows, k].to(device),
+                        batch_size=None if mask is None else minibatch.numel(),
                     )
                     loss = surrogate.loss
-                    train_evals += 3 * evals_per_forward * minibatch.numel()
+                    train_evals += 3 * evals_per_forward * rows.numel()
                     if config.beta > 0:
                         with torch.no_grad(), policy.disable_adapter():
                             reference = self._policy_step(policy, z, z_next, sigma, cond, j)
                         kl = gaussian_mean_kl(step.mean, reference.mean, step.std)
+                        if mask is not None:
+                            kl = kl * (rows.numel() / minibatch.numel())
                         loss = loss + config.beta * kl
                         stats["kl"].append(float(kl.detach()))
-                        train_evals += evals_per_forward * minibatch.numel()
-                    (loss / window.size).backward()
+                        train_evals += evals_per_forward * rows.numel()
+                    (loss / steps_per_sample).backward()
                     stats["loss"].append(float(loss.detach()))
                     stats["clip_fraction"].append(float(surrogate.clip_fraction))
                     deviations.append((surrogate.ratio - 1).abs().max())
@@ -257,6 +315,8 @@ class GRPOLearner:
             "ratio_dev_first_update": first_ratio_dev if kept.numel() else None,
             "ratio_dev_max": max(stats["ratio_dev"]) if stats["ratio_dev"] else None,
             "kept_fraction": kept.numel() / rollout.group_ids.numel(),
+            "window_start": window.start,
+            "trained_step_fraction": steps_per_sample / window.size,
             "train_evals": train_evals,
             "seconds": time.perf_counter() - started,
         }
@@ -311,8 +371,13 @@ class GRPOLearner:
         increments = rollout.completion_rewards[:, 1:] - rollout.completion_rewards[:, :-1]
         return float((increments == 0).float().mean())
 
-    def record(self, rollout: CollectedRollout, credit: Credit) -> dict[str, torch.Tensor]:
-        """The compact per-iteration record analysis needs to recompute any algorithm offline."""
+    def record(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict[str, torch.Tensor]:
+        """The compact per-iteration record analysis needs to recompute any algorithm offline.
+
+        Besides rewards and credit it holds what shaped the loss, when present: ``window_start`` [1] (a sliding
+        window's position), ``weights`` [B, K] (the credit's weights times the step weights), ``step_weights``
+        [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset).
+        """
         record = {
             "group_ids": rollout.group_ids,
             "final_rewards": rollout.final_rewards,
@@ -330,8 +395,16 @@ class GRPOLearner:
             record["branch_rewards_clean"] = rollout.branch_rewards_clean
         if rollout.split_steps is not None:
             record["split_steps"] = torch.tensor(rollout.split_steps, dtype=torch.int64)  # [|S|]
-        if credit.weights is not None:
-            record["weights"] = credit.weights
+        if self.config.window_schedule is not None:
+            record["window_start"] = torch.tensor([self.env.window.start])
+        weights, steps = self.loss_weights(credit), self.step_weights()
+        if weights is not None:
+            record["weights"] = weights
+        if steps is not None:
+            record["step_weights"] = steps
+        mask = self.train_mask(rollout.group_ids.numel(), iteration)
+        if mask is not None:
+            record["train_mask"] = mask
         return {name: value.detach().cpu().contiguous() for name, value in record.items()}
 
     # ----------------------------------------------------------------------------------------- state

@@ -28,15 +28,27 @@ class PolicyLoss:
 
 
 def clipped_surrogate(
-    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, *, clip_range: float
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_range: float,
+    weights: torch.Tensor | None = None,
+    batch_size: int | None = None,
 ) -> PolicyLoss:
-    """PPO's clipped surrogate, averaged over the batch.
+    """PPO's clipped surrogate, averaged over the batch, optionally weighted per sample.
+
+    The loss is mean_b(weights[b] * surrogate[b]); with ``batch_size`` the sum is divided by ``batch_size``
+    instead of B (the rows given are the trained subset of a minibatch of that size; the others add 0).
+    With ``weights=None`` (or all ones) and no ``batch_size`` it is exactly the unweighted mean.
 
     Args:
         log_prob: [B] log-probabilities under the current policy (with gradient).
         old_log_prob: [B] log-probabilities recorded while sampling.
         advantages: [B] (already clipped).
         clip_range: eps of clip(ratio, 1 - eps, 1 + eps).
+        weights: [B] per-sample loss weights, or None for ones.
+        batch_size: the minibatch size the sum is averaged over (default B).
 
     Returns:
         :class:`PolicyLoss`.
@@ -44,7 +56,10 @@ def clipped_surrogate(
     ratio = torch.exp(log_prob - old_log_prob)  # [B]
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = torch.maximum(unclipped, clipped).mean()
+    surrogate = torch.maximum(unclipped, clipped)  # [B]
+    if weights is not None:
+        surrogate = weights.to(surrogate.dtype) * surrogate
+    loss = surrogate.mean() if batch_size is None else surrogate.sum() / batch_size
     clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
     return PolicyLoss(loss=loss, ratio=ratio.detach(), clip_fraction=clip_fraction.detach())
 
