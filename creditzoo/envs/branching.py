@@ -239,6 +239,14 @@ def _groups(env: DenoisingEnv, prompts: list[str], group_ids: torch.Tensor) -> t
     return inverse, first
 
 
+def _reset(env: DenoisingEnv, prompts: list[str], seed: int, window_start: int | None) -> None:
+    """Encode the prompts, put the sigma grid on the model's device and place this episode's window."""
+    options: dict = {"prompts": prompts}
+    if window_start is not None:
+        options["window_start"] = window_start
+    env.reset(seed=seed, options=options)
+
+
 def _sde_moments(env: DenoisingEnv, velocity: torch.Tensor, latents: torch.Tensor, j: int, sde: dict):
     """Section-1 SDE mean [N, *S] and std [N, 1, ..] of a step from grid index j."""
     step = sde_step(velocity, latents, env.sigmas[j], env.sigmas[j + 1], prev_sample=latents, **sde)
@@ -254,6 +262,7 @@ def sample_anchor_branches(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
     granularities: tuple[int, ...] | None = None,
 ) -> BranchedEpisode:
     """Sample an anchor-branch episode (ALGORITHMS.md section 7.3): C children per prompt at each window step.
@@ -265,6 +274,7 @@ def sample_anchor_branches(
         seed: seeds the anchors' x_T and the children's noise (see the module docstring for the order).
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the configured one).
         granularities: G2RPO strides (one completion per stride, in this order); None: the env's completion mode.
 
     Returns:
@@ -273,7 +283,7 @@ def sample_anchor_branches(
     inverse, first = _groups(env, prompts, group_ids)
     variants = check_granularities(granularities) if granularities is not None else (None,)
     mode = env.config.completion or "ode"
-    env.reset(seed=seed, options={"prompts": prompts})
+    _reset(env, prompts, seed, window_start)
     device, shape, window, steps = env.device, tuple(env.model.sample_shape), env.window, env.config.num_steps
     batch, width, levels = env.num_envs, window.size, len(variants)
     sde = {"noise_level": noise_level, "kind": sde_kind}
@@ -330,6 +340,7 @@ def sample_tree(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    window_start: int | None = None,
 ) -> BranchedEpisode:
     """Sample a tree episode (ALGORITHMS.md section 7.4): binary splits at ``split_steps``, leaves as rows.
 
@@ -342,6 +353,7 @@ def sample_tree(
         seed: seeds the roots x_T and every node's noise (see the module docstring for the order).
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the configured one).
 
     Returns:
         :class:`BranchedEpisode` with shape "tree", ``split_steps`` and leaf rows [B, K].
@@ -350,11 +362,11 @@ def sample_tree(
         ValueError: a split step outside the window, or a group size other than 2^|S| (naming the valid one).
     """
     inverse, first = _groups(env, prompts, group_ids)
-    window = env.window
     sizes = torch.bincount(inverse)
-    splits = check_tree(split_steps, window.size, int(sizes.max()))
-    check_tree(splits, window.size, int(sizes.min()))
-    env.reset(seed=seed, options={"prompts": prompts})
+    splits = check_tree(split_steps, env.window.size, int(sizes.max()))
+    check_tree(splits, env.window.size, int(sizes.min()))
+    _reset(env, prompts, seed, window_start)
+    window = env.window
     device, shape, steps = env.device, tuple(env.model.sample_shape), env.config.num_steps
     groups, batch, width = first.numel(), env.num_envs, window.size
     sde = {"noise_level": noise_level, "kind": sde_kind}
