@@ -133,3 +133,18 @@ def test_record_stores_the_shape(tmp_path) -> None:
         assert stream.metadata()["shape"] == "anchor"
         assert json.loads(stream.metadata()["prompts"]) == result.prompts
         assert stream.get_tensor("branch_rewards").shape == (8, 4, 2)
+
+
+@pytest.mark.parametrize(("algo", "options"), [("tempflow", {}), ("branch_grpo", {"split_steps": [0]})])
+def test_branched_rollouts_follow_a_sliding_window(algo, options) -> None:
+    """slide:2:1:1 on T = 5: iteration 1 trains grid steps 0-1, iteration 2 steps 1-2 (ALGORITHMS.md 7.1)."""
+    learner = make_learner(algo, options, window_schedule="slide:2:1:1", group_size=2 if algo == "branch_grpo" else 4)
+    starts = []
+    for iteration in (1, 2):
+        prompts, group_ids = learner.draw_prompts(iteration)
+        rollout = learner.collect(prompts, group_ids, iteration)
+        assert rollout.inputs.shape[1] == 2
+        starts.append(learner.env.window.start)
+        metrics = learner.iteration(iteration).metrics
+        assert metrics["ratio_dev_first_update"] < 1e-5 and metrics["window_start"] == iteration - 1
+    assert starts == [0, 1]
