@@ -284,3 +284,23 @@ def test_completion_grids() -> None:
     assert completion_grid(7, 10, mode="x0") == [7, 10]
     assert completion_grid(7, 10, mode="ode") == [7, 8, 9, 10]
     assert completion_grid(2, 10, mode="ode:2") == [2, 6, 10]
+
+
+@pytest.mark.gpu
+def test_branched_rollouts_on_cuda_match_the_cpu() -> None:
+    """Every tensor the samplers build follows the model's device; the numbers match the CPU's."""
+    prompts, group_ids = ["a red circle"] * 2 + ["a blue circle"] * 2, torch.tensor([0, 0, 1, 1])
+    results = {}
+    for device in ("cpu", "cuda"):
+        env = make_env(4, completion="ode:2")
+        env.model.to(device)
+        anchor = sample_anchor_branches(
+            env, prompts, group_ids, seed=3, sde_kind="flow_grpo", noise_level=0.7, granularities=(1, 3)
+        )
+        tree = sample_tree(env, prompts, group_ids, split_steps=(1,), seed=3, sde_kind="flow_grpo", noise_level=0.7)
+        assert anchor.inputs.device.type == device and tree.outputs.device.type == device
+        results[device] = (anchor, tree)
+    for cpu, cuda in zip(results["cpu"], results["cuda"], strict=True):
+        torch.testing.assert_close(cuda.outputs.cpu(), cpu.outputs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(cuda.log_probs.cpu(), cpu.log_probs, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(cuda.final_rewards, cpu.final_rewards, atol=1e-4, rtol=1e-4)
