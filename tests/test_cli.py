@@ -67,7 +67,6 @@ def comparable(lines: list[dict]) -> list[dict]:
         (["--train-steps", "random:1.5"], "F in (0, 1]"),
         (["--step-weight", "sigma"], "valid: none, noise"),
         (["--algo", "branch_grpo", "--steps", "10", "--group-size", "8"], "group size must be 16"),
-        (["--algo", "g2rpo", "--config", "/nonexistent.toml"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:
@@ -236,6 +235,24 @@ def test_schedule_options_run_and_are_recorded(tmp_path) -> None:
     records = load_records(run)
     assert [r.tensors["window_start"].tolist() for r in records] == [[0], [1]]  # T = 3: W = 1 slides 0 -> 1
     assert records[0].tensors["train_mask"].all() and records[0].tensors["step_weights"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            'algo = "g2rpo"\n[algo_options]\ngranularities = [0, 2]\n',
+            "granularities must be a non-empty list of integers >= 1",
+        ),
+        ('algo = "branch_grpo"\ngroup_size = 4\n[algo_options]\nsplit_steps = [0, 5]\n', "window steps in 0..1"),
+    ],
+)
+def test_bad_algorithm_options_from_a_config_file(tmp_path, toml: str, message: str) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(toml)
+    result = invoke(*TINY, "--config", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
 
 
 def test_algos_lists_shape_cost_and_paper() -> None:

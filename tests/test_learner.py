@@ -68,10 +68,7 @@ def test_gradients_only_in_lora_and_parameters_change() -> None:
             assert torch.equal(parameter, frozen[name])
 
 
-CHAIN_ALGOS = [name for name in ALGORITHMS if get_algorithm(name).rollout_shape == "chain"]
-
-
-@pytest.mark.parametrize("algo", CHAIN_ALGOS)
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_every_algorithm_trains_two_iterations(algo: str) -> None:
     group = 2 if ALGORITHMS_SHAPES[algo] == "tree" else 3  # K = 2: the default tree splits once, 2 leaves
     learner = make_learner(algo=algo, num_steps=3, group_size=group)
@@ -211,3 +208,17 @@ def test_tempflow_defaults_to_noise_weights() -> None:
     assert dataclasses.replace(BASE, algo="tempflow").resolved_step_weight == "noise"
     assert dataclasses.replace(BASE, algo="tempflow", step_weight="none").resolved_step_weight == "none"
     assert BASE.resolved_step_weight == "none"
+
+
+def test_env_window_is_settable_per_episode() -> None:
+    from creditzoo.envs import DenoisingConfig, DenoisingEnv
+
+    env = DenoisingEnv(
+        TinyFlowModel(), brightness_reward, num_envs=2, config=DenoisingConfig(num_steps=5, window_size=2)
+    )
+    env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2], "window_start": 2})
+    assert (env.window.start, env.window.size) == (2, 2)
+    env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2]})
+    assert (env.window.start, env.window.size) == (0, 2)  # back to the configured window
+    with pytest.raises(ValueError, match="does not fit in 5 steps"):
+        env.reset(seed=0, options={"prompts": TRAIN_PROMPTS[:2], "window_start": 4})

@@ -66,9 +66,9 @@ def check_split_steps(
         raise ValueError(f"split_steps must be distinct, got {list(split_steps)}")
     if group_size is not None and group_size != 2 ** len(steps):
         raise ValueError(
-            f"a tree with {len(steps)} split steps {list(steps)} has {2 ** len(steps)} leaves, so the group size "
-            f"must be {2 ** len(steps)}, got {group_size} (group size must be a power of two 2^|S|, 2 <= 2^|S| "
-            f"<= 2^{num_steps})"
+            f"a tree with split steps {list(steps)} has {2 ** len(steps)} leaves, so the group size must be "
+            f"{2 ** len(steps)}, got {group_size} (a tree's group size is a power of two, 2^|S| for 1 <= |S| <= "
+            f"{num_steps} split steps)"
         )
     return steps
 

@@ -54,13 +54,15 @@ def check_choices(config: TrainConfig) -> None:
     """Fail early, with the valid choices, on names that only resolve later."""
     from creditzoo.algorithms import get_algorithm
     from creditzoo.envs import parse_completion_mode
+    from creditzoo.learner.grpo import check_trainable
     from creditzoo.rewards.noise import parse_noise_spec
     from creditzoo.tasks import TASKS, get_task
 
     if config.env not in TASKS:
         fail(f"unknown environment {config.env!r}; valid: {', '.join(TASKS)}")
     try:
-        get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
+        algorithm = get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
+        check_trainable(algorithm.name, algorithm.rollout_shape)
         parse_completion_mode(config.completion)
         if config.reward_noise:
             parse_noise_spec(config.reward_noise)

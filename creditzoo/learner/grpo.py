@@ -16,7 +16,7 @@ import torch
 
 from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import CollectedRollout, collect_rollout
+from creditzoo.learner.collect import COLLECTORS, CollectedRollout, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
 from creditzoo.models.base import FlowModel, select_conditioning
@@ -24,6 +24,8 @@ from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
+# Rollout shapes this learner can collect and train: those with a collector.
+TRAINABLE_SHAPES = tuple(COLLECTORS)
 
 
 class NonFiniteRewardError(RuntimeError):
@@ -33,6 +35,15 @@ class NonFiniteRewardError(RuntimeError):
 def derive_seed(seed: int, iteration: int, stream: str) -> int:
     """A seed for one random stream of one iteration, independent of everything that ran before it."""
     return (int(seed) * 1_000_003 + int(iteration)) * 8 + STREAMS[stream]
+
+
+def check_trainable(name: str, shape: str) -> None:
+    """Fail in one line when the learner cannot yet collect the rollout shape an algorithm needs."""
+    if shape not in TRAINABLE_SHAPES:
+        raise ValueError(
+            f"algorithm {name!r} needs {shape} rollouts, which this learner cannot collect yet; "
+            f"trainable shapes: {', '.join(TRAINABLE_SHAPES)}"
+        )
 
 
 def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
@@ -88,6 +99,7 @@ class GRPOLearner:
         self.reward = reward
         options = {"std_mode": config.std_mode, **config.algo_options}
         self.algorithm = get_algorithm(config.algo, **options)
+        check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
         self.shape_options = self._shape_options()
         torch.manual_seed(config.seed)  # LoRA initialisation
         self.policy = add_lora(model, config).to(device)
