@@ -366,8 +366,10 @@ def test_external_algorithm_by_path() -> None:
     torch.testing.assert_close(
         algorithm(rollout).advantages, get_algorithm("incremental", std_mode="none")(rollout).advantages
     )
-    with pytest.raises(ValueError, match="cannot load algorithm"):
+    with pytest.raises(ValueError, match="cannot import module 'creditzoo.nowhere'"):
         get_algorithm("creditzoo.nowhere:thing")
+    with pytest.raises(ValueError, match="has no attribute 'nope'"):
+        get_algorithm("creditzoo.algorithms.incremental:nope")
 
 
 def test_rollout_validation_names_the_field() -> None:

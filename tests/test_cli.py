@@ -217,12 +217,13 @@ def test_environment_defaults_sit_under_the_config_file_and_the_options(tmp_path
 
     defaults = get_task("geneval").train_defaults
     config = resolve_config(None, {"env": "geneval"})
-    assert config.learning_rate == defaults["learning_rate"] and config.reward == defaults["reward"]
+    assert config.learning_rate == defaults["learning_rate"]
+    assert config.reward is None and get_task("geneval").default_reward == "geneval_dense"  # the task's default
     assert resolve_config(None, {"env": "geneval", "lr": 1e-4}).learning_rate == 1e-4
     toml = tmp_path / "c.toml"
     toml.write_text("learning_rate = 0.0005\n")
     assert resolve_config(toml, {"env": "geneval"}).learning_rate == 0.0005
-    assert resolve_config(None, {"env": "tiny"}).learning_rate == 3e-4  # the library default
+    assert resolve_config(None, {"env": "tiny", "prompts_per_iteration": 2}).learning_rate == 3e-4  # library default
 
 
 def test_schedule_options_run_and_are_recorded(tmp_path) -> None:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-from creditzoo.rewards import REWARDS, get_reward
 from creditzoo.rewards import geneval as scorer
 from creditzoo.tasks import geneval as g
 
@@ -206,16 +205,17 @@ def test_reward_registry():
     prompts = ["two circles", "a red square"]
     images = _render(["four circles", "a red square"])
     expected = scorer.score_geneval(images, prompts)
-    for name, path in REWARDS.items():
-        reward = get_reward(name)
-        assert reward is get_reward(path)
+    task = g.TASK
+    for name, path in task.rewards.items():
+        reward = task.reward(name)
+        assert reward is task.reward(path)
         values = reward(images, prompts)
         assert values.shape == (2,) and values.dtype == torch.float32
-    assert torch.equal(get_reward("geneval")(images, prompts), expected.partial)
-    assert torch.equal(get_reward("geneval_dense")(images, prompts), expected.dense)
-    assert torch.equal(get_reward("geneval_strict")(images, prompts), expected.strict)
-    assert set(g.TASK.rewards) == set(REWARDS)
-    with pytest.raises(ValueError, match="valid rewards: geneval, geneval_dense, geneval_strict"):
-        get_reward("clip")
+    assert torch.equal(task.reward("geneval")(images, prompts), expected.partial)
+    assert torch.equal(task.reward("geneval_dense")(images, prompts), expected.dense)
+    assert torch.equal(task.reward("geneval_strict")(images, prompts), expected.strict)
+    assert task.reward() is task.reward("geneval_dense")  # the default, for make_vec and training alike
+    with pytest.raises(ValueError, match="valid: geneval_dense, geneval, geneval_strict"):
+        task.reward("clip")
     with pytest.raises(ValueError, match="no attribute"):
-        get_reward("creditzoo.rewards.geneval:nope")
+        task.reward("creditzoo.rewards.geneval:nope")

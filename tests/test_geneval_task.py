@@ -149,7 +149,7 @@ def test_render_draws_exactly_the_named_objects():
 def test_task_entry():
     task = get_task("geneval")
     assert isinstance(task, Task) and task is g.TASK
-    assert task.default_reward == "geneval"
+    assert task.default_reward == "geneval_dense"  # what training uses, so make_vec scores the same
     assert task.train_prompts() == g.train_prompts()
     assert task.category("three circles") == "counting"
     prompts = ["a circle", "a red square"]

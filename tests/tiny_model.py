@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 import torch
 from torch import nn
 
@@ -83,7 +84,11 @@ def make_task():
         score=_score,
         rewards={"bright": "tiny_model:brightness_reward"},
         load_model="tiny_model:TinyFlowModel",
+        gym_id="creditzoo/TinyTest-v0",
     )
 
 
 TASK = make_task()
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+"""Device parametrization: the CPU always, CUDA where a GPU is visible (the ``gpu`` marker skips it otherwise)."""

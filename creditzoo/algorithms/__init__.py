@@ -12,7 +12,6 @@ Each function declares, as attributes, what it needs and where it comes from: ``
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from creditzoo.algorithms.g2rpo import g2rpo
 from creditzoo.algorithms.incremental import incremental
 from creditzoo.algorithms.tempflow import tempflow
 from creditzoo.algorithms.tp_grpo import tp_grpo
+from creditzoo.registry import lookup
 from creditzoo.rollout import ROLLOUT_SHAPES, Credit, Rollout, shape_mismatch
 
 AlgorithmFn = Callable[..., Credit]
@@ -111,17 +111,6 @@ class Algorithm:
         return resolved_options(self.fn, self.options)
 
 
-def _load_external(path: str) -> AlgorithmFn:
-    module_name, _, attribute = path.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"cannot load algorithm {path!r}: {error}") from error
-    if not callable(fn):
-        raise ValueError(f"algorithm {path!r} is not callable")
-    return fn
-
-
 def option_names(fn: AlgorithmFn) -> list[str]:
     """Keyword-only options an algorithm accepts."""
     parameters = inspect.signature(_base_function(fn)).parameters.values()
@@ -155,12 +144,9 @@ def get_algorithm(name: str, **options: Any) -> Algorithm:
     Raises:
         ValueError: unknown name or option (the message lists the valid ones), or an invalid option value.
     """
-    if name in ALGORITHMS:
-        fn = ALGORITHMS[name]
-    elif ":" in name:
-        fn = _load_external(name)
-    else:
-        raise ValueError(f"unknown algorithm {name!r}; valid: {', '.join(ALGORITHMS)} (or 'package.module:function')")
+    fn = lookup(name, ALGORITHMS, "algorithm")
+    if not callable(fn):
+        raise ValueError(f"algorithm {name!r} is not callable")
     valid = option_names(fn)
     unknown = sorted(set(options) - set(valid))
     if unknown:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
-from creditzoo.algorithms import ALGORITHMS, DESCRIPTIONS, get_algorithm
+from creditzoo.algorithms import ALGORITHMS, DESCRIPTIONS, _base_function, get_algorithm
 from creditzoo.cli.app import app
 
 
@@ -17,5 +19,6 @@ def algos_command() -> None:
     for name in ALGORITHMS:
         algorithm = get_algorithm(name)
         needs = "completions" if algorithm.needs_completions else "final-only"
-        typer.echo(f"{name:<22} {algorithm.rollout_shape:<7} {needs:<12} {algorithm.paper:<17} {DESCRIPTIONS[name]}")
+        summary = DESCRIPTIONS.get(name) or (inspect.getdoc(_base_function(algorithm.fn)) or "").split("\n")[0]
+        typer.echo(f"{name:<22} {algorithm.rollout_shape:<7} {needs:<12} {algorithm.paper:<17} {summary}")
         typer.echo(f"{'':<22} cost: {algorithm.completion_cost}")

@@ -71,7 +71,10 @@ def eval_command(
     except ValueError as error:
         fail(str(error))
     task, model = _load_model(env, lora)
-    result = evaluate(model, task, config)
+    try:
+        result = evaluate(model, task, config)
+    except ValueError as error:
+        fail(str(error))
     first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())  # 1/prompt
     grid = save_grid(result.images[first], [result.prompts[i] for i in first], out, marks=result.strict[first] > 0.5)
     if json_output:

@@ -34,18 +34,25 @@ def pretrain_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from creditzoo.models.toy import save_toy_model
-    from creditzoo.models.toy_pretrain import SCENE_SOURCES, PretrainConfig, pretrain
+    from creditzoo.models.toy_pretrain import PretrainConfig, pretrain, pretrainable_tasks
 
     if env not in TASKS:
         fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")
-    if env not in SCENE_SOURCES:
-        fail(f"env {env!r} has no scene renderer to pretrain on; pretrainable: {', '.join(SCENE_SOURCES)}")
+    if env not in pretrainable_tasks():
+        fail(f"env {env!r} has no scene renderer to pretrain on; pretrainable: {', '.join(pretrainable_tasks())}")
     if threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
     try:
         config = PretrainConfig(env=env, steps=steps, seed=seed, batch_size=batch_size, lr=lr)
     except ValueError as error:
         fail(str(error))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(out.name + ".write-test")
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        fail(f"cannot write --out {str(out)!r}: {error.strerror}")
     torch.set_num_threads(threads)
     columns = (TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"))
     with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
@@ -55,7 +62,6 @@ def pretrain_command(
             bar.update(handle, completed=step, loss=loss)
 
         model, stats = pretrain(config, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "command": shlex.join(["creditzoo", *sys.argv[1:]]),
         "pretrain_config": json.dumps(config.__dict__),

@@ -36,40 +36,9 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
         except tomllib.TOMLDecodeError as error:
             fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
     values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
-    values = {**_task_defaults(values.get("env", TrainConfig.env)), **values}
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.for_task(**values)
     except (ValueError, TypeError) as error:
-        fail(str(error))
-
-
-def _task_defaults(env: str) -> dict[str, Any]:
-    """The environment's own training defaults (see :attr:`creditzoo.tasks.Task.train_defaults`)."""
-    from creditzoo.tasks import TASKS, get_task
-
-    return dict(get_task(env).train_defaults) if env in TASKS else {}
-
-
-def check_choices(config: TrainConfig) -> None:
-    """Fail early, with the valid choices, on names that only resolve later."""
-    from creditzoo.algorithms import get_algorithm
-    from creditzoo.envs import parse_completion_mode
-    from creditzoo.learner.grpo import check_trainable
-    from creditzoo.rewards.noise import parse_noise_spec
-    from creditzoo.tasks import TASKS, get_task
-
-    if config.env not in TASKS:
-        fail(f"unknown environment {config.env!r}; valid: {', '.join(TASKS)}")
-    try:
-        algorithm = get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
-        check_trainable(algorithm.name, algorithm.rollout_shape)
-        parse_completion_mode(config.completion)
-        if config.reward_noise:
-            parse_noise_spec(config.reward_noise)
-        task = get_task(config.env)
-        if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
-            fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
-    except ValueError as error:
         fail(str(error))
 
 
@@ -118,7 +87,7 @@ def train_command(
 ) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
-    from creditzoo.learner.run import RunDirectoryError, load_run_config
+    from creditzoo.learner.run import load_run_config, resolve_device
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
@@ -131,17 +100,20 @@ def train_command(
             )
         try:
             stored = load_run_config(resume)
-        except (RunDirectoryError, ValueError) as error:
+        except ValueError as error:  # RunDirectoryError included
             fail(str(error))
-        train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        try:
+            train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        except ValueError as error:
+            fail(str(error))
         directory = resume
     else:
         train_config = resolve_config(config, given)
         directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
-    check_choices(train_config)
     try:
+        resolve_device(train_config.device)  # before any output: CUDA asked for on a machine without it
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
-    except RunDirectoryError as error:
+    except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))
     except NonFiniteRewardError as error:
         error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
@@ -184,9 +156,9 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 @app.command("envs")
 def envs_command() -> None:
     """List the environments (tasks), one line each."""
-    from creditzoo.envs import ENVS
+    from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
 
-    for name, gym_id in ENVS.items():
+    for name, gym_id in env_ids().items():
         task = get_task(name)
         typer.echo(f"{name:<10} {gym_id:<22} {task.description}")

@@ -179,10 +179,10 @@ class DenoisingEnv(VectorEnv):
 
         Args:
             seed: seeds the initial noise (same seed and prompts: same episode).
-            options: ``{"prompts": list of B strings}`` (required); optionally ``"noise"``: the initial latents
-                x_T [B, *S] to start from instead of drawing them from ``seed``, and ``"window_start"``: the SDE
-                window's first step for this episode (its size stays the configured one), e.g. from a sliding
-                window schedule (ALGORITHMS.md section 7.1); without it, the configured window.
+            options: ``{"prompts": list of B strings}`` (required); optionally ``"noise"``: the initial
+                latents x_T [B, *S] to start from instead of drawing them from ``seed``, and ``"window_start"``:
+                the SDE window's first step for this episode (its size stays the configured one), e.g. from a
+                sliding window schedule (ALGORITHMS.md section 7.1); without it, the configured window.
 
         Returns:
             (observation, info) with ``info["prompts"]``.

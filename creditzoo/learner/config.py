@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from creditzoo.sampling import (
 )
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
+DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
 
 
@@ -126,6 +129,38 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        need(
+            DEVICE_PATTERN.fullmatch(str(self.device)) is not None,
+            f"unknown device {self.device!r}; valid: {', '.join(DEVICE_FORMS)}",
+        )
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run."""
+        from creditzoo.algorithms import get_algorithm
+        from creditzoo.envs.completion import parse_completion_mode
+        from creditzoo.rewards.noise import parse_noise_spec
+        from creditzoo.tasks import get_task
+
+        task = get_task(self.env)
+        from creditzoo.learner.grpo import check_trainable
+
+        algorithm = get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
+        check_trainable(algorithm.name, algorithm.rollout_shape)
+        parse_completion_mode(self.completion)
+        if self.reward_noise is not None:
+            parse_noise_spec(self.reward_noise)
+        if self.reward is not None and self.reward not in task.rewards and ":" not in self.reward:
+            raise ValueError(
+                f"unknown reward {self.reward!r} for {self.env}; valid: {', '.join(task.rewards)} "
+                "(or 'package.module:function')"
+            )
+        available = len(task.train_prompts())
+        if self.prompts_per_iteration > available:
+            raise ValueError(
+                f"prompts_per_iteration={self.prompts_per_iteration} exceeds the {available} train prompts of "
+                f"{self.env}; valid: 1 to {available}"
+            )
 
     @property
     def batch_size(self) -> int:
@@ -172,6 +207,20 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def for_task(cls, env: str = "geneval", **values: Any) -> TrainConfig:
+        """The configuration ``creditzoo train --env ENV`` builds, for the Python API.
+
+        Library defaults, then the task's ``train_defaults``, then ``values`` (TrainConfig fields).
+        ``TrainConfig(env=...)`` alone keeps the library defaults.
+
+        Raises:
+            ValueError: an unknown environment or key, or an invalid value (the message names the valid ones).
+        """
+        from creditzoo.tasks import get_task
+
+        return cls.from_dict({**get_task(env).train_defaults, **values, "env": env})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -58,11 +58,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
-    from creditzoo.rewards import get_reward
     from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
 
-    name = config.reward or task.default_reward
-    reward = get_reward(task.rewards.get(name, name))
+    reward = task.reward(config.reward)
     spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
     return NoisyReward(reward, spec, seed=config.seed)
 
@@ -128,6 +126,11 @@ def train(
         if checkpoint is not None:
             start = _restore(learner, checkpoint)
             lines = [line for line in read_metrics(run_dir) if line["iteration"] <= start]
+        if start >= config.iterations:
+            raise RunDirectoryError(
+                f"nothing left to do: {str(run_dir)!r} is at iteration {start} and iterations is "
+                f"{config.iterations}; pass --iterations N with N > {start} to continue it"
+            )
     else:
         prepare_run_dir(run_dir, overwrite=overwrite)
     atomic_write_json(run_dir / "config.json", config.to_dict())

@@ -26,10 +26,18 @@ from creditzoo.tasks import Task, get_task, load_object
 
 PROMPT_SAMPLING = ("category", "uniform")
 
-SCENE_SOURCES: dict[str, tuple[str, str]] = {
-    "geneval": ("creditzoo.tasks.geneval:render_batch", "creditzoo.tasks.geneval:VOCABULARY"),
-}
-"""Pretrainable tasks: name -> (``render(prompts, rng) -> images`` renderer, prompt vocabulary)."""
+
+
+def pretrainable_tasks() -> list[str]:
+    """Tasks the toy model can be pretrained on: those whose :class:`Task` names a scene renderer."""
+    from creditzoo.tasks import TASKS
+
+    return [name for name in TASKS if get_task(name).render_scenes]
+
+
+def _check_pretrainable(env: str) -> None:
+    if env not in pretrainable_tasks():
+        raise ValueError(f"cannot pretrain on {env!r}; pretrainable tasks: {', '.join(pretrainable_tasks())}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class PretrainConfig:
     """Settings of one pretraining run.
 
     Attributes:
-        env: task to pretrain on (a key of ``SCENE_SOURCES``).
+        env: task to pretrain on (one of :func:`pretrainable_tasks`).
         seed: seeds the initial weights and every random draw of the run.
         steps: number of optimiser steps (the run's only length limit, so it reproduces).
         batch_size: scenes per step.
@@ -75,8 +83,7 @@ class PretrainConfig:
     log_every: int = 50
 
     def __post_init__(self) -> None:
-        if self.env not in SCENE_SOURCES:
-            raise ValueError(f"cannot pretrain on {self.env!r}; pretrainable tasks: {', '.join(SCENE_SOURCES)}")
+        _check_pretrainable(self.env)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
@@ -198,9 +205,8 @@ def _update_ema(ema: ToyFlowModel, model: ToyFlowModel, decay: float) -> None:
 
 def default_model_config(env: str = "geneval") -> ToyModelConfig:
     """The shipped architecture for a pretrainable task (its vocabulary, default sizes)."""
-    if env not in SCENE_SOURCES:
-        raise ValueError(f"cannot pretrain on {env!r}; pretrainable tasks: {', '.join(SCENE_SOURCES)}")
-    vocabulary = load_object(SCENE_SOURCES[env][1])
+    _check_pretrainable(env)
+    vocabulary = load_object(get_task(env).vocabulary)
     return ToyModelConfig(vocabulary=tuple(vocabulary))  # type: ignore[arg-type]
 
 
@@ -221,7 +227,7 @@ def pretrain(
         The trained model (the EMA weights if ``ema_decay > 0``) in eval mode, and the run's stats.
     """
     task = get_task(config.env)
-    render = load_object(SCENE_SOURCES[config.env][0])
+    render = load_object(task.render_scenes)
     model_config = default_model_config(config.env) if model_config is None else model_config
     return _train(task, config, model_config, render, progress)  # type: ignore[arg-type]
 

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from creditzoo.tasks.geneval import BACKGROUND, COLOURS, SHAPES, PromptSpec, parse_prompt
+from creditzoo.worlds.geneval import BACKGROUND, COLOURS, SHAPES, PromptSpec, parse_prompt
 
 FG_LOW, FG_HIGH = 0.3, 0.7
 """Foreground ramp on the distance to ``BACKGROUND`` (palette colours are at least 0.8 away)."""

@@ -24,7 +24,9 @@ representation of "no noise" (``NoisyReward(fn, None)`` records clean == noisy a
 Repeatability: per-call draws come from a CPU ``torch.Generator`` owned by the :class:`NoisyReward` (the
 noise, a [B] vector, is then moved to the scores' device, so a run repeats across devices). The learner
 reseeds it with :meth:`NoisyReward.manual_seed` at the start of every iteration, from (run seed, iteration),
-and checkpoints :meth:`NoisyReward.state_dict`, so a resumed run draws the same noise.
+so a run resumed at any iteration draws the same noise without storing the generator (the ``bias`` offsets are
+a pure function of seed and prompt). :meth:`NoisyReward.state_dict` is there for code that draws across
+iterations without reseeding.
 """
 
 from __future__ import annotations

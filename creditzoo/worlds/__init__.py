@@ -1,0 +1,1 @@
+"""Small procedural worlds shared by tasks and their scorers."""
