@@ -68,6 +68,7 @@ def train_command(
     std_mode: str = typer.Option(None, help=_help("std_mode")),
     reward: str = typer.Option(None, help=_help("reward")),
     reward_noise: str = typer.Option(None, help=_help("reward_noise")),
+    prompts: str = typer.Option(None, help=_help("prompts")),
     eval_every: int = typer.Option(None, help=_help("eval_every")),
     eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),
     eval_min_images_per_category: int = typer.Option(None, help=_help("eval_min_images_per_category")),

@@ -37,6 +37,9 @@ class TrainConfig:
     env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
+    prompts: str | None = field(
+        default=None, metadata={"help": "prompt files TRAIN,TEST (.txt or GenEval .jsonl) instead of the task's own"}
+    )
     iterations: int = field(default=40, metadata={"help": "training iterations"})
     prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
     group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
@@ -143,6 +146,10 @@ class TrainConfig:
         from creditzoo.tasks import get_task
 
         task = get_task(self.env)
+        if self.prompts is not None:  # reads the files: a missing or malformed one fails here, in one line
+            from creditzoo.tasks.prompts import task_with_prompt_files
+
+            task = task_with_prompt_files(task, self.prompts)
         from creditzoo.learner.grpo import check_trainable
 
         algorithm = get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too

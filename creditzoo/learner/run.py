@@ -56,6 +56,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def load_task(config: TrainConfig) -> Task:
+    """The configured task, drawing its prompts from ``config.prompts`` (TRAIN,TEST files) when given.
+
+    Raises:
+        ValueError: unknown task, or a prompt file that is missing or malformed (one line naming file and line).
+    """
+    from creditzoo.tasks.prompts import task_with_prompt_files
+
+    task = get_task(config.env)
+    return task if config.prompts is None else task_with_prompt_files(task, config.prompts)
+
+
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
     from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
@@ -116,8 +128,10 @@ def train(
         :class:`RunSummary`.
     """
     run_dir = Path(run_dir)
-    task = get_task(config.env)
+    task = load_task(config)
     device = resolve_device(config.device)
+    if not task.load_model:
+        raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
     model = load_object(task.load_model)()  # type: ignore[operator]
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
     start, lines = 0, []

@@ -16,6 +16,9 @@ from creditzoo.registry import load_object, lookup
 
 TASKS: dict[str, str] = {
     "geneval": "creditzoo.tasks.geneval:TASK",
+    "ocr": "creditzoo.tasks.ocr:TASK",
+    "pickscore": "creditzoo.tasks.pickscore:TASK",
+    "geneval_server": "creditzoo.tasks.geneval_server:TASK",
 }
 
 
