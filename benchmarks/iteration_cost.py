@@ -1,4 +1,6 @@
-"""One GRPO iteration of flow_grpo, incremental and tp_grpo_strict (ode, ode:2, x0) side by side.
+"""One GRPO iteration of every rollout shape side by side: chains (flow_grpo, incremental, tp_grpo_strict with
+ode, ode:2, x0 completions), anchor-branch (tempflow, g2rpo) and tree (branch_grpo, splits at window steps 0, 2, 4
+so that its 2^3 = 8 leaves fill a group of 8).
 
 Every configuration samples the same prompts from the same noise (same seed) with the shipped toy model and
 the geneval reward. Configurations are run round-robin (after one warm-up iteration each) so that machine
@@ -31,7 +33,11 @@ CASES = [
     ("tp_grpo_strict", "ode"),
     ("tp_grpo_strict", "ode:2"),
     ("tp_grpo_strict", "x0"),
+    ("tempflow", "ode"),
+    ("g2rpo", "ode"),
+    ("branch_grpo", "-"),
 ]
+OPTIONS = {"branch_grpo": {"split_steps": [0, 2, 4]}}  # 8 leaves per tree: the default group of 8
 PHASES = ("sampling", "completions", "reward", "update", "total")
 
 
@@ -57,7 +63,15 @@ def main() -> None:
         guidance_scale=args.guidance_scale,
     )
     learners = {
-        case: make_learner(dataclasses.replace(base, algo=case[0], completion=case[1])) for case in CASES
+        case: make_learner(
+            dataclasses.replace(
+                base,
+                algo=case[0],
+                completion=case[1] if case[1] != "-" else "ode",
+                algo_options=OPTIONS.get(case[0], {}),
+            )
+        )
+        for case in CASES
     }
     for learner in learners.values():
         learner.iteration(1)  # warm-up
@@ -87,7 +101,7 @@ def main() -> None:
         rows.append(
             {
                 "algo": case[0],
-                "completion": case[1] if case[0] != "flow_grpo" else "-",
+                "completion": case[1] if case[0] not in ("flow_grpo", "branch_grpo") else "-",
                 **{f"{p}_s": round(seconds[p], 3) for p in PHASES},
                 "model_evals": evals,
                 "sampling_evals": runs[0]["sampling_evals"],
@@ -98,8 +112,17 @@ def main() -> None:
                 "time_per_eval_ratio": round(time_ratio / eval_ratio, 3),
             }
         )
-    header = ["algo", "completion", *[f"{p}_s" for p in PHASES], "model_evals", "completion_evals",
-              "reward_calls", "time_ratio", "eval_ratio", "time_per_eval_ratio"]
+    header = [
+        "algo",
+        "completion",
+        *[f"{p}_s" for p in PHASES],
+        "model_evals",
+        "completion_evals",
+        "reward_calls",
+        "time_ratio",
+        "eval_ratio",
+        "time_per_eval_ratio",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -13,7 +13,7 @@ import torch
 from tiny_model import DEVICES, TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 from typer.testing import CliRunner
 
-from creditzoo.algorithms import ALGORITHMS
+from creditzoo.algorithms import ALGORITHMS, get_algorithm
 from creditzoo.cli import app
 from creditzoo.envs import DenoisingConfig, DenoisingEnv, register_envs
 from creditzoo.learner.checkpoint import read_metrics
@@ -116,7 +116,8 @@ def lora_state(learner: GRPOLearner) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
 def test_one_iteration_of_every_algorithm_on_each_device(device: str, algo: str) -> None:
-    learner = make_learner(device, algo=algo, num_steps=3)
+    tree = get_algorithm(algo).rollout_shape == "tree"  # K = 2: the default tree splits once, 2 leaves a group
+    learner = make_learner(device, algo=algo, num_steps=3, group_size=2 if tree else 3)
     before = lora_state(learner)
     metrics = learner.iteration(1).metrics
     assert metrics["ratio_dev_first_update"] < 1e-5

@@ -21,16 +21,27 @@ from creditzoo.rollout import Credit, Rollout
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration's stored rollout record."""
+    """One iteration's stored rollout record; ``shape`` is its rollout shape ("chain" for records without one)."""
 
     iteration: int
     prompts: list[str]
     tensors: dict[str, torch.Tensor]
+    shape: str = "chain"
 
     def rollout(self, *, clean: bool = False) -> Rollout:
         """The :class:`Rollout` of this iteration, with noisy (default) or clean rewards."""
         suffix = "_clean" if clean else ""
         group_ids = self.tensors["group_ids"]
+        if self.shape == "anchor":
+            return Rollout(group_ids=group_ids, shape="anchor", branch_rewards=self.tensors[f"branch_rewards{suffix}"])
+        if self.shape == "tree":
+            return Rollout(
+                group_ids=group_ids,
+                shape="tree",
+                final_rewards=self.tensors[f"final_rewards{suffix}"],
+                split_steps=tuple(self.tensors["split_steps"].tolist()),
+                log_probs=self.tensors["log_probs"],
+            )
         if f"completion_rewards{suffix}" in self.tensors:
             return Rollout(group_ids=group_ids, completion_rewards=self.tensors[f"completion_rewards{suffix}"])
         steps = self.tensors["step_rewards"].shape[1]
@@ -53,7 +64,8 @@ def load_records(run_dir: str | Path) -> list[Record]:
         with safe_open(str(path), "pt") as stream:
             metadata = stream.metadata()
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}  # noqa: SIM118
-        records.append(Record(int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors))
+        shape = metadata.get("shape", "chain")
+        records.append(Record(int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors, shape))
     return records
 
 

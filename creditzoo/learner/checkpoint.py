@@ -59,12 +59,16 @@ def write_metrics(run_dir: Path, lines: list[dict]) -> None:
     atomic_write_bytes(run_dir / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode())
 
 
-def write_record(run_dir: Path, iteration: int, record: dict[str, torch.Tensor], prompts: list[str]) -> None:
-    """Save one iteration's rollout record as safetensors, prompts in its metadata."""
+def write_record(
+    run_dir: Path, iteration: int, record: dict[str, torch.Tensor], prompts: list[str], shape: str = "chain"
+) -> None:
+    """Save one iteration's rollout record as safetensors; prompts and rollout shape in its metadata."""
     path = run_dir / "rollouts" / f"iter_{iteration:06d}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    save_file(record, str(temporary), metadata={"prompts": json.dumps(prompts), "iteration": str(iteration)})
+    save_file(
+        record, str(temporary), metadata={"prompts": json.dumps(prompts), "iteration": str(iteration), "shape": shape}
+    )
     os.replace(temporary, path)
 
 

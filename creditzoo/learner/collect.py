@@ -1,33 +1,51 @@
-"""Rollout collection: run the SDE window in the environment and record what the update needs."""
+"""Rollout collection: sample one episode in the shape the algorithm needs and record what the update needs.
+
+Every shape is recorded as B rows of K (input, output) transitions with the log-probability of each output
+recorded while sampling, so one update trains them all (ALGORITHMS.md sections 2, 7.3, 7.4):
+
+- "chain": inputs z_0 .. z_{K-1}, outputs z_1 .. z_K of one trajectory (views of ``states``).
+- "anchor": inputs o_{w+k} (the prompt's ODE anchor), outputs c_{k,i} (row i's child at window step k).
+- "tree": inputs and outputs are the edges on each leaf's path (an edge shared by m leaves is in m rows).
+
+``COLLECTORS`` maps each shape to its collector; the learner picks one by the algorithm's ``rollout_shape``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from creditzoo.envs import DenoisingEnv
+from creditzoo.envs.branching import BranchedEpisode, sample_anchor_branches, sample_tree
 from creditzoo.sampling import ode_step, sde_step
 
 
 @dataclass(frozen=True)
 class CollectedRollout:
-    """One iteration's trajectories.
+    """One iteration's rows of (input, output) transitions and their rewards.
 
     Attributes:
         prompts: B prompts.
         group_ids: int64 [B].
-        states: [B, K + 1, *S] window states z_0 .. z_K.
-        log_probs: float32 [B, K] log-probabilities of z_{k+1} given z_k recorded while sampling.
-        final_rewards: [B] (noisy) terminal rewards; ``final_rewards_clean`` [B] without noise.
-        completion_rewards: [B, K + 1] or None; ``completion_rewards_clean`` likewise.
+        inputs: [B, K, *S] latent each trained transition starts from.
+        outputs: [B, K, *S] latent it ends at.
+        log_probs: float32 [B, K] log-probabilities of each output given its input, recorded while sampling.
+        final_rewards: [B] (noisy) terminal rewards (anchor: the group's ODE anchor image); ``*_clean`` without noise.
+        completion_rewards: [B, K + 1] (chains with completions) or None; ``completion_rewards_clean`` likewise.
         images: [B, 3, H, W] final images.
         info: the environment's terminal info (counters, phase times).
+        shape: "chain", "anchor" or "tree".
+        states: [B, K + 1, *S] window states z_0 .. z_K (chains), else None.
+        branch_rewards: [B, K, L] R_{k,i} per completion variant (anchor), else None; ``*_clean`` likewise.
+        split_steps: the tree's split steps (tree), else None.
     """
 
     prompts: list[str]
     group_ids: torch.Tensor
-    states: torch.Tensor
+    inputs: torch.Tensor
+    outputs: torch.Tensor
     log_probs: torch.Tensor
     final_rewards: torch.Tensor
     final_rewards_clean: torch.Tensor
@@ -35,10 +53,15 @@ class CollectedRollout:
     completion_rewards_clean: torch.Tensor | None
     images: torch.Tensor
     info: dict
+    shape: str = "chain"
+    states: torch.Tensor | None = None
+    branch_rewards: torch.Tensor | None = None
+    branch_rewards_clean: torch.Tensor | None = None
+    split_steps: tuple[int, ...] | None = None
 
 
 @torch.no_grad()
-def collect_rollout(
+def collect_chain(
     env: DenoisingEnv,
     prompts: list[str],
     group_ids: torch.Tensor,
@@ -47,8 +70,10 @@ def collect_rollout(
     sde_kind: str,
     noise_level: float,
     window_start: int | None = None,
+    split_steps: tuple[int, ...] | None = None,
+    granularities: tuple[int, ...] | None = None,
 ) -> CollectedRollout:
-    """Sample one episode: ODE outside the window, SDE inside it, recording z_k and log-probs.
+    """Sample one chain episode: ODE outside the window, SDE inside it, recording z_k and log-probs.
 
     Args:
         env: the denoising environment (its model is the current policy).
@@ -58,10 +83,14 @@ def collect_rollout(
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        split_steps: must be None (trees only).
+        granularities: must be None (anchor rollouts only).
 
     Returns:
-        :class:`CollectedRollout`.
+        :class:`CollectedRollout` with shape "chain".
     """
+    if split_steps is not None or granularities is not None:
+        raise ValueError("split_steps and granularities belong to tree and anchor rollouts, not to chains")
     options: dict = {"prompts": prompts}
     if window_start is not None:
         options["window_start"] = window_start
@@ -86,10 +115,13 @@ def collect_rollout(
         obs, _, _, _, info = env.step(action)
         if j + 1 == window.stop:
             states.append(obs["latent"])
+    stacked = torch.stack(states, dim=1)  # [B, K + 1, *S]
     return CollectedRollout(
         prompts=list(prompts),
         group_ids=group_ids,
-        states=torch.stack(states, dim=1),  # [B, K + 1, *S]
+        inputs=stacked[:, :-1],  # [B, K, *S] views, no copy
+        outputs=stacked[:, 1:],
+        states=stacked,
         log_probs=torch.stack(log_probs, dim=1).float(),  # [B, K]
         final_rewards=info["final_rewards"],
         final_rewards_clean=info["final_rewards_clean"],
@@ -97,4 +129,167 @@ def collect_rollout(
         completion_rewards_clean=info.get("completion_rewards_clean"),
         images=info["images"],
         info=info,
+    )
+
+
+def _from_episode(episode: BranchedEpisode, prompts: list[str]) -> CollectedRollout:
+    return CollectedRollout(
+        prompts=list(prompts),
+        group_ids=episode.group_ids,
+        inputs=episode.inputs,
+        outputs=episode.outputs,
+        log_probs=episode.log_probs,
+        final_rewards=episode.final_rewards,
+        final_rewards_clean=episode.final_rewards_clean,
+        completion_rewards=None,
+        completion_rewards_clean=None,
+        images=episode.images,
+        info=episode.info,
+        shape=episode.shape,
+        branch_rewards=episode.branch_rewards,
+        branch_rewards_clean=episode.branch_rewards_clean,
+        split_steps=episode.split_steps,
+    )
+
+
+def collect_anchor(
+    env: DenoisingEnv,
+    prompts: list[str],
+    group_ids: torch.Tensor,
+    *,
+    seed: int,
+    sde_kind: str,
+    noise_level: float,
+    window_start: int | None = None,
+    split_steps: tuple[int, ...] | None = None,
+    granularities: tuple[int, ...] | None = None,
+) -> CollectedRollout:
+    """Sample one anchor-branch episode (:func:`creditzoo.envs.branching.sample_anchor_branches`).
+
+    Args:
+        env: the denoising environment (its model is the current policy).
+        prompts: B prompts (groups repeated; C = the group size).
+        group_ids: int64 [B].
+        seed: seeds the anchors and the children's noise.
+        sde_kind: "flow_grpo" or "cps".
+        noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        split_steps: must be None (trees only).
+        granularities: G2RPO completion strides, or None for the env's completion mode.
+
+    Returns:
+        :class:`CollectedRollout` with shape "anchor" and ``branch_rewards`` [B, K, L].
+    """
+    if split_steps is not None:
+        raise ValueError("split_steps belong to tree rollouts, not to anchor rollouts")
+    episode = sample_anchor_branches(
+        env,
+        prompts,
+        group_ids,
+        seed=seed,
+        sde_kind=sde_kind,
+        noise_level=noise_level,
+        window_start=window_start,
+        granularities=granularities,
+    )
+    return _from_episode(episode, prompts)
+
+
+def collect_tree(
+    env: DenoisingEnv,
+    prompts: list[str],
+    group_ids: torch.Tensor,
+    *,
+    seed: int,
+    sde_kind: str,
+    noise_level: float,
+    window_start: int | None = None,
+    split_steps: tuple[int, ...] | None = None,
+    granularities: tuple[int, ...] | None = None,
+) -> CollectedRollout:
+    """Sample one tree episode (:func:`creditzoo.envs.branching.sample_tree`); leaves are the rows.
+
+    Args:
+        env: the denoising environment (its model is the current policy).
+        prompts: B prompts (each group's 2^|S| leaves share one).
+        group_ids: int64 [B].
+        seed: seeds the roots and every node's noise.
+        sde_kind: "flow_grpo" or "cps".
+        noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        split_steps: window steps at which every node splits in two (required).
+        granularities: must be None (anchor rollouts only).
+
+    Returns:
+        :class:`CollectedRollout` with shape "tree" and ``split_steps``.
+    """
+    if split_steps is None or granularities is not None:
+        raise ValueError("a tree rollout needs split_steps and takes no granularities")
+    episode = sample_tree(
+        env,
+        prompts,
+        group_ids,
+        split_steps=split_steps,
+        seed=seed,
+        sde_kind=sde_kind,
+        noise_level=noise_level,
+        window_start=window_start,
+    )
+    return _from_episode(episode, prompts)
+
+
+Collector = Callable[..., CollectedRollout]
+
+COLLECTORS: dict[str, Collector] = {
+    "chain": collect_chain,
+    "anchor": collect_anchor,
+    "tree": collect_tree,
+}
+
+
+def collect_rollout(
+    env: DenoisingEnv,
+    prompts: list[str],
+    group_ids: torch.Tensor,
+    *,
+    seed: int,
+    sde_kind: str,
+    noise_level: float,
+    window_start: int | None = None,
+    shape: str = "chain",
+    split_steps: tuple[int, ...] | None = None,
+    granularities: tuple[int, ...] | None = None,
+) -> CollectedRollout:
+    """Sample one episode of rollout shape ``shape`` with its collector from ``COLLECTORS``.
+
+    Args:
+        env: the denoising environment (its model is the current policy).
+        prompts: B prompts (groups repeated).
+        group_ids: int64 [B].
+        seed: seeds every noise draw of the episode.
+        sde_kind: "flow_grpo" or "cps".
+        noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        shape: "chain", "anchor" or "tree".
+        split_steps: the tree's split steps (tree only).
+        granularities: G2RPO completion strides (anchor only; None: the env's completion mode).
+
+    Returns:
+        :class:`CollectedRollout`.
+
+    Raises:
+        ValueError: unknown shape (listing the valid ones), or options that do not fit the shape.
+    """
+    if shape not in COLLECTORS:
+        raise ValueError(f"unknown rollout shape {shape!r}; valid: {', '.join(COLLECTORS)}")
+    return COLLECTORS[shape](
+        env,
+        prompts,
+        group_ids,
+        seed=seed,
+        sde_kind=sde_kind,
+        noise_level=noise_level,
+        window_start=window_start,
+        split_steps=split_steps,
+        granularities=granularities,
     )

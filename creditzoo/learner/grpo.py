@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm
+from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import CollectedRollout, collect_rollout
+from creditzoo.learner.collect import COLLECTORS, CollectedRollout, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
 from creditzoo.models.base import FlowModel, select_conditioning
@@ -24,8 +24,8 @@ from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
-# Rollout shapes this learner can collect and train; anchor and tree collection come with their collectors.
-TRAINABLE_SHAPES = ("chain",)
+# Rollout shapes this learner can collect and train: those with a collector.
+TRAINABLE_SHAPES = tuple(COLLECTORS)
 
 
 class NonFiniteRewardError(RuntimeError):
@@ -91,6 +91,7 @@ class IterationResult:
     metrics: dict
     record: dict[str, torch.Tensor]
     prompts: list[str]
+    shape: str = "chain"
 
 
 class GRPOLearner:
@@ -118,6 +119,7 @@ class GRPOLearner:
         options = {"std_mode": config.std_mode, **config.algo_options}
         self.algorithm = get_algorithm(config.algo, **options)
         check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
+        self.shape_options = self._shape_options()
         torch.manual_seed(config.seed)  # LoRA initialisation
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
         self.shift = config.shift if config.shift is not None else float(getattr(model, "default_shift", 1.0))
@@ -153,7 +155,7 @@ class GRPOLearner:
         update = self.update(rollout, credit, iteration)
         metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
         record = self.record(rollout, credit, iteration)
-        return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts)
+        return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
 
     def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
         """Draw P distinct train prompts, each repeated G times; group ids 0 .. P-1."""
@@ -176,8 +178,11 @@ class GRPOLearner:
             sde_kind=self.config.sde_kind,
             noise_level=self.config.resolved_noise_level,
             window_start=self.window_start(iteration),
+            shape=self.algorithm.rollout_shape,
+            **self.shape_options,
         )
-        for name in ("completion_rewards", "final_rewards", "completion_rewards_clean", "final_rewards_clean"):
+        names = ("completion_rewards", "branch_rewards", "final_rewards")
+        for name in (*names, *(f"{name}_clean" for name in names)):
             values = getattr(rollout, name)
             if values is None:
                 continue
@@ -188,6 +193,22 @@ class GRPOLearner:
                     f"non-finite reward ({name}) for prompt {rollout.prompts[index]!r} at iteration {iteration}"
                 )
         return rollout
+
+    def _shape_options(self) -> dict:
+        """What the collector of the algorithm's rollout shape needs: tree split steps, G2RPO granularities.
+
+        Raises:
+            ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
+        """
+        options = self.algorithm.bound_options
+        if self.algorithm.rollout_shape == "tree":
+            steps = check_split_steps(
+                options.get("split_steps"), self.config.resolved_window_size, self.config.group_size
+            )
+            return {"split_steps": steps}
+        if self.algorithm.rollout_shape == "anchor" and options.get("granularities") is not None:
+            return {"granularities": tuple(options["granularities"])}
+        return {}
 
     def window_start(self, iteration: int) -> int:
         """The SDE window's first step at ``iteration``: moved by the sliding schedule, else the configured one."""
@@ -231,8 +252,24 @@ class GRPOLearner:
         return weights
 
     def assign_credit(self, rollout: CollectedRollout) -> Credit:
-        """Per-step rewards, turning points and advantages [B, K] from the chosen algorithm."""
-        if rollout.completion_rewards is not None:
+        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm."""
+        if rollout.shape == "anchor":
+            inputs = Rollout(
+                group_ids=rollout.group_ids,
+                shape="anchor",
+                branch_rewards=rollout.branch_rewards,
+                final_rewards=rollout.final_rewards,
+                log_probs=rollout.log_probs,
+            )
+        elif rollout.shape == "tree":
+            inputs = Rollout(
+                group_ids=rollout.group_ids,
+                shape="tree",
+                final_rewards=rollout.final_rewards,
+                split_steps=rollout.split_steps,
+                log_probs=rollout.log_probs,
+            )
+        elif rollout.completion_rewards is not None:
             inputs = Rollout(group_ids=rollout.group_ids, completion_rewards=rollout.completion_rewards)
         else:
             inputs = Rollout(
@@ -258,7 +295,7 @@ class GRPOLearner:
         group_has_signal = torch.zeros(int(rollout.group_ids.max()) + 1).index_add_(0, rollout.group_ids, signal) > 0
         kept = group_has_signal[rollout.group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
         generator = torch.Generator().manual_seed(derive_seed(config.seed, iteration, "minibatch"))
-        device = rollout.states.device
+        device = rollout.inputs.device
         evals_per_forward = 2 if config.guidance_scale != 1.0 else 1
         stats = {"loss": [], "kl": [], "clip_fraction": [], "grad_norm": [], "ratio_dev": []}
         first_ratio_dev = float("nan")
@@ -276,7 +313,7 @@ class GRPOLearner:
                         continue
                     j = window.start + k
                     cond = select_conditioning(self.env.cond, rows.to(device))
-                    z, z_next = rollout.states[rows, k], rollout.states[rows, k + 1]
+                    z, z_next = rollout.inputs[rows, k], rollout.outputs[rows, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}, ...
                     sigma = self.env.sigmas[j].expand(rows.numel())
                     step = self._policy_step(policy, z, z_next, sigma, cond, j)
                     surrogate = clipped_surrogate(
@@ -393,6 +430,11 @@ class GRPOLearner:
         if rollout.completion_rewards is not None:
             record["completion_rewards"] = rollout.completion_rewards
             record["completion_rewards_clean"] = rollout.completion_rewards_clean
+        if rollout.branch_rewards is not None:
+            record["branch_rewards"] = rollout.branch_rewards  # [B, K, L]
+            record["branch_rewards_clean"] = rollout.branch_rewards_clean
+        if rollout.split_steps is not None:
+            record["split_steps"] = torch.tensor(rollout.split_steps, dtype=torch.int64)  # [|S|]
         if self.config.window_schedule is not None:
             record["window_start"] = torch.tensor([self.env.window.start])
         weights, steps = self.loss_weights(credit), self.step_weights()

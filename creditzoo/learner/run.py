@@ -159,7 +159,7 @@ def train(
         last = iteration == config.iterations
         if last or (config.eval_every and iteration % config.eval_every == 0):
             metrics.update(_evaluate(learner, task, config, run_dir, iteration, final=last))
-        write_record(run_dir, iteration, result.record, result.prompts)
+        write_record(run_dir, iteration, result.record, result.prompts, result.shape)
         lines.append(metrics)
         write_metrics(run_dir, lines)
         if last or iteration % config.checkpoint_every == 0:

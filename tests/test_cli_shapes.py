@@ -1,0 +1,37 @@
+"""`creditzoo train` and `analyze` on anchor-branch and tree runs: records carry the shape, replays respect it."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from creditzoo.analysis import load_records, recompute
+from creditzoo.cli import app
+from creditzoo.tasks import TASKS
+
+runner = CliRunner()
+# T = 3, K = 2: the default tree splits at window step 0 only, so 2 leaves = the group size.
+TINY = ["--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3", "--lora-rank", "2"]
+TINY += ["--eval-every", "2", "--eval-samples-per-prompt", "1", "--lr", "0.01", "--clip-range", "0.2"]
+
+
+@pytest.fixture(autouse=True)
+def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+
+
+@pytest.mark.parametrize(
+    ("algo", "shape", "other"), [("tempflow", "anchor", "tp_grpo"), ("branch_grpo", "tree", "g2rpo")]
+)
+def test_branched_runs_record_their_shape_and_replay(tmp_path, algo: str, shape: str, other: str) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--algo", algo, "--iterations", "2", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    records = load_records(run)
+    assert [r.shape for r in records] == [shape, shape]
+    for record, credit in zip(records, recompute(records, algo), strict=True):
+        torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
+    assert runner.invoke(app, ["analyze", str(run), "--algo", algo]).exit_code == 0
+    refused = runner.invoke(app, ["analyze", str(run), "--algo", other])
+    assert refused.exit_code == 2
+    assert f"rollout, got a{'n' if shape == 'anchor' else ''} {shape} rollout" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
