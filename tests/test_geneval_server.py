@@ -277,7 +277,7 @@ def test_geneval_server_task_trains_and_evaluates_through_the_server(tmp_path, m
     prompts = ["a photo of a cat", "a photo of two dogs"]
     with FakeServer() as server:
         monkeypatch.setenv("CREDITZOO_GENEVAL_URL", server.url)
-        TrainConfig(env="geneval_server", prompts=files, prompts_per_iteration=1)  # binds without any request
+        TrainConfig(env="geneval_server", prompts=files, prompts_per_iteration=1, model="sd3:/any")  # binds, no request
         assert server.requests == []
         task = task_with_prompt_files(get_task("geneval_server"), files)
         assert task.train_prompts() == ["a photo of a cat"] and task.test_prompts() == ["a photo of two dogs"]

@@ -167,8 +167,6 @@ class TrainConfig:
         from creditzoo.tasks import get_task
 
         task = get_task(self.env)
-        if self.model is None and task.default_model is None:
-            raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
         if self.prompts is not None:  # reads the files: a missing or malformed one fails here, in one line
             from creditzoo.tasks.prompts import task_with_prompt_files
 
@@ -191,6 +189,8 @@ class TrainConfig:
                 f"prompts_per_iteration={self.prompts_per_iteration} exceeds the {available} train prompts of "
                 f"{self.env}; valid: 1 to {available}"
             )
+        if self.model is None and task.default_model is None:
+            raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
 
     @property
     def batch_size(self) -> int:
