@@ -48,6 +48,8 @@ def train_command(
     env: str = typer.Option(None, help=_help("env") + " [default: geneval]"),
     model: str = typer.Option(None, help=_help("model")),
     dtype: str = typer.Option(None, help=_help("dtype") + " [default: float32]"),
+    max_batch: int = typer.Option(None, help=_help("max_batch")),
+    decode_batch: int = typer.Option(None, help=_help("decode_batch")),
     gradient_checkpointing: bool = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_help("gradient_checkpointing")
     ),

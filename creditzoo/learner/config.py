@@ -46,6 +46,10 @@ class TrainConfig:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}
     )
+    max_batch: int | None = field(
+        default=None, metadata={"help": "largest batch per model call (default: 128 on CPU, measured; 0: never split)"}
+    )
+    decode_batch: int = field(default=32, metadata={"help": "latents decoded and scored at once when an episode ends"})
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
     prompts: str | None = field(
@@ -153,6 +157,8 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        need(self.max_batch is None or self.max_batch >= 0, f"max_batch must be >= 0 (0: no split), not {self.max_batch}")
+        need(self.decode_batch >= 1, f"decode_batch must be >= 1, got {self.decode_batch}")
         need(
             DEVICE_PATTERN.fullmatch(str(self.device)) is not None,
             f"unknown device {self.device!r}; valid: {', '.join(DEVICE_FORMS)}",
