@@ -157,8 +157,8 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        no_split = self.max_batch is None or self.max_batch >= 0
-        need(no_split, f"max_batch must be >= 0 (0: never split), got {self.max_batch}")
+        chunk_ok = self.max_batch is None or self.max_batch >= 0
+        need(chunk_ok, f"max_batch must be >= 0 (0: never split), got {self.max_batch}")
         need(self.decode_batch >= 1, f"decode_batch must be >= 1, got {self.decode_batch}")
         need(
             DEVICE_PATTERN.fullmatch(str(self.device)) is not None,
