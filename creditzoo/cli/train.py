@@ -54,6 +54,7 @@ def check_choices(config: TrainConfig) -> None:
     """Fail early, with the valid choices, on names that only resolve later."""
     from creditzoo.algorithms import get_algorithm
     from creditzoo.envs import parse_completion_mode
+    from creditzoo.learner.tracking import check_available
     from creditzoo.rewards.noise import parse_noise_spec
     from creditzoo.tasks import TASKS, get_task
 
@@ -64,6 +65,7 @@ def check_choices(config: TrainConfig) -> None:
         parse_completion_mode(config.completion)
         if config.reward_noise:
             parse_noise_spec(config.reward_noise)
+        check_available(config.log)
         task = get_task(config.env)
         if config.reward is not None and config.reward not in task.rewards and ":" not in config.reward:
             fail(f"unknown reward {config.reward!r} for {config.env}; valid: {', '.join(task.rewards)}")
@@ -106,6 +108,7 @@ def train_command(
     checkpoint_every: int = typer.Option(None, help=_help("checkpoint_every")),
     seed: int = typer.Option(None, help=_help("seed")),
     device: str = typer.Option(None, help=_help("device")),
+    log: list[str] = typer.Option(None, help=_help("log")),
     run_dir: Path = typer.Option(None, help="run directory [default: runs/<algo>-<env>-seed<seed>]"),
     config: Path = typer.Option(None, "--config", help="TOML file of TrainConfig fields; options override it"),
     resume: Path = typer.Option(None, help="continue the run in this directory from its last checkpoint"),
@@ -114,11 +117,13 @@ def train_command(
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.grpo import NonFiniteRewardError
     from creditzoo.learner.run import RunDirectoryError, load_run_config
+    from creditzoo.learner.tracking import TrackerUnavailableError
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
+    given["log"] = log or None  # typer gives [] for a list option not given
     if resume is not None:
-        extra = sorted(k for k, v in given.items() if v is not None and k != "iterations")
+        extra = sorted(k for k, v in given.items() if v is not None and k not in ("iterations", "log"))
         if extra or config is not None:
             fail(
                 "--resume continues the stored config; only --iterations may change "
@@ -128,7 +133,12 @@ def train_command(
             stored = load_run_config(resume)
         except (RunDirectoryError, ValueError) as error:
             fail(str(error))
-        train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        try:  # tracking is not a training choice: a resumed run may start or stop mirroring
+            train_config = dataclasses.replace(
+                stored, iterations=iterations or stored.iterations, log=log or stored.log
+            )
+        except ValueError as error:
+            fail(str(error))
         directory = resume
     else:
         train_config = resolve_config(config, given)
@@ -136,7 +146,7 @@ def train_command(
     check_choices(train_config)
     try:
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
-    except RunDirectoryError as error:
+    except (RunDirectoryError, TrackerUnavailableError) as error:
         fail(str(error))
     except NonFiniteRewardError as error:
         error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)

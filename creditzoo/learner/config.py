@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from creditzoo.learner.tracking import TRACKERS
 from creditzoo.sampling import SDE_KINDS, sde_window
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
@@ -58,6 +59,9 @@ class TrainConfig:
     checkpoint_every: int = field(default=1, metadata={"help": "save a LoRA checkpoint every N iterations"})
     seed: int = field(default=0, metadata={"help": "run seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    log: tuple[str, ...] = field(
+        default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
+    )
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -92,6 +96,11 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        # "tensorboard,wandb", a list (from JSON or TOML) or a tuple: stored as a tuple, so configs compare equal
+        log = tuple(self.log.split(",")) if isinstance(self.log, str) else tuple(self.log)
+        object.__setattr__(self, "log", tuple(name.strip() for name in log if name.strip()))
+        unknown = [name for name in self.log if name not in TRACKERS]
+        need(not unknown, f"unknown tracker {unknown[0] if unknown else ''!r} in log; valid: {', '.join(TRACKERS)}")
 
     @property
     def batch_size(self) -> int:
@@ -115,7 +124,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "log": list(self.log)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -12,12 +12,16 @@ import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from creditzoo.models.base import FlowModel
 from creditzoo.sampling import flow_sigmas, ode_step
 from creditzoo.tasks import Task
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SPLITS = ("test", "train")
 
@@ -214,18 +218,36 @@ def save_grid(
     scale: int = 3,
     marks: torch.Tensor | None = None,
 ) -> Path:
-    """Write a PNG grid of images, each labelled with its prompt below it.
+    """Write :func:`grid_image` of ``images`` to the PNG file ``path`` (parent folders are created).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid_image(images, prompts, columns=columns, scale=scale, marks=marks).save(path)
+    return path
+
+
+def grid_image(
+    images: torch.Tensor,
+    prompts: list[str],
+    *,
+    columns: int = 8,
+    scale: int = 3,
+    marks: torch.Tensor | None = None,
+) -> Image.Image:
+    """A grid of images, each labelled with its prompt below it.
 
     Args:
         images: float [N, 3, H, W] in [0, 1].
         prompts: N labels.
-        path: output file (parent folders are created).
         columns: images per row.
         scale: nearest-neighbour upscaling of each image.
         marks: optional bool [N]; True draws a green frame, False a red one (e.g. strict correctness).
 
     Returns:
-        The path written.
+        An RGB PIL image.
     """
     from PIL import Image, ImageDraw
 
@@ -251,7 +273,4 @@ def save_grid(
             draw.rectangle([x - 2, y - 2, x + cell_w + 1, y + cell_h + 1], outline=colour, width=2)
         lines = textwrap.wrap(prompts[i], width=chars)[:label_lines]
         draw.multiline_text((x, y + cell_h + 3), "\n".join(lines), fill="black", spacing=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return canvas
