@@ -196,4 +196,7 @@ def _evaluate(
     if final:
         atomic_write_json(run_dir / "eval" / "final.json", summary)
         grid.save(run_dir / "eval" / "final.png")
-    return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+    scores = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+    if result.extra_object_rate is not None:
+        scores["test_extra_object_rate"] = result.extra_object_rate
+    return scores
