@@ -22,8 +22,8 @@ NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
 
 def sweep_command(**options: Any) -> None:
     """Train every (algorithm, grid point, seed) into --out/<name>/ with a manifest; resumes where it stopped."""
+    from creditzoo.learner.config import OPTION_ALIASES
     from creditzoo.learner.sweep import (
-        OPTION_ALIASES,
         LaunchOptions,
         SweepError,
         execute,

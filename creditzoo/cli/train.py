@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,7 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # command-line option -> TrainConfig field, where the names differ
-RENAMED = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+RENAMED = OPTION_ALIASES
 
 
 def _help(name: str) -> str:

@@ -11,6 +11,8 @@ from creditzoo.learner.tracking import TRACKERS
 from creditzoo.sampling import SDE_KINDS, sde_window
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
+OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+"""Command-line spellings (``creditzoo train --lr``, ``sweep --grid lr=...``) of fields whose names differ."""
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
 
 

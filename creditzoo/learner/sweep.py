@@ -38,13 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from creditzoo.learner.checkpoint import atomic_write_json, read_metrics
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
 
 STATUSES = ("pending", "running", "finished", "failed")
 LAUNCHERS = ("local", "submitit")
 MANIFEST = "manifest.json"
-OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
-"""``creditzoo train`` option spellings that differ from the TrainConfig field name."""
 SWEPT_ELSEWHERE = {"algo": "--algo", "seed": "--seeds"}
 """Fields a grid may not take, with the option that sweeps them instead."""
 NOT_GRIDDABLE = ("algo_options", "device", "log")

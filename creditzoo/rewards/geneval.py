@@ -46,10 +46,16 @@ Scores, each float32 [B]:
   ``1 - |n - k| / n``, clipped here at 0; its colour and position clauses score 0 when the object is missing).
 * **dense**: the same clauses computed by the soft detector, with soft object scores
   ``a[o, S] = quality[o] * likeness[o, S]`` (quality also multiplied by a ramp on the w-weighted mean of
-  ``w``, so that fading objects leave smoothly): presence ``max_o a[o, S]``; count ``sum_o a[o, S]``;
-  colour ``max_o a[o, S] * colour[o, c]``; relation ``max a[., A] * max a[., B] * mean_pairs(relation ramp)``
-  with the mean weighted by ``a[o1, A] * a[o2, B]`` over distinct pairs and the ramp going 0 -> 1 as ``r``
-  goes 0.4 -> 0.6. On clean renders every ramp is saturated, so dense equals partial. As an image blurs,
+  ``w``, so that fading objects leave smoothly): presence ``max_o a[o, S]``; colour
+  ``max_o a[o, S] * colour[o, c]``. Where the strict rules count objects, dense counts them as the hard
+  detector does: ``c[o, S]`` is a steep ramp on ``presence[o] * likeness[o, S]``, where presence is 1 for a dim
+  but solid object (whose ``a`` is well below 1). Count: ``max(0, 1 - |n - sum_o c[o, S]| / n)`` times the
+  c-weighted mean of ``a`` over the n best objects (so damage lowers exact and wrong counts alike).
+  Relation: ``max a[., A] * max a[., B] * prod_pairs(1 - c[o1, A] c[o2, B] (1 - ramp(r)))`` over distinct
+  pairs, GenEval's every-pair rule made soft, with the ramp going 0 -> 1 as ``r`` goes 0.4 -> 0.6. (Until
+  this rule the count was ``sum_o a[o, S]`` and the relation a weighted mean over pairs, which paid for an
+  extra dim object or a wrong-side extra one: benchmarks/reward_fidelity.md.) On clean renders every ramp is
+  saturated, so dense equals partial. As an image blurs,
   fades or gets noisier, dense moves nearly continuously (it jumps where components merge or split, and by
   a faint pixel's small weight when a core grows next to it) while partial moves in steps of a whole clause.
   Dense sees some damage partial ignores: dim colours, soft edges and rounded corners lower it.
