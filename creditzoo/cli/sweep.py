@@ -128,7 +128,7 @@ def _signature() -> inspect.Signature:
         ("grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")),
         ("out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")),
         ("jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")),
-        ("launcher", str, typer.Option("local", help="local, or submitit (Slurm; pip install creditzoo[cluster])")),
+        ("launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")),
         ("cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")),
         ("executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")),
     ]
