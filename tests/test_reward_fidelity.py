@@ -48,6 +48,17 @@ def test_counting_exact_beats_one_extra_beats_two_extra(damage: str) -> None:
                 assert exact > one > two, (prompt, damage, scores.dense)
 
 
+@pytest.mark.parametrize("intensity", [1.0, 0.75, 0.7])
+def test_a_dim_extra_object_does_not_make_a_count_nearly_right(intensity: float) -> None:
+    """The hard detector counts a dim object as a whole one; the old dense sum counted it as 0.6 of one, so three
+    green triangles at 3/4 intensity scored 0.975 for "two triangles", two of them 0.683."""
+    two = place(place(blank(), "triangle", "green", 4, 4, 9), "triangle", "green", 4, 18, 9)
+    three = place(two, "triangle", "green", 18, 10, 9)
+    scores = score_geneval(torch.from_numpy(np.stack([two, three]) * intensity), ["two triangles"] * 2)
+    assert scores.strict.tolist() == [1.0, 0.0]
+    assert scores.dense[1] < 0.6 * scores.dense[0]  # the count clause: 1 - 1/2 of the exact scene's
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_wrong_side_extra_object_breaks_the_position_clause(damage: str) -> None:
     """GenEval's rule: every (A, B) pair must satisfy the relation; one clear wrong pair fails it."""
