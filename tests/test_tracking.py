@@ -136,5 +136,9 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch) -> None:
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", *TINY, "--iterations", "1", "--log", "wandb", "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
-    assert (run / "wandb_id").exists()
-    assert any(path.name.startswith("offline-run-") for path in (run / "wandb").iterdir())
+    run_id = (run / "wandb_id").read_text()
+    [offline] = [path for path in (run / "wandb").iterdir() if path.name.startswith("offline-run-")]
+    assert offline.name.endswith(run_id)
+    stream = (offline / f"run-{run_id}.wandb").read_bytes()  # W&B's record stream: keys appear as plain strings
+    for key in (b"reward_mean", b"tp_rate_per_step/0", b"test_partial_score", b"eval/per_category", b"eval/grid"):
+        assert key in stream

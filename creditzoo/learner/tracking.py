@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,7 +114,7 @@ class WandbTracker:
                 "--log wandb needs the wandb package: pip install 'creditzoo[wandb]'"
             ) from error
         id_file = run_dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)  # W&B ids: [0-9a-z]
         id_file.write_text(run_id)
         self.wandb = wandb
         self.run = wandb.init(
