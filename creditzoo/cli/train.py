@@ -133,7 +133,7 @@ def train_command(
             stored = load_run_config(resume)
         except (RunDirectoryError, ValueError) as error:
             fail(str(error))
-        try:  # tracking is not a training choice: a resumed run may start or stop mirroring
+        try:  # tracking is not a training choice: --log may start mirroring a resumed run
             train_config = dataclasses.replace(
                 stored, iterations=iterations or stored.iterations, log=log or stored.log
             )

@@ -132,31 +132,28 @@ def train(
     else:
         prepare_run_dir(run_dir, overwrite=overwrite)
     atomic_write_json(run_dir / "config.json", config.to_dict())
-    tracker = open_tracker(config.log, run_dir, config.to_dict(), start=start)
-    try:
-        if start == 0:
-            lines = [
-                {"iteration": 0, **_evaluate(learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)}
-            ]
-            write_metrics(run_dir, lines)
-            tracker.log_metrics(0, lines[0])
-        for iteration in range(start + 1, config.iterations + 1):
-            result = learner.iteration(iteration)
-            metrics = result.metrics
-            last = iteration == config.iterations
-            if last or (config.eval_every and iteration % config.eval_every == 0):
-                metrics.update(_evaluate(learner, task, config, run_dir, iteration, tracker, final=last))
-            write_record(run_dir, iteration, result.record, result.prompts)
-            lines.append(metrics)
-            write_metrics(run_dir, lines)
-            tracker.log_metrics(iteration, metrics)
-            if last or iteration % config.checkpoint_every == 0:
-                state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
-                save_checkpoint(run_dir, iteration, learner.policy, state)
-            if progress is not None:
-                progress(iteration, config.iterations, metrics)
-    finally:
-        tracker.close()
+    tracker = open_tracker(config.log, run_dir, config.to_dict(), start=start)  # flushes on every call
+    if start == 0:
+        base = _evaluate(learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
+        lines = [{"iteration": 0, **base}]
+        write_metrics(run_dir, lines)
+        tracker.log_metrics(0, lines[0])
+    for iteration in range(start + 1, config.iterations + 1):
+        result = learner.iteration(iteration)
+        metrics = result.metrics
+        last = iteration == config.iterations
+        if last or (config.eval_every and iteration % config.eval_every == 0):
+            metrics.update(_evaluate(learner, task, config, run_dir, iteration, tracker, final=last))
+        write_record(run_dir, iteration, result.record, result.prompts)
+        lines.append(metrics)
+        write_metrics(run_dir, lines)
+        tracker.log_metrics(iteration, metrics)
+        if last or iteration % config.checkpoint_every == 0:
+            state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
+            save_checkpoint(run_dir, iteration, learner.policy, state)
+        if progress is not None:
+            progress(iteration, config.iterations, metrics)
+    tracker.close()
     return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
 
 
