@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from creditzoo.algorithms import ALGORITHMS, check_split_steps
+from creditzoo.learner.tracking import TRACKERS
 from creditzoo.models import DTYPES
 from creditzoo.sampling import (
     SDE_KINDS,
@@ -20,6 +21,8 @@ from creditzoo.sampling import (
 )
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
+OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+"""Command-line spellings (``creditzoo train --lr``, ``sweep --grid lr=...``) of fields whose names differ."""
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
@@ -104,6 +107,9 @@ class TrainConfig:
     checkpoint_every: int = field(default=1, metadata={"help": "save a LoRA checkpoint every N iterations"})
     seed: int = field(default=0, metadata={"help": "run seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    log: tuple[str, ...] = field(
+        default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
+    )
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -164,6 +170,11 @@ class TrainConfig:
             DEVICE_PATTERN.fullmatch(str(self.device)) is not None,
             f"unknown device {self.device!r}; valid: {', '.join(DEVICE_FORMS)}",
         )
+        # "tensorboard,wandb", a list (from JSON or TOML) or a tuple: stored as a tuple, so configs compare equal
+        log = tuple(self.log.split(",")) if isinstance(self.log, str) else tuple(self.log)
+        object.__setattr__(self, "log", tuple(name.strip() for name in log if name.strip()))
+        unknown = [name for name in self.log if name not in TRACKERS]
+        need(not unknown, f"unknown tracker {unknown[0] if unknown else ''!r} in log; valid: {', '.join(TRACKERS)}")
         self._check_names()
 
     def _check_names(self) -> None:
@@ -243,7 +254,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "log": list(self.log)}
 
     @classmethod
     def for_task(cls, env: str = "geneval", **values: Any) -> TrainConfig:

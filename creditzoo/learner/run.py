@@ -23,8 +23,9 @@ from creditzoo.learner.checkpoint import (
     write_record,
 )
 from creditzoo.learner.config import TrainConfig
-from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
+from creditzoo.learner.evaluate import EvalConfig, evaluate, grid_image
 from creditzoo.learner.grpo import GRPOLearner
+from creditzoo.learner.tracking import Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
 
@@ -150,23 +151,28 @@ def train(
     else:
         prepare_run_dir(run_dir, overwrite=overwrite)
     atomic_write_json(run_dir / "config.json", config.to_dict())
+    tracker = open_tracker(config.log, run_dir, config.to_dict(), start=start)  # flushes on every call
     if start == 0:
-        lines = [{"iteration": 0, **_evaluate(learner, task, config, run_dir, 0, final=config.iterations == 0)}]
+        base = _evaluate(learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
+        lines = [{"iteration": 0, **base}]
         write_metrics(run_dir, lines)
+        tracker.log_metrics(0, lines[0])
     for iteration in range(start + 1, config.iterations + 1):
         result = learner.iteration(iteration)
         metrics = result.metrics
         last = iteration == config.iterations
         if last or (config.eval_every and iteration % config.eval_every == 0):
-            metrics.update(_evaluate(learner, task, config, run_dir, iteration, final=last))
+            metrics.update(_evaluate(learner, task, config, run_dir, iteration, tracker, final=last))
         write_record(run_dir, iteration, result.record, result.prompts, result.shape)
         lines.append(metrics)
         write_metrics(run_dir, lines)
+        tracker.log_metrics(iteration, metrics)
         if last or iteration % config.checkpoint_every == 0:
             state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
             save_checkpoint(run_dir, iteration, learner.policy, state)
         if progress is not None:
             progress(iteration, config.iterations, metrics)
+    tracker.close()
     return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
 
 
@@ -179,7 +185,16 @@ def _restore(learner: GRPOLearner, checkpoint: Path) -> int:
     return int(state["iteration"])
 
 
-def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Path, iteration: int, *, final: bool):
+def _evaluate(
+    learner: GRPOLearner,
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    iteration: int,
+    tracker: Tracker,
+    *,
+    final: bool,
+):
     eval_config = EvalConfig(
         num_steps=config.eval_steps,
         guidance_scale=config.guidance_scale,
@@ -191,8 +206,13 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()
     atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
+    first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
+    grid = grid_image(result.images[first], [result.prompts[i] for i in first])
+    tracker.log_evaluation(iteration, summary, grid)
     if final:
         atomic_write_json(run_dir / "eval" / "final.json", summary)
-        first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
-        save_grid(result.images[first], [result.prompts[i] for i in first], run_dir / "eval" / "final.png")
-    return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+        grid.save(run_dir / "eval" / "final.png")
+    scores = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+    if result.extra_object_rate is not None:
+        scores["test_extra_object_rate"] = result.extra_object_rate
+    return scores
