@@ -189,17 +189,17 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "--iterations", "2", "--reward-noise", "gaussian:0.05", "--run-dir", str(run)]
     assert invoke(*args).exit_code == 0
-    result = runner.invoke(app, ["analyze", str(run), "--algo", "tp_grpo", "--json"])
+    result = runner.invoke(app, ["analyze", "robustness", str(run), "--algo", "tp_grpo", "--repeats", "2", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["iterations"] == 2
-    tp = report["algorithms"]["tp_grpo"]
+    tp = report["recorded_noisy_vs_clean"]["tp_grpo"]
     assert len(tp["tp_rate_noisy"]) == 2 and 0 <= tp["advantage_sign_agreement"] <= 1
     records = load_records(run)
     clean = records[0].tensors["completion_rewards_clean"]
     noisy = records[0].tensors["completion_rewards"]
     assert not torch.equal(clean, noisy)  # the noise was recorded beside the clean score
-    assert runner.invoke(app, ["analyze", str(tmp_path / "none")]).exit_code == 2
+    assert runner.invoke(app, ["analyze", "robustness", str(tmp_path / "none")]).exit_code == 2
     replayed = recompute(records, "tp_grpo_strict")
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])

@@ -18,6 +18,8 @@ import torch
 from creditzoo.algorithms import get_algorithm
 from creditzoo.rollout import Credit, Rollout
 
+REQUIRED_TENSORS = ("group_ids", "final_rewards", "final_rewards_clean", "step_rewards", "turning_points")
+
 
 @dataclass(frozen=True)
 class Record:
@@ -26,6 +28,15 @@ class Record:
     iteration: int
     prompts: list[str]
     tensors: dict[str, torch.Tensor]
+
+    @property
+    def has_completions(self) -> bool:
+        """Whether the record holds completion rewards R_0 .. R_K (runs of algorithms that need them)."""
+        return "completion_rewards" in self.tensors and "completion_rewards_clean" in self.tensors
+
+    def completion_rewards(self, *, clean: bool = False) -> torch.Tensor:
+        """Completion rewards [B, K+1], noisy (what the run trained on, default) or clean."""
+        return self.tensors["completion_rewards_clean" if clean else "completion_rewards"]
 
     def rollout(self, *, clean: bool = False) -> Rollout:
         """The :class:`Rollout` of this iteration, with noisy (default) or clean rewards."""
@@ -41,20 +52,39 @@ def load_records(run_dir: str | Path) -> list[Record]:
     """Every rollout record of a run, in iteration order.
 
     Raises:
-        ValueError: the directory holds no records.
+        ValueError: the directory is missing or empty, holds no records, or a record is corrupt.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ValueError(f"run directory {str(root)!r} does not exist")
+    if not any(root.iterdir()):
+        raise ValueError(f"run directory {str(root)!r} is empty")
+    paths = sorted(root.glob("rollouts/iter_*.safetensors"))
+    if not paths:
+        raise ValueError(f"no rollout records under {str(root / 'rollouts')!r}")
+    return [read_record(path) for path in paths]
+
+
+def read_record(path: Path) -> Record:
+    """One ``rollouts/iter_*.safetensors`` record, checked for the tensors every study needs.
+
+    Raises:
+        ValueError: a truncated or corrupt file, or one that lacks group ids, final rewards or step rewards.
     """
     from safetensors import safe_open
 
-    paths = sorted(Path(run_dir).glob("rollouts/iter_*.safetensors"))
-    if not paths:
-        raise ValueError(f"no rollout records under {str(Path(run_dir) / 'rollouts')!r}")
-    records = []
-    for path in paths:
+    try:
         with safe_open(str(path), "pt") as stream:
-            metadata = stream.metadata()
+            metadata = stream.metadata() or {}
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}  # noqa: SIM118
-        records.append(Record(int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors))
-    return records
+        record = Record(int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors)
+    except Exception as error:  # safetensors raises its own error types for truncated headers and data
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"corrupt or truncated rollout record {str(path)!r}: {detail}") from None
+    missing = [name for name in REQUIRED_TENSORS if name not in tensors]
+    if missing:
+        raise ValueError(f"rollout record {str(path)!r} lacks {', '.join(missing)}")
+    return record
 
 
 def recompute(records: list[Record], algo: str, *, clean: bool = False, **options: object) -> list[Credit]:

@@ -1,0 +1,104 @@
+"""Time `creditzoo analyze` on synthetic run directories of the task's default size.
+
+Writes (into a temporary directory) one 40-iteration run (8 prompts x 8 samples, K = 9 window steps, completion
+rewards a random walk, as `tp_grpo_strict` would record it) and a 36-run sweep (6 algorithms x 2 noise levels x 3
+seeds, 40 iterations, evaluation every 10), then times each command end to end as a subprocess (Python start-up and
+imports included, figures and JSON written), the median of ``--repeats`` runs.
+
+Run: python benchmarks/analyze_speed.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic_runs import write_run, write_sweep  # noqa: E402
+
+ITERATIONS, GROUPS, GROUP_SIZE, STEPS = 40, 8, 8, 9
+ALGOS = ("flow_grpo", "incremental", "tp_grpo", "tp_grpo_strict", "tp_grpo_noinit", "tp_grpo_strict_noinit")
+
+
+def random_walk_records(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    records = []
+    for _ in range(ITERATIONS):
+        start = 0.4 + 0.2 * torch.rand(GROUPS * GROUP_SIZE, 1, generator=gen)
+        steps = 0.02 * torch.randn(GROUPS * GROUP_SIZE, STEPS, generator=gen)
+        rewards = torch.cat([start, start + steps.cumsum(1)], 1).clamp(0, 1)
+        rewards = torch.round(rewards * 500) / 500  # a coarse scorer: some increments are exactly zero
+        records.append((rewards, torch.arange(GROUPS).repeat_interleave(GROUP_SIZE)))
+    return records
+
+
+def curve(slope: float, seed: int) -> dict[int, float]:
+    return {i: 0.5 + slope * i + 0.01 * (seed - 1) * (i > 0) for i in range(0, ITERATIONS + 1, 10)}
+
+
+def build(root: Path) -> tuple[Path, Path]:
+    run = write_run(root / "run", records=random_walk_records(0))
+    runs = {}
+    for index, algo in enumerate(ALGOS):
+        for noise in (None, "gaussian:0.05"):
+            for seed in range(3):
+                runs[f"{algo}-{noise or 'clean'}-{seed}"] = dict(
+                    algo=algo,
+                    seed=seed,
+                    reward_noise=noise,
+                    records=random_walk_records(seed) if algo != "flow_grpo" else [],
+                    test_scores=curve(0.004 + 0.001 * index - 0.001 * (noise is not None), seed),
+                    train_rewards=[0.4 + 0.005 * i for i in range(1, ITERATIONS + 1)],
+                    model_evals=640.0 if algo == "flow_grpo" else 4096.0,
+                    seconds=5.0 if algo == "flow_grpo" else 9.0,
+                    categories={"single": 0.8, "two": 0.6, "counting": 0.4, "colors": 0.7, "position": 0.3},
+                )
+    return run, write_sweep(root / "sweep", runs)
+
+
+def timed(command: list[str], repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return min(times), statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    env_note = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {env_note}")
+    with tempfile.TemporaryDirectory() as directory:
+        run, sweep = build(Path(directory))
+        cli = [sys.executable, "-c", "from creditzoo.cli import main; main()", "analyze"]
+        cases = {
+            "python -c 'import creditzoo.cli' (start-up alone)": [sys.executable, "-c", "import creditzoo.cli"],
+            "turning-points, 40-iteration run": [*cli, "turning-points", str(run)],
+            "compare, 36-run sweep": [*cli, "compare", str(sweep)],
+            "robustness, 40-iteration run (5 noise levels x 8 repeats x 4 algorithms)": [*cli, "robustness", str(run)],
+            "robustness, 36-run sweep (same, plus the noise-sweep figure)": [*cli, "robustness", str(sweep)],
+        }
+        print("| command | wall min (s) | wall median (s) |\n|---|---|---|")
+        for name, command in cases.items():
+            low, median = timed(command, args.repeats)
+            print(f"| {name} | {low:.2f} | {median:.2f} |")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
