@@ -68,9 +68,10 @@ def test_turning_points_command_writes_json_table_and_figures(tmp_path) -> None:
     assert printed.exit_code == 0 and json.loads(printed.output)["variants"]["tp_grpo_noinit"]["total"] == 4
 
 
-def test_flow_grpo_run_has_no_turning_points_to_replay(tmp_path) -> None:
+@pytest.mark.parametrize("command", ["turning-points", "robustness"])
+def test_flow_grpo_run_has_no_completion_rewards_to_replay(tmp_path, command) -> None:
     run = write_run(tmp_path / "run", algo="flow_grpo")
-    result = analyze("turning-points", str(run))
+    result = analyze(command, str(run))
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "no completion rewards" in result.output
 
@@ -226,10 +227,15 @@ def test_compare_command_writes_report_and_figures(tmp_path) -> None:
     for name in ("curves", "threshold", "categories"):
         assert (sweep / "analysis" / f"compare_{name}.png").stat().st_size > 5000
     runs = sorted(str(p) for p in (sweep / "runs").iterdir())
-    printed = analyze("compare", *runs, "--threshold", "0.6", "--json", "--out", str(tmp_path / "o"))
+    unfinished = write_run(tmp_path / "unfinished", algo="incremental", records=[], test_scores={0: 0.5, 10: 0.9})
+    config = json.loads((unfinished / "config.json").read_text())
+    (unfinished / "config.json").write_text(json.dumps({**config, "iterations": 40}))
+    printed = analyze("compare", *runs, str(unfinished), "--threshold", "0.6", "--json", "--out", str(tmp_path / "o"))
     assert printed.exit_code == 0, printed.output
-    groups = json.loads(printed.output)["groups"]
-    assert groups[1]["to_threshold"]["iterations"]["value"] == pytest.approx(12.5)
+    result = json.loads(printed.output)
+    assert result["groups"][1]["to_threshold"]["iterations"]["value"] == pytest.approx(12.5)
+    assert len(result["groups"]) == 2 and "unfinished (iteration 10 of 40)" in result["skipped"][0]
+    assert "unfinished (iteration 10 of 40)" in (tmp_path / "o" / "report.md").read_text()
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -291,3 +297,17 @@ def test_noise_spec_that_does_not_parse(tmp_path) -> None:
     result = analyze("robustness", str(run), "--noise", "gaussian:loud")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "malformed reward noise 'gaussian:loud'" in result.output
+
+
+def test_cli_and_analysis_import_no_plotting() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, creditzoo.cli, creditzoo.analysis, creditzoo.analysis.compare, creditzoo.analysis.robustness,"
+        " creditzoo.analysis.turning_points, creditzoo.analysis.runs;"
+        "print(','.join(m for m in ('seaborn', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

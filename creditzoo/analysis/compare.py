@@ -459,8 +459,17 @@ def _ratio(crossing: Crossing) -> str:
     return f"{crossing.ratio:.2f} [{_fmt(crossing.ratio_low, 2)}, {_fmt(crossing.ratio_high, 2)}]"
 
 
-def render_report(comparison: Comparison, figures: dict[str, str], *, title: str = "Comparison") -> str:
-    """A self-contained markdown report of a :class:`Comparison` (``figures``: caption -> relative PNG path)."""
+def render_report(
+    comparison: Comparison, figures: dict[str, str], *, title: str = "Comparison", notes: list[str] | None = None
+) -> str:
+    """A self-contained markdown report of a :class:`Comparison`.
+
+    Args:
+        comparison: the result of :func:`compare_runs`.
+        figures: caption -> PNG path relative to the report.
+        title: the report's heading.
+        notes: lines listed under "Left out" (e.g. unfinished runs).
+    """
     metric, groups = comparison.metric, comparison.groups
     lines = [
         f"# {title}",
@@ -507,6 +516,8 @@ def render_report(comparison: Comparison, figures: dict[str, str], *, title: str
         lines += ["", "## Figures", ""]
         for caption, path in figures.items():
             lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    if notes:
+        lines += ["", "## Left out", "", *[f"- {note}" for note in notes]]
     lines += ["", "## Runs", ""]
     for g in groups:
         lines.append(f"- {g.label}: " + ", ".join(f"`{run}`" for run in g.runs))

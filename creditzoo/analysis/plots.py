@@ -67,19 +67,13 @@ def turning_point_figures(report: TurningPointReport, out_dir: Path) -> list[Pat
     peak = max((max(map(max, v.heatmap)) for v in report.variants.values()), default=1.0) or 1.0
     for ax, name in zip(axes, names, strict=False):
         heat = np.array(report.variants[name].heatmap)  # [K, I]
-        sns.heatmap(
-            heat,
-            ax=ax,
-            cmap="rocket_r",
-            vmin=0,
-            vmax=peak,
-            cbar_kws={"label": "share of trajectories"},
-            xticklabels=False,
-            yticklabels=False,
-        )  # ticks set by hand: seaborn's automatic tick labels cost seconds of text layout
+        # one raster per panel (imshow) instead of a mesh of K x I patches
+        image = ax.imshow(heat, aspect="auto", cmap="rocket_r", vmin=0, vmax=peak, interpolation="nearest")
+        ax.grid(False)
+        figure.colorbar(image, ax=ax, label="share of trajectories")
         columns = range(0, len(report.iterations), max(1, len(report.iterations) // 8))
-        ax.set_xticks([c + 0.5 for c in columns], [str(report.iterations[c]) for c in columns])
-        ax.set_yticks([k + 0.5 for k in range(report.steps)], [str(k) for k in range(report.steps)])
+        ax.set_xticks(list(columns), [str(report.iterations[c]) for c in columns])
+        ax.set_yticks(range(report.steps), [str(k) for k in range(report.steps)])
         ax.set_title(f"{name}: turning points per step and iteration")
         ax.set_xlabel("iteration")
         ax.set_ylabel("window step k")
@@ -192,7 +186,7 @@ def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) 
     ax.set(
         xlabel="training reward noise level", ylabel=f"final {metric}", title="final clean test score vs reward noise"
     )
-    ax.legend()
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left")
     return _save(figure, out_dir / "robustness_sweep.png")
 
 

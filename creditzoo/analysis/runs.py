@@ -43,6 +43,11 @@ class RunData:
         """The directory name."""
         return self.path.name
 
+    @property
+    def finished(self) -> bool:
+        """Whether the run recorded its last configured iteration (an interrupted run has not)."""
+        return self.metrics[-1]["iteration"] >= int(self.config.get("iterations", 0))
+
     def iterations(self) -> np.ndarray:
         """Iteration number of every metrics line, int [L]."""
         return np.array([int(line["iteration"]) for line in self.metrics])
@@ -208,3 +213,20 @@ def _common_prefix(parts: list[tuple[str, ...]]) -> int:
             break
         length += 1
     return length
+
+
+def split_finished(runs: list[RunData]) -> tuple[list[RunData], list[str]]:
+    """The finished runs, and a note for each unfinished one (its final scores would not be final).
+
+    Raises:
+        ValueError: no run is finished.
+    """
+    finished = [run for run in runs if run.finished]
+    notes = [
+        f"{run.path}: unfinished (iteration {run.metrics[-1]['iteration']} of {run.config.get('iterations')}), left out"
+        for run in runs
+        if not run.finished
+    ]
+    if not finished:
+        raise ValueError(f"none of the {len(runs)} runs has finished; first: {notes[0]}")
+    return finished, notes

@@ -144,13 +144,13 @@ def robustness_command(
     """What reward noise does to each algorithm's credit (counterfactual on recorded clean rewards)."""
     from creditzoo.analysis import compare_credit, load_records
     from creditzoo.analysis.robustness import DEFAULT_NOISE, counterfactual_study, noise_sweep_scores, parse_noise_list
-    from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config
+    from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, split_finished
 
     try:
         specs = parse_noise_list(noise or list(DEFAULT_NOISE))
-        sweep, source = None, run_dir
+        sweep, source, skipped = None, run_dir, []
         if is_sweep(run_dir):
-            runs = [load_run(path) for path in expand_run_dirs([run_dir])]
+            runs, skipped = split_finished([load_run(path) for path in expand_run_dirs([run_dir])])
             sweep = noise_sweep_scores(runs, metric=metric)
             run_dir = _counterfactual_run(runs)
         else:
@@ -177,6 +177,7 @@ def robustness_command(
         "counterfactual": [asdict(e) for e in effects],
         "recorded_noisy_vs_clean": {name: asdict(c) for name, c in recorded.items()},
         "noise_sweep": None if sweep is None else [asdict(s) for s in sweep],
+        "skipped": skipped,
         "figures": [p.name for p in figures],
     }
     if _emit(result, destination / "robustness.json", as_json):
@@ -214,19 +215,18 @@ def robustness_command(
 
 
 def _counterfactual_run(runs: list) -> Path:
-    """The sweep's run the counterfactual study replays: the first noise-free run with completion rewards."""
-    with_completions = [
-        run
-        for run in runs
-        if any(run.path.glob("rollouts/iter_*.safetensors")) and run.config.get("algo") != "flow_grpo"
-    ]
-    clean = [run for run in with_completions if not run.config.get("reward_noise")]
-    chosen = (clean or with_completions)[:1]
-    if not chosen:
-        raise ValueError(
-            "no run of this sweep recorded completion rewards (all flow_grpo?): nothing to inject noise into"
-        )
-    return chosen[0].path
+    """The sweep's run the counterfactual study replays: the first noise-free run that recorded completion rewards."""
+    from creditzoo.analysis.credit import read_record
+
+    def has_completions(run) -> bool:
+        first = sorted(run.path.glob("rollouts/iter_*.safetensors"))[:1]
+        return bool(first) and read_record(first[0]).has_completions
+
+    ordered = sorted(runs, key=lambda run: bool(run.config.get("reward_noise")))  # noise-free runs first (stable)
+    for run in ordered:
+        if has_completions(run):
+            return run.path
+    raise ValueError("no run of this sweep recorded completion rewards (all flow_grpo?): nothing to inject noise into")
 
 
 # ----------------------------------------------------------------------------------------------- compare
@@ -247,12 +247,12 @@ def compare_command(
 ) -> None:
     """Compare groups of runs (configuration minus seed): curves, cost to a threshold, final scores; report.md."""
     from creditzoo.analysis.compare import compare_runs, render_report
-    from creditzoo.analysis.runs import expand_run_dirs, load_run
+    from creditzoo.analysis.runs import expand_run_dirs, load_run, split_finished
 
     try:
         if resamples < 1:
             raise ValueError(f"--resamples must be >= 1, got {resamples}")
-        runs = [load_run(path) for path in expand_run_dirs(dirs)]
+        runs, skipped = split_finished([load_run(path) for path in expand_run_dirs(dirs)])
         comparison = compare_runs(
             runs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
         )
@@ -263,8 +263,10 @@ def compare_command(
     destination = _out_dir(out, dirs)
     figures = compare_figures(comparison, destination)
     captions = {caption: path.name for caption, path in figures.items()}
-    (destination / "report.md").write_text(render_report(comparison, captions, title=f"Comparison of {len(runs)} runs"))
-    result = {**asdict(comparison), "figures": list(captions.values()), "report": "report.md"}
+    (destination / "report.md").write_text(
+        render_report(comparison, captions, title=f"Comparison of {len(runs)} runs", notes=skipped)
+    )
+    result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
     if _emit(result, destination / "compare.json", as_json):
         return
     table = Table(title=f"{comparison.metric}: threshold {comparison.threshold:.4f} ({comparison.threshold_source})")
@@ -283,6 +285,8 @@ def compare_command(
             _ratio(t["seconds"]),
         )
     _console().print(table)
+    for note in skipped:
+        _console().print(note, highlight=False, markup=False)
     _console().print(f"wrote {destination / 'report.md'}, compare.json and {len(figures)} figures", highlight=False)
 
 
