@@ -9,7 +9,7 @@ from synthetic_runs import write_run, write_sweep
 from typer.testing import CliRunner
 
 from creditzoo.analysis import load_records, recompute
-from creditzoo.analysis.compare import compare_runs, first_crossing
+from creditzoo.analysis.compare import compare_runs, first_crossing, first_crossings
 from creditzoo.analysis.robustness import counterfactual_study, spearman
 from creditzoo.analysis.runs import load_run
 from creditzoo.analysis.turning_points import turning_point_report
@@ -216,6 +216,22 @@ def test_first_crossing_interpolates() -> None:
     crossing = first_crossing(its, np.array([0.1, 0.3, 0.5]), {"model_evals": np.array([0, 100, 300.0])}, 0.4)
     assert crossing == {"iterations": pytest.approx(15), "model_evals": pytest.approx(200)}
     assert first_crossing(its, np.array([0.1, 0.3, 0.5]), {}, 0.6) is None
+
+
+def test_vectorised_crossings_match_the_loop() -> None:
+    rng = np.random.default_rng(0)
+    its = np.array([0, 10, 20, 30, 40])
+    curves = np.cumsum(rng.uniform(-0.05, 0.1, size=(200, 5)), axis=1)  # [R, J], some never reach
+    costs = np.cumsum(rng.uniform(50, 150, size=(200, 5)), axis=1)
+    fast = first_crossings(curves, {"iterations": np.broadcast_to(its, curves.shape), "model_evals": costs}, 0.2)
+    for r in range(200):
+        slow = first_crossing(its, curves[r], {"model_evals": costs[r]}, 0.2)
+        if slow is None:
+            assert np.isnan(fast["iterations"][r]) and np.isnan(fast["model_evals"][r])
+        else:
+            assert fast["iterations"][r] == pytest.approx(slow["iterations"])
+            assert fast["model_evals"][r] == pytest.approx(slow["model_evals"])
+    assert 0 < np.isnan(fast["iterations"]).sum() < 200
 
 
 def test_compare_command_writes_report_and_figures(tmp_path) -> None:

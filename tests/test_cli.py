@@ -200,6 +200,12 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     noisy = records[0].tensors["completion_rewards"]
     assert not torch.equal(clean, noisy)  # the noise was recorded beside the clean score
     assert runner.invoke(app, ["analyze", "robustness", str(tmp_path / "none")]).exit_code == 2
+    turning = runner.invoke(app, ["analyze", "turning-points", f"{run}/", "--json"])
+    assert turning.exit_code == 0, turning.output
+    assert json.loads(turning.output)["recorded_matches_replay"] is True  # the run's own credit, replayed
+    compared = runner.invoke(app, ["analyze", "compare", str(run), "--baseline", "tp_grpo_strict", "--json"])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.output)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
     replayed = recompute(records, "tp_grpo_strict")
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])

@@ -246,14 +246,32 @@ def _bootstrap_crossings(group: RunGroup, metric: str, threshold: float, resampl
     rng = np.random.default_rng([seed, zlib.crc32(group.label.encode())])  # groups resampled independently
     index = rng.integers(0, values.shape[0], size=(resamples, values.shape[0]))  # [R, n]
     curves = values[index].mean(1)  # [R, J]
-    resampled_costs = {a: c[index].mean(1) for a, c in costs.items()}  # [R, J]
-    samples = {axis: np.full(resamples, np.nan) for axis in COST_AXES}
-    for r in range(resamples):
-        crossing = first_crossing(iterations, curves[r], {a: c[r] for a, c in resampled_costs.items()}, threshold)
-        if crossing is not None:
-            for axis in COST_AXES:
-                samples[axis][r] = crossing[axis]
+    axes = {
+        "iterations": np.broadcast_to(iterations.astype(float), curves.shape),
+        **{
+            axis: cost[index].mean(1)
+            for axis, cost in costs.items()  # [R, J]
+        },
+    }
+    samples = first_crossings(curves, axes, threshold)
     return point, samples
+
+
+def first_crossings(curves: np.ndarray, axes: dict[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+    """:func:`first_crossing` for many curves at once: curves [R, J], axes name -> [R, J]; NaN where never."""
+    reached = curves >= threshold  # [R, J]
+    ever = reached.any(1)  # [R]
+    j = reached.argmax(1)  # [R] first index at or above the threshold
+    before = np.maximum(j - 1, 0)
+    rows = np.arange(curves.shape[0])
+    low, high = curves[rows, before], curves[rows, j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(j > 0, (threshold - low) / (high - low), 0.0)  # [R]
+    result = {}
+    for axis, values in axes.items():
+        start, end = values[rows, before], values[rows, j]
+        result[axis] = np.where(ever, start + t * (end - start), np.nan)
+    return result
 
 
 def _interval(samples: np.ndarray) -> tuple[float | None, float | None]:
