@@ -110,7 +110,59 @@ def main() -> None:
         for name, command in cases.items():
             low, median, cpu = timed(command, args.repeats)
             print(f"| {name} | {low:.2f} | {median:.2f} | {cpu:.2f} |")
+        print()
+        print("| phase, in process | CPU time min (s) |\n|---|---|")
+        for name, seconds in phases(run, sweep, args.repeats).items():
+            print(f"| {name} | {seconds:.2f} |")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def phases(run: Path, sweep: Path, repeats: int) -> dict[str, float]:
+    """CPU time of each library phase in this process (imports already paid), the minimum over ``repeats``."""
+    from creditzoo.analysis import load_records
+    from creditzoo.analysis.compare import compare_runs
+    from creditzoo.analysis.robustness import DEFAULT_NOISE, counterfactual_study, parse_noise_list
+    from creditzoo.analysis.runs import expand_run_dirs, load_run
+    from creditzoo.analysis.turning_points import turning_point_report
+
+    start = time.process_time()
+    from creditzoo.analysis import plots
+
+    timings = {"import creditzoo.analysis.plots (matplotlib, seaborn)": time.process_time() - start}
+    steps = {
+        "turning points: read 40 records + all four variants": lambda: turning_point_report(load_records(run)),
+        "compare: read 36 runs + groups, curves, bootstrap (1000)": lambda: compare_runs(
+            [load_run(path) for path in expand_run_dirs([sweep])]
+        ),
+        "robustness: counterfactual study alone (5 x 8 x 4)": lambda: counterfactual_study(
+            load_records(run), parse_noise_list(DEFAULT_NOISE)
+        ),
+    }
+    results = {}
+    for name, step in steps.items():
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            results[name] = step()
+            best = min(best, time.process_time() - start)
+        timings[name] = best
+    with tempfile.TemporaryDirectory() as out:
+        figures = {
+            "turning-points figures (4 PNGs)": lambda: plots.turning_point_figures(
+                results["turning points: read 40 records + all four variants"], Path(out)
+            ),
+            "compare figures (3 PNGs)": lambda: plots.compare_figures(
+                results["compare: read 36 runs + groups, curves, bootstrap (1000)"], Path(out)
+            ),
+        }
+        for name, step in figures.items():
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.process_time()
+                step()
+                best = min(best, time.process_time() - start)
+            timings[name] = best
+    return timings
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def turning_point_figures(report: TurningPointReport, out_dir: Path) -> list[Pat
     width = 0.8 / len(names)
     longest = max(max(np.nonzero(v.per_trajectory)[0], default=0) for v in report.variants.values()) + 1
     for i, (color, name) in enumerate(zip(palette, names, strict=True)):
-        counts = np.array(report.variants[name].per_trajectory[: longest + 1], dtype=float)
+        counts = np.array(report.variants[name].per_trajectory[:longest], dtype=float)
         share = counts / max(counts.sum(), 1.0)
         ax.bar(np.arange(len(share)) + (i - (len(names) - 1) / 2) * width, share, width, color=color, label=name)
     ax.set(

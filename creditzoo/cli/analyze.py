@@ -88,8 +88,11 @@ def turning_points_command(
     destination = _out_dir(out, [run_dir])
     figures = turning_point_figures(report, destination)
     result = {"run_dir": str(run_dir), **asdict(report), "figures": [p.name for p in figures]}
-    if _emit(result, destination / "turning_points.json", as_json):
-        return
+    if not _emit(result, destination / "turning_points.json", as_json):
+        _print_turning_points(report, run_dir, destination, figures)
+
+
+def _print_turning_points(report, run_dir: Path, destination: Path, figures: list) -> None:
     table = Table(title=f"Turning points in {run_dir} ({len(report.iterations)} iterations, K = {report.steps})")
     for column in ("variant", "TPs", "rate", "at step 0", "positive", "negative", "removed by balancing", "per traj."):
         table.add_column(column, justify="left" if column == "variant" else "right")
@@ -180,9 +183,13 @@ def robustness_command(
         "skipped": skipped,
         "figures": [p.name for p in figures],
     }
-    if _emit(result, destination / "robustness.json", as_json):
-        return
-    table = Table(title=f"Counterfactual reward noise on {run_dir} ({len(records)} iterations, {repeats} repeats)")
+    if not _emit(result, destination / "robustness.json", as_json):
+        title = f"Counterfactual reward noise on {run_dir} ({len(records)} iterations, {repeats} repeats)"
+        _print_robustness(effects, sweep, title=title, metric=metric, written=f"{destination / 'robustness.json'}")
+
+
+def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: str, written: str) -> None:
+    table = Table(title=title)
     for column in (
         "noise",
         "algorithm",
@@ -211,7 +218,7 @@ def robustness_command(
         for s in sweep:
             scores.add_row(s.algo, s.noise, str(s.seeds), f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]")
         _console().print(scores)
-    _console().print(f"wrote {destination / 'robustness.json'} and {len(figures)} figures", highlight=False)
+    _console().print(f"wrote {written} and its figures", highlight=False)
 
 
 def _counterfactual_run(runs: list) -> Path:
@@ -267,8 +274,11 @@ def compare_command(
         render_report(comparison, captions, title=f"Comparison of {len(runs)} runs", notes=skipped)
     )
     result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
-    if _emit(result, destination / "compare.json", as_json):
-        return
+    if not _emit(result, destination / "compare.json", as_json):
+        _print_comparison(comparison, skipped, destination, figures)
+
+
+def _print_comparison(comparison, skipped: list[str], destination: Path, figures: dict) -> None:
     table = Table(title=f"{comparison.metric}: threshold {comparison.threshold:.4f} ({comparison.threshold_source})")
     for column in ("group", "seeds", "final [95% CI]", "diff", "p", "iters to thr.", "evals ratio", "seconds ratio"):
         table.add_column(column, justify="left" if column == "group" else "right")
