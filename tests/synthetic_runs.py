@@ -77,7 +77,7 @@ def write_run(
         **config: TrainConfig fields to override.
     """
     records = KNOWN_RECORDS if records is None else records
-    iterations = len(records) if records else max(test_scores or {0: 0})
+    iterations = len(records) if records else max(test_scores or {0: 0, 2: 0})
     test_scores = test_scores or {0: 0.5, iterations: 0.6}
     train_rewards = train_rewards or [0.5 + 0.01 * i for i in range(1, iterations + 1)]
     settings = TrainConfig(algo=algo, seed=seed, iterations=iterations, **config).to_dict()

@@ -327,3 +327,33 @@ def test_cli_and_analysis_import_no_plotting() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_per_prompt_bias_changes_no_credit(tmp_path) -> None:
+    """bias:SD adds one offset per prompt to every R_k: increments, r_agg and in-group ranks stay as they were."""
+    run = write_run(tmp_path / "run", records=_random_records(3))
+    effects = counterfactual_study(load_records(run), [parse_noise_spec("bias:0.3")], repeats=2)
+    for e in effects:
+        assert e.increment_sign_change.mean == 0
+        assert e.advantage_spearman.mean == pytest.approx(1.0, abs=1e-3)
+        assert e.advantage_sign_agreement.mean > 0.99
+        if e.tp_precision is not None:
+            assert (e.tp_precision.mean, e.tp_recall.mean) == (1.0, 1.0)
+    mixed = counterfactual_study(load_records(run), [parse_noise_spec("gaussian:0.3")], algos=["tp_grpo"], repeats=1)
+    assert mixed[0].tp_recall.mean < 0.9  # a per-score noise of the same size does change them
+
+
+def test_sweep_directories_list_their_runs(tmp_path) -> None:
+    from creditzoo.analysis.runs import expand_run_dirs
+
+    sweep = write_sweep(tmp_path / "sweep", {f"r{i}": dict(seed=i, records=[]) for i in range(3)})
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest["runs"][1]["status"] = "pending"
+    manifest["runs"][2]["status"] = "failed"
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    assert [p.name for p in expand_run_dirs([sweep])] == ["r0"]
+    (sweep / "manifest.json").unlink()  # a plain directory of run directories
+    assert [p.name for p in expand_run_dirs([sweep / "runs"])] == ["r0", "r1", "r2"]
+    (sweep / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a sweep manifest"):
+        expand_run_dirs([sweep])

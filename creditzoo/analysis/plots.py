@@ -173,18 +173,29 @@ def robustness_figures(
 
 
 def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) -> Path:
-    """Final clean test score against the training reward-noise level per algorithm (``robustness_sweep.png``)."""
+    """Final clean test score against the training reward-noise level per algorithm (``robustness_sweep.png``).
+
+    One line per algorithm and noise kind; noise-free runs sit at level 0 on every kind's line.
+    """
     _theme()
     figure, ax = plt.subplots(figsize=(7, 4.5))
     algos = list(dict.fromkeys(s.algo for s in scores))
+    kinds = sorted({s.kind for s in scores if s.kind != "none"}) or ["none"]
+    styles = dict(zip(kinds, ["-", "--", ":", "-."] * len(kinds), strict=False))
     for algo, color in zip(algos, _palette(len(algos)), strict=True):
-        rows = [s for s in scores if s.algo == algo]
-        levels = np.array([s.level for s in rows])
-        means = np.array([s.score.mean for s in rows])
-        errors = np.array([[s.score.mean - s.score.low for s in rows], [s.score.high - s.score.mean for s in rows]])
-        ax.errorbar(levels, means, yerr=errors, marker="o", capsize=4, color=color, label=algo)
+        for kind in kinds:
+            rows = sorted((s for s in scores if s.algo == algo and s.kind in (kind, "none")), key=lambda s: s.level)
+            levels = np.array([s.level for s in rows])
+            means = np.array([s.score.mean for s in rows])
+            errors = np.array([[s.score.mean - s.score.low for s in rows], [s.score.high - s.score.mean for s in rows]])
+            label = algo if len(kinds) == 1 else f"{algo} ({kind})"
+            ax.errorbar(
+                levels, means, yerr=errors, marker="o", capsize=4, color=color, linestyle=styles[kind], label=label
+            )
     ax.set(
-        xlabel="training reward noise level", ylabel=f"final {metric}", title="final clean test score vs reward noise"
+        xlabel=f"training reward noise level ({', '.join(kinds)})",
+        ylabel=f"final {metric}",
+        title="final clean test score vs reward noise (95% bootstrap over seeds)",
     )
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left")
     return _save(figure, out_dir / "robustness_sweep.png")

@@ -232,6 +232,7 @@ class NoiseScore:
     Attributes:
         algo: algorithm name.
         noise: the runs' ``reward_noise`` (``"none"`` without noise).
+        kind: its kind (``gaussian``, ...; ``none``).
         level: its scale (see :func:`noise_level`).
         seeds: how many runs (seeds).
         score: mean final test score with a bootstrap 95% interval across seeds.
@@ -239,6 +240,7 @@ class NoiseScore:
 
     algo: str
     noise: str
+    kind: str
     level: float
     seeds: int
     score: Estimate
@@ -262,5 +264,7 @@ def noise_sweep_scores(
     for (algo, text), values in cells.items():
         low, high = bootstrap_interval(np.array(values), resamples=resamples, seed=seed)
         estimate = Estimate(round(float(np.mean(values)), 6), round(low, 6), round(high, 6))
-        scores.append(NoiseScore(algo, text, noise_level(parse_noise_spec(text)), len(values), estimate))
+        spec = parse_noise_spec(text)
+        kind = "none" if spec is None else spec.kind
+        scores.append(NoiseScore(algo, text, kind, noise_level(spec), len(values), estimate))
     return sorted(scores, key=lambda s: (s.algo, s.level))
