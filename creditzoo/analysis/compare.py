@@ -478,7 +478,12 @@ def _ratio(crossing: Crossing) -> str:
 
 
 def render_report(
-    comparison: Comparison, figures: dict[str, str], *, title: str = "Comparison", notes: list[str] | None = None
+    comparison: Comparison,
+    figures: dict[str, str],
+    *,
+    title: str = "Comparison",
+    notes: list[str] | None = None,
+    command: str | None = None,
 ) -> str:
     """A self-contained markdown report of a :class:`Comparison`.
 
@@ -487,11 +492,13 @@ def render_report(
         figures: caption -> PNG path relative to the report.
         title: the report's heading.
         notes: lines listed under "Left out" (e.g. unfinished runs).
+        command: the command line that produced the report, quoted at its top.
     """
     metric, groups = comparison.metric, comparison.groups
-    lines = [
-        f"# {title}",
-        "",
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["```bash", command, "```", ""]
+    lines += [
         f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (configuration minus seed). "
         f"Test metric: `{metric}`. Baseline: `{comparison.baseline}`. "
         f"Threshold {comparison.threshold:.4f} ({comparison.threshold_source}).",

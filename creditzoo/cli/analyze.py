@@ -271,7 +271,15 @@ def compare_command(
     figures = compare_figures(comparison, destination)
     captions = {caption: path.name for caption, path in figures.items()}
     (destination / "report.md").write_text(
-        render_report(comparison, captions, title=f"Comparison of {len(runs)} runs", notes=skipped)
+        render_report(
+            comparison,
+            captions,
+            title=f"Comparison of {len(runs)} runs",
+            notes=skipped,
+            command=_compare_command_line(
+                dirs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
+            ),
+        )
     )
     result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
     if not _emit(result, destination / "compare.json", as_json):
@@ -298,6 +306,18 @@ def _print_comparison(comparison, skipped: list[str], destination: Path, figures
     for note in skipped:
         _console().print(note, highlight=False, markup=False)
     _console().print(f"wrote {destination / 'report.md'}, compare.json and {len(figures)} figures", highlight=False)
+
+
+def _compare_command_line(
+    dirs: list[Path], *, baseline: str, threshold: float | None, metric: str, resamples: int, seed: int
+) -> str:
+    """The command that reproduces a comparison (quoted in its report)."""
+    import shlex
+
+    words = ["creditzoo", "analyze", "compare", *map(str, dirs), "--baseline", baseline, "--metric", metric]
+    words += [] if threshold is None else ["--threshold", str(threshold)]
+    words += ["--resamples", str(resamples), "--seed", str(seed)]
+    return shlex.join(words)
 
 
 def _ratio(crossing) -> str:
