@@ -300,6 +300,12 @@ def test_different_envs_or_rewards_do_not_compare(tmp_path) -> None:
     assert result.output.count("\n") == 1
 
 
+def test_a_run_named_twice_is_refused(tmp_path) -> None:
+    sweep = _curve_sweep(tmp_path)
+    result = analyze("compare", str(sweep), str(sweep / "runs" / "flow_grpo-0"))
+    assert result.exit_code == 2 and "holds seed 0 twice" in result.output and result.output.count("\n") == 1
+
+
 def test_unreachable_threshold_and_missing_baseline(tmp_path) -> None:
     sweep = _curve_sweep(tmp_path)
     result = analyze("compare", str(sweep), "--threshold", "0.99")
@@ -357,3 +363,27 @@ def test_sweep_directories_list_their_runs(tmp_path) -> None:
     (sweep / "manifest.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not a sweep manifest"):
         expand_run_dirs([sweep])
+
+
+def test_noise_sweep_keeps_other_options_apart(tmp_path) -> None:
+    from creditzoo.analysis.robustness import noise_sweep_scores
+
+    runs = []
+    for completion, base in (("ode", 0.8), ("x0", 0.6)):
+        for noise, drop in ((None, 0.0), ("gaussian:0.1", 0.1)):
+            for seed in range(2):
+                path = tmp_path / f"{completion}-{noise}-{seed}"
+                score = base - drop + 0.01 * seed
+                write_run(
+                    path,
+                    seed=seed,
+                    completion=completion,
+                    reward_noise=noise,
+                    records=[],
+                    test_scores={0: 0.5, 2: score},
+                )
+                runs.append(load_run(path))
+    cells = {(s.algo, s.level): s for s in noise_sweep_scores(runs)}
+    assert set(cells) == {(f"tp_grpo_strict completion={c}", level) for c in ("ode", "x0") for level in (0.0, 0.1)}
+    assert cells[("tp_grpo_strict completion=x0", 0.1)].score.mean == pytest.approx(0.505)
+    assert cells[("tp_grpo_strict completion=ode", 0.0)].seeds == 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -102,12 +103,23 @@ def check_comparable(runs: list[RunData]) -> None:
             raise ValueError(f"runs of different {key}s in one comparison: {listing}")
 
 
-def group_runs(runs: list[RunData]) -> list[RunGroup]:
-    """Group runs by their configuration minus :data:`IGNORED_KEYS`, in order of first appearance."""
+def group_runs(
+    runs: list[RunData], *, ignore: tuple[str, ...] = IGNORED_KEYS, check_seeds: bool = True
+) -> list[RunGroup]:
+    """Group runs by their configuration minus ``ignore`` (default :data:`IGNORED_KEYS`), in order of appearance.
+
+    Args:
+        runs: the runs.
+        ignore: configuration keys that do not define a group.
+        check_seeds: fail when a group holds one seed twice (off when ``ignore`` names more than the seed's kin).
+
+    Raises:
+        ValueError: ``check_seeds`` and a group holds the same seed twice (a run named twice, or a copy of it).
+    """
     keyed: dict[str, list[RunData]] = {}
     configs: dict[str, dict] = {}
     for run in runs:
-        config = {k: v for k, v in run.config.items() if k not in IGNORED_KEYS}
+        config = {k: v for k, v in run.config.items() if k not in ignore}
         key = json.dumps(config, sort_keys=True, default=str)
         keyed.setdefault(key, []).append(run)
         configs[key] = config
@@ -120,10 +132,26 @@ def group_runs(runs: list[RunData]) -> list[RunGroup]:
         extras = [f"{k}={_short(config.get(k))}" for k in varying if k != "algo"]
         label = " ".join([str(config.get("algo")), *extras])
         groups.append(RunGroup(label=label, config=config, runs=members))
+    if check_seeds:
+        for group in groups:
+            check_distinct_seeds(group)
     labels = [g.label for g in groups]
     if len(set(labels)) != len(labels):  # cannot happen with distinct configs, but never merge two groups silently
         groups = [RunGroup(f"{g.label} #{i}", g.config, g.runs) for i, g in enumerate(groups)]
     return groups
+
+
+def check_distinct_seeds(group: RunGroup) -> None:
+    """Fail if a group holds one seed twice: bootstrap intervals over seeds would count one run twice."""
+    seen: dict[object, Path] = {}
+    for run in group.runs:
+        seed = run.config.get("seed")
+        if seed in seen:
+            raise ValueError(
+                f"group {group.label!r} holds seed {seed} twice ({seen[seed]} and {run.path}): "
+                "name each run once, with distinct seeds"
+            )
+        seen[seed] = run.path
 
 
 def _short(value: object) -> str:

@@ -230,7 +230,7 @@ class NoiseScore:
     """Final clean test score of the runs of one algorithm trained at one reward-noise level.
 
     Attributes:
-        algo: algorithm name.
+        algo: the algorithm, plus the options in which its group differs from the others (``key=value``).
         noise: the runs' ``reward_noise`` (``"none"`` without noise).
         kind: its kind (``gaussian``, ...; ``none``).
         level: its scale (see :func:`noise_level`).
@@ -249,22 +249,34 @@ class NoiseScore:
 def noise_sweep_scores(
     runs: list[RunData], *, metric: str = "test_partial_score", resamples: int = 2000, seed: int = 0
 ) -> list[NoiseScore]:
-    """Final clean test score against the training reward-noise level, per algorithm (sorted by algo, level).
+    """Final clean test score against the training reward-noise level, per group (sorted by group, level).
+
+    Runs are grouped by configuration minus seed and minus ``reward_noise`` (so runs that differ in anything else,
+    e.g. the completion mode, stay apart); each group's runs are then split by their noise.
 
     Raises:
-        ValueError: a run without any ``metric`` in its metrics lines.
+        ValueError: a run without any ``metric`` in its metrics lines, or one seed twice at one noise level.
     """
-    from creditzoo.analysis.compare import bootstrap_interval, final_score
+    from creditzoo.analysis.compare import (
+        IGNORED_KEYS,
+        RunGroup,
+        bootstrap_interval,
+        check_distinct_seeds,
+        final_score,
+        group_runs,
+    )
 
-    cells: dict[tuple[str, str], list[float]] = {}
-    for run in runs:
-        text = run.config.get("reward_noise") or "none"
-        cells.setdefault((str(run.config.get("algo")), text), []).append(final_score(run, metric))
     scores = []
-    for (algo, text), values in cells.items():
-        low, high = bootstrap_interval(np.array(values), resamples=resamples, seed=seed)
-        estimate = Estimate(round(float(np.mean(values)), 6), round(low, 6), round(high, 6))
-        spec = parse_noise_spec(text)
-        kind = "none" if spec is None else spec.kind
-        scores.append(NoiseScore(algo, text, kind, noise_level(spec), len(values), estimate))
+    for group in group_runs(runs, ignore=(*IGNORED_KEYS, "reward_noise"), check_seeds=False):
+        by_noise: dict[str, list[RunData]] = {}
+        for run in group.runs:
+            by_noise.setdefault(run.config.get("reward_noise") or "none", []).append(run)
+        for text, members in by_noise.items():
+            check_distinct_seeds(RunGroup(f"{group.label} reward_noise={text}", group.config, members))
+            values = np.array([final_score(run, metric) for run in members])
+            low, high = bootstrap_interval(values, resamples=resamples, seed=seed)
+            estimate = Estimate(round(float(values.mean()), 6), round(low, 6), round(high, 6))
+            spec = parse_noise_spec(text)
+            kind = "none" if spec is None else spec.kind
+            scores.append(NoiseScore(group.label, text, kind, noise_level(spec), len(members), estimate))
     return sorted(scores, key=lambda s: (s.algo, s.level))
