@@ -27,8 +27,17 @@ import numpy as np
 import torch
 
 from creditzoo.algorithms import get_algorithm
+from creditzoo.analysis.compare import (
+    IGNORED_KEYS,
+    RunGroup,
+    bootstrap_interval,
+    check_distinct_seeds,
+    final_score,
+    group_runs,
+)
 from creditzoo.analysis.credit import Record
 from creditzoo.analysis.runs import RunData
+from creditzoo.analysis.turning_points import TP_VARIANTS
 from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec
 from creditzoo.rollout import Rollout
 
@@ -208,8 +217,6 @@ def _measure(sample: dict[str, list], noisy: list, clean: list) -> None:
 
 
 def _effect(name: str, spec: NoiseSpec | None, repeats: int, sample: dict[str, list], changes: list) -> NoiseEffect:
-    from creditzoo.analysis.turning_points import TP_VARIANTS
-
     has_tp = name in TP_VARIANTS or any(sample["any_tp"])
     return NoiseEffect(
         algo=name,
@@ -257,15 +264,6 @@ def noise_sweep_scores(
     Raises:
         ValueError: a run without any ``metric`` in its metrics lines, or one seed twice at one noise level.
     """
-    from creditzoo.analysis.compare import (
-        IGNORED_KEYS,
-        RunGroup,
-        bootstrap_interval,
-        check_distinct_seeds,
-        final_score,
-        group_runs,
-    )
-
     scores = []
     for group in group_runs(runs, ignore=(*IGNORED_KEYS, "reward_noise"), check_seeds=False):
         by_noise: dict[str, list[RunData]] = {}
