@@ -116,3 +116,13 @@ def save_transformer_lora(
         transformer_lora_adapter_metadata=metadata,
     )
     return Path(directory) / "pytorch_lora_weights.safetensors"
+
+
+def vae_decode(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """Clean latents [B, C, h, w] -> float32 images [B, 3, H, W] in [0, 1], undoing the VAE's scale and shift.
+
+    ``latents / scaling_factor + shift_factor`` from the VAE config, as SD3's and FLUX's pipelines decode.
+    """
+    scaled = latents / vae.config.scaling_factor + vae.config.shift_factor
+    images = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+    return (images.float() / 2 + 0.5).clamp(0, 1)

@@ -209,10 +209,9 @@ class FluxFlowModel(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Clean packed latents [B, N, 4C] -> float32 images [B, 3, H, W] in [0, 1]."""
-        vae = self._pipeline.vae  # type: ignore[attr-defined]
-        scaled = self.unpack(latents) / vae.config.scaling_factor + vae.config.shift_factor
-        images = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
-        return (images.float() / 2 + 0.5).clamp(0, 1)
+        from creditzoo.models._diffusers import vae_decode
+
+        return vae_decode(self._pipeline.vae, self.unpack(latents))  # type: ignore[attr-defined]
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the transformer's block activations in the backward pass (diffusers' checkpointing)."""
