@@ -24,6 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from creditzoo.envs.completion import CompletionMode, parse_completion_mode
 from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
+from creditzoo.rewards.overlap import score_in_chunks
 from creditzoo.sampling import model_sigmas, ode_step, sde_window, x0_prediction
 
 
@@ -351,14 +352,20 @@ class DenoisingEnv(VectorEnv):
             images = self._decode(self._latent)
             self._counters.seconds["reward"] += time.perf_counter() - start
             return {"images": images, **self._counter_info()}
-        size = self.config.decode_batch or latents.shape[0]
-        noisy, clean, images = [], [], []
-        for first in range(0, latents.shape[0], size):
-            chunk = self._decode(latents[first : first + size])
-            scores = _score(self.reward, chunk, prompts[first : first + size])
-            noisy.append(scores[0])
-            clean.append(scores[1])
-            images.append(chunk[max(0, latents.shape[0] - self.num_envs - first) :].cpu())  # final images only
+        count, first_final = latents.shape[0], latents.shape[0] - self.num_envs
+        finals: list[torch.Tensor] = []
+
+        def decode(part: slice) -> torch.Tensor:  # the calling thread: the GPU decodes chunk i+1 ...
+            images = self.model.decode(latents[part])
+            finals.append(images[max(0, first_final - part.start) :].cpu())  # keep the final images only
+            return images
+
+        # ... while a worker scores chunk i (one worker: noisy rewards draw in the same order as a plain loop)
+        scores = score_in_chunks(
+            decode, count, prompts, lambda images, names: _score(self.reward, images, names),
+            chunk_size=self.config.decode_batch,
+        )  # fmt: skip
+        noisy, clean, images = [n for n, _ in scores], [c for _, c in scores], finals
         noisy_all, clean_all = torch.cat(noisy), torch.cat(clean)  # [B*K + B]
         self._counters.reward_calls += len(prompts)
         self._counters.seconds["reward"] += time.perf_counter() - start
