@@ -8,6 +8,7 @@ after the update, are compared with one process running the same global batch in
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,53 @@ def test_the_command_line_refuses_a_bad_split_in_one_line(monkeypatch: pytest.Mo
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: prompts_per_iteration=3 does not split over 2 processes")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _launch(tmp_path: Path, *args: str) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate is not installed")
+    command = [launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    command += ["--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    command += [str(Path(__file__).parent / "tiny_cli.py"), "train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_trains_and_resumes_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`accelerate launch --num_processes 2` of the command line, interrupted and resumed, ends as one process."""
+    from typer.testing import CliRunner
+
+    from creditzoo.cli import app
+    from creditzoo.learner.checkpoint import read_metrics
+    from creditzoo.tasks import TASKS
+
+    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+    args = ["--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3", "--lora-rank", "2"]
+    args += ["--eval-every", "2", "--eval-samples-per-prompt", "1", "--lr", "0.01"]
+    single = CliRunner().invoke(app, ["train", *args, "--iterations", "2", "--run-dir", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    _launch(tmp_path, *args, "--iterations", "1", "--run-dir", str(tmp_path / "two"))
+    _launch(tmp_path, "--resume", str(tmp_path / "two"), "--iterations", "2")
+    expected, got = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [line["iteration"] for line in got] == [0, 1, 2]  # one line per iteration: only the main process writes
+    for mine, reference in zip(got, expected, strict=True):
+        for key, value in reference.items():
+            if isinstance(value, float) and key != "seconds":
+                assert mine[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (reference["iteration"], key)
+    checkpoints = sorted(path.name for path in (tmp_path / "two" / "checkpoints").iterdir())
+    assert checkpoints == ["iter_000001", "iter_000002", "latest"]
