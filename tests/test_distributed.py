@@ -43,7 +43,13 @@ CASES = {
     "tp_grpo_strict": {"algo": "tp_grpo_strict", "beta": 0.05, "updates_per_iteration": 1},
     # std_mode="global": one standard deviation over the whole batch; 2 epochs x 2 minibatches = 4 AdamW steps
     "flow_grpo_global": {"algo": "flow_grpo", "std_mode": "global", "inner_epochs": 2},
+    # the other rollout shapes: a tree is one group (its 2^|S| leaves), anchors are one per group
+    "branch_grpo_tree": {"algo": "branch_grpo", "group_size": 4, "algo_options": {"split_steps": [0, 1]}},
+    "tempflow_anchor": {"algo": "tempflow", "updates_per_iteration": 1},
 }
+ADVANTAGE_ATOL = {"tempflow_anchor": 2e-5}
+"""Anchor advantages divide branch-reward differences of ~1e-7 (batched model calls of another size) by small
+per-step standard deviations; 6e-6 was seen. The rest agree to 1e-6."""
 
 
 def one_iteration(name: str, processes: Processes | None) -> dict[str, torch.Tensor]:
@@ -90,7 +96,8 @@ def test_two_processes_give_the_advantages_and_lora_update_of_one(two_processes:
         torch.testing.assert_close(record["log_probs"], reference["log_probs"], atol=1e-3, rtol=1e-6)
         # credit on the gathered global batch
         assert record["advantages"].abs().sum() > 0
-        torch.testing.assert_close(record["advantages"], reference["advantages"], atol=1e-6, rtol=0)
+        atol = ADVANTAGE_ATOL.get(name, 1e-6)
+        torch.testing.assert_close(record["advantages"], reference["advantages"], atol=atol, rtol=0)
         torch.testing.assert_close(record["turning_points"], reference["turning_points"])
         # the update of one process on the global batch, on every process
         moved = max(float((single["after"][n] - single["before"][n]).abs().max()) for n in single["after"])
