@@ -41,6 +41,10 @@ class CollectedRollout:
         states: [B, K + 1, *S] window states z_0 .. z_K (chains), else None.
         branch_rewards: [B, K, L] R_{k,i} per completion variant (anchor), else None; ``*_clean`` likewise.
         split_steps: the tree's split steps (tree), else None.
+
+    With several processes, :meth:`GRPOLearner.gather <creditzoo.learner.grpo.GRPOLearner.gather>` builds the
+    global batch's view: prompts, group ids, rewards and log-probs of every process, with ``inputs``,
+    ``outputs``, ``states`` and ``images`` set to None (the latents stay with the process that sampled them).
     """
 
     prompts: list[str]
