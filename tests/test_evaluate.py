@@ -70,8 +70,8 @@ def test_evaluate_smoke(model: ToyFlowModel, task) -> None:
     assert result.strict_accuracy == pytest.approx(sum(means) / len(means))
     assert 0 <= result.strict_accuracy <= result.partial_score + 1e-6 <= 1 + 1e-6
     summary = json.loads(result.to_json())
-    assert set(summary) == {"strict_accuracy", "partial_score", "per_category"}
-    assert set(summary["per_category"]["counting"]) == {"strict_accuracy", "partial_score"}
+    assert set(summary) == {"strict_accuracy", "partial_score", "extra_object_rate", "per_category"}
+    assert set(summary["per_category"]["counting"]) == {"strict_accuracy", "partial_score", "extra_object_rate"}
 
 
 def test_evaluate_is_seeded_and_batch_size_free(model: ToyFlowModel, task) -> None:
@@ -145,7 +145,7 @@ def test_cli_eval_json_with_lora(tmp_path) -> None:
     with_lora = runner.invoke(_app(), [*args, "--lora", str(tmp_path / "lora")])
     assert with_lora.exit_code == 0, with_lora.output
     summary = json.loads(with_lora.stdout.strip().splitlines()[-1])
-    assert set(summary) == {"strict_accuracy", "partial_score", "per_category"}
+    assert set(summary) == {"strict_accuracy", "partial_score", "extra_object_rate", "per_category"}
     assert set(summary["per_category"]) == set(CATEGORIES)
     assert summary == json.loads(plain.stdout.strip().splitlines()[-1])  # a fresh LoRA is a no-op
     assert (tmp_path / "grid.png").is_file()

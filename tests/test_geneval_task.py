@@ -154,5 +154,5 @@ def test_task_entry():
     assert task.category("three circles") == "counting"
     prompts = ["a circle", "a red square"]
     scores = task.score(g.render_batch(prompts, np.random.default_rng(0)), prompts)
-    assert set(scores) == {"strict_accuracy", "partial_score", "dense_score"}
+    assert set(scores) == {"strict_accuracy", "partial_score", "dense_score", "extra_objects"}
     assert all(value.shape == (2,) for value in scores.values())

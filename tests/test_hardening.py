@@ -345,3 +345,20 @@ def test_python_api_gets_the_task_defaults_the_cli_applies() -> None:
     assert config.learning_rate == defaults["learning_rate"] != TrainConfig().learning_rate
     assert config == resolve_config(None, {"env": "geneval", "seed": 4})
     assert TrainConfig.for_task("geneval", learning_rate=1e-4).learning_rate == 1e-4
+
+
+def test_chunk_sizes_reach_the_environment_from_the_command_line(tmp_path) -> None:
+    from creditzoo.learner.grpo import resolve_max_batch
+
+    assert resolve_max_batch(None, torch.device("cpu")) == 128 and resolve_max_batch(0, torch.device("cpu")) is None
+    assert resolve_max_batch(None, torch.device("cuda")) is None and resolve_max_batch(7, torch.device("cuda")) == 7
+    learner = make_learner(max_batch=5, decode_batch=3)
+    assert learner.env.config.max_batch == 5 and learner.env.config.decode_batch == 3
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", *TINY, "--iterations", "1", "--max-batch", "3", "--decode-batch", "2",
+                                 "--run-dir", str(run)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["max_batch"] == 3 and stored["decode_batch"] == 2
+    bad = runner.invoke(app, ["train", *TINY, "--decode-batch", "0", "--run-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "decode_batch must be >= 1" in bad.output

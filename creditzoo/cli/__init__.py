@@ -4,7 +4,7 @@ import sys
 
 import typer
 
-from creditzoo.cli import algos, analyze, evaluate, pretrain, train  # noqa: F401  (registers commands on the app)
+from creditzoo.cli import algos, analyze, evaluate, pretrain, sweep, train  # noqa: F401  (registers commands on the app)
 from creditzoo.cli.app import app
 
 try:  # typer >= 0.22 vendors click; older releases use click itself

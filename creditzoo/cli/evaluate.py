@@ -88,15 +88,19 @@ def eval_command(
 
     title = f"{env}: {steps}-step ODE, guidance {guidance_scale:g}, {samples_per_prompt} samples/prompt"
     table = Table(title=f"{title}, >= {min_images_per_category} images/category")
-    for column in ("category", "images", "strict accuracy", "partial score"):
+    extra = result.extra_object_rate is not None
+    columns = ("category", "images", "strict accuracy", "partial score") + (("extra objects",) if extra else ())
+    for column in columns:
         table.add_column(column, justify="left" if column == "category" else "right")
     for name, row in result.per_category.items():
-        table.add_row(name, str(row["count"]), f"{row['strict_accuracy']:.3f}", f"{row['partial_score']:.3f}")
+        rate = (f"{row['extra_object_rate']:.3f}",) if extra else ()
+        table.add_row(name, str(row["count"]), f"{row['strict_accuracy']:.3f}", f"{row['partial_score']:.3f}", *rate)
     table.add_row(
         "overall (category mean)",
         str(len(result.prompts)),
         f"{result.strict_accuracy:.3f}",
         f"{result.partial_score:.3f}",
+        *((f"{result.extra_object_rate:.3f}",) if extra else ()),
         style="bold",
     )
     console = Console()

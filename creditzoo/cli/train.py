@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail, is_main_process
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,7 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # command-line option -> TrainConfig field, where the names differ
-RENAMED = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+RENAMED = OPTION_ALIASES
 
 
 def _help(name: str) -> str:
@@ -48,6 +48,8 @@ def train_command(
     env: str = typer.Option(None, help=_help("env") + " [default: geneval]"),
     model: str = typer.Option(None, help=_help("model")),
     dtype: str = typer.Option(None, help=_help("dtype") + " [default: float32]"),
+    max_batch: int = typer.Option(None, help=_help("max_batch")),
+    decode_batch: int = typer.Option(None, help=_help("decode_batch")),
     gradient_checkpointing: bool = typer.Option(
         None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_help("gradient_checkpointing")
     ),
@@ -86,6 +88,7 @@ def train_command(
     checkpoint_every: int = typer.Option(None, help=_help("checkpoint_every")),
     seed: int = typer.Option(None, help=_help("seed")),
     device: str = typer.Option(None, help=_help("device")),
+    log: list[str] = typer.Option(None, help=_help("log")),
     run_dir: Path = typer.Option(None, help="run directory [default: runs/<algo>-<env>-seed<seed>]"),
     config: Path = typer.Option(None, "--config", help="TOML file of TrainConfig fields; options override it"),
     resume: Path = typer.Option(None, help="continue the run in this directory from its last checkpoint"),
@@ -95,11 +98,13 @@ def train_command(
     from creditzoo.learner.distributed import check_split, launched_world_size
     from creditzoo.learner.grpo import NonFiniteRewardError
     from creditzoo.learner.run import load_run_config, resolve_device
+    from creditzoo.learner.tracking import check_available
 
     given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
     given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
+    given["log"] = log or None  # typer gives [] for a list option not given
     if resume is not None:
-        extra = sorted(k for k, v in given.items() if v is not None and k != "iterations")
+        extra = sorted(k for k, v in given.items() if v is not None and k not in ("iterations", "log"))
         if extra or config is not None:
             fail(
                 "--resume continues the stored config; only --iterations may change "
@@ -109,8 +114,10 @@ def train_command(
             stored = load_run_config(resume)
         except ValueError as error:  # RunDirectoryError included
             fail(str(error))
-        try:
-            train_config = dataclasses.replace(stored, iterations=iterations or stored.iterations)
+        try:  # tracking is not a training choice: --log may start mirroring a resumed run
+            train_config = dataclasses.replace(
+                stored, iterations=iterations or stored.iterations, log=log or stored.log
+            )
         except ValueError as error:
             fail(str(error))
         directory = resume
@@ -120,6 +127,7 @@ def train_command(
     try:
         resolve_device(train_config.device)  # before any output: CUDA asked for on a machine without it
         check_split(train_config.prompts_per_iteration, launched_world_size())  # N processes of accelerate launch
+        check_available(train_config.log)  # a tracker's package is an installation matter, like CUDA
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
     except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))

@@ -51,7 +51,7 @@ class DenoisingConfig:
     window_size: int | None = None
     completion: str | None = "ode"
     max_batch: int | None = 128
-    decode_batch: int | None = 256
+    decode_batch: int | None = 32
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "decode_batch"):

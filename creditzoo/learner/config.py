@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from creditzoo.algorithms import ALGORITHMS, check_split_steps
+from creditzoo.learner.tracking import TRACKERS
 from creditzoo.models import DTYPES
 from creditzoo.sampling import (
     SDE_KINDS,
@@ -20,6 +21,8 @@ from creditzoo.sampling import (
 )
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
+OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
+"""Command-line spellings (``creditzoo train --lr``, ``sweep --grid lr=...``) of fields whose names differ."""
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
@@ -46,6 +49,10 @@ class TrainConfig:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}
     )
+    max_batch: int | None = field(
+        default=None, metadata={"help": "largest batch per model call (default: 128 on CPU, measured; 0: never split)"}
+    )
+    decode_batch: int = field(default=32, metadata={"help": "latents decoded and scored at once when an episode ends"})
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
     prompts: str | None = field(
@@ -100,6 +107,9 @@ class TrainConfig:
     checkpoint_every: int = field(default=1, metadata={"help": "save a LoRA checkpoint every N iterations"})
     seed: int = field(default=0, metadata={"help": "run seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    log: tuple[str, ...] = field(
+        default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
+    )
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -153,10 +163,18 @@ class TrainConfig:
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        chunk_ok = self.max_batch is None or self.max_batch >= 0
+        need(chunk_ok, f"max_batch must be >= 0 (0: never split), got {self.max_batch}")
+        need(self.decode_batch >= 1, f"decode_batch must be >= 1, got {self.decode_batch}")
         need(
             DEVICE_PATTERN.fullmatch(str(self.device)) is not None,
             f"unknown device {self.device!r}; valid: {', '.join(DEVICE_FORMS)}",
         )
+        # "tensorboard,wandb", a list (from JSON or TOML) or a tuple: stored as a tuple, so configs compare equal
+        log = tuple(self.log.split(",")) if isinstance(self.log, str) else tuple(self.log)
+        object.__setattr__(self, "log", tuple(name.strip() for name in log if name.strip()))
+        unknown = [name for name in self.log if name not in TRACKERS]
+        need(not unknown, f"unknown tracker {unknown[0] if unknown else ''!r} in log; valid: {', '.join(TRACKERS)}")
         self._check_names()
 
     def _check_names(self) -> None:
@@ -236,7 +254,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "log": list(self.log)}
 
     @classmethod
     def for_task(cls, env: str = "geneval", **values: Any) -> TrainConfig:

@@ -11,6 +11,7 @@ import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.models.base import FlowModel
 from creditzoo.sampling import ode_step
 from creditzoo.tasks import Task
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SPLITS = ("test", "train")
 
@@ -78,6 +82,9 @@ class EvalResult:
         prompts: the N prompts, aligned with ``images``.
         strict: float [N] per-image strict accuracy.
         partial: float [N] per-image partial score.
+        extra_objects: float [N], 1 where the image holds more objects than its prompt names; None when the
+            task's scorer does not report "extra_objects". Per category its mean is ``extra_object_rate``.
+        extra_object_rate: mean over categories of the per-category extra-object rate (None as above).
     """
 
     strict_accuracy: float
@@ -87,18 +94,17 @@ class EvalResult:
     prompts: list[str]
     strict: torch.Tensor = field(repr=False)
     partial: torch.Tensor = field(repr=False)
+    extra_objects: torch.Tensor | None = field(default=None, repr=False)
+    extra_object_rate: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON-able summary: strict_accuracy, partial_score, per_category."""
-        per_category = {
-            name: {"strict_accuracy": v["strict_accuracy"], "partial_score": v["partial_score"]}
-            for name, v in self.per_category.items()
-        }
-        return {
-            "strict_accuracy": self.strict_accuracy,
-            "partial_score": self.partial_score,
-            "per_category": per_category,
-        }
+        """The JSON-able summary: strict_accuracy, partial_score, per_category (and extra_object_rate if known)."""
+        keys = ("strict_accuracy", "partial_score", "extra_object_rate")
+        per_category = {name: {k: v[k] for k in keys if k in v} for name, v in self.per_category.items()}
+        summary: dict[str, object] = {"strict_accuracy": self.strict_accuracy, "partial_score": self.partial_score}
+        if self.extra_object_rate is not None:
+            summary["extra_object_rate"] = self.extra_object_rate
+        return {**summary, "per_category": per_category}
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON."""
@@ -162,7 +168,7 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
     """
     prompts = evaluation_prompts(task, config)
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
-    images, strict, partial = [], [], []
+    images, strict, partial, extra = [], [], [], []
     for start in range(0, len(prompts), config.batch_size):
         batch = prompts[start : start + config.batch_size]
         noise = seeded_noise(tuple(model.sample_shape), config.seed, range(start, start + len(batch)))
@@ -178,7 +184,10 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
         images.append(batch_images)
         strict.append(scores["strict_accuracy"].float().cpu())
         partial.append(scores["partial_score"].float().cpu())
+        if "extra_objects" in scores:
+            extra.append(scores["extra_objects"].float().cpu())
     strict_all, partial_all = torch.cat(strict), torch.cat(partial)  # [N], [N]
+    extra_all = torch.cat(extra) if extra else None  # [N]
     per_category: dict[str, dict[str, float]] = {}
     categories = [task.category(p) for p in prompts]
     for name in dict.fromkeys(categories):
@@ -188,6 +197,9 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
             "partial_score": float(partial_all[mask].mean()),
             "count": int(mask.sum()),
         }
+        if extra_all is not None:
+            per_category[name]["extra_object_rate"] = float(extra_all[mask].mean())
+    rates = [v["extra_object_rate"] for v in per_category.values()] if extra_all is not None else None
     return EvalResult(
         strict_accuracy=sum(v["strict_accuracy"] for v in per_category.values()) / len(per_category),
         partial_score=sum(v["partial_score"] for v in per_category.values()) / len(per_category),
@@ -196,6 +208,8 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
         prompts=prompts,
         strict=strict_all,
         partial=partial_all,
+        extra_objects=extra_all,
+        extra_object_rate=sum(rates) / len(rates) if rates else None,
     )
 
 
@@ -208,18 +222,36 @@ def save_grid(
     scale: int = 3,
     marks: torch.Tensor | None = None,
 ) -> Path:
-    """Write a PNG grid of images, each labelled with its prompt below it.
+    """Write :func:`grid_image` of ``images`` to the PNG file ``path`` (parent folders are created).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid_image(images, prompts, columns=columns, scale=scale, marks=marks).save(path)
+    return path
+
+
+def grid_image(
+    images: torch.Tensor,
+    prompts: list[str],
+    *,
+    columns: int = 8,
+    scale: int = 3,
+    marks: torch.Tensor | None = None,
+) -> Image.Image:
+    """A grid of images, each labelled with its prompt below it.
 
     Args:
         images: float [N, 3, H, W] in [0, 1].
         prompts: N labels.
-        path: output file (parent folders are created).
         columns: images per row.
         scale: nearest-neighbour upscaling of each image.
         marks: optional bool [N]; True draws a green frame, False a red one (e.g. strict correctness).
 
     Returns:
-        The path written.
+        An RGB PIL image.
     """
     from PIL import Image, ImageDraw
 
@@ -245,7 +277,4 @@ def save_grid(
             draw.rectangle([x - 2, y - 2, x + cell_w + 1, y + cell_h + 1], outline=colour, width=2)
         lines = textwrap.wrap(prompts[i], width=chars)[:label_lines]
         draw.multiline_text((x, y + cell_h + 3), "\n".join(lines), fill="black", spacing=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    return canvas

@@ -39,6 +39,21 @@ def derive_seed(seed: int, iteration: int, stream: str) -> int:
     return (int(seed) * 1_000_003 + int(iteration)) * 8 + STREAMS[stream]
 
 
+CPU_MAX_BATCH = 128
+"""Lockstep chunk on a CPU: per-sample cost of the toy model rises past ~128-256 (benchmarks/iteration_cost.py)."""
+
+
+def resolve_max_batch(max_batch: int | None, device: torch.device) -> int | None:
+    """The lockstep chunk size: as configured (0: never split), else 128 on a CPU and unsplit on a GPU.
+
+    The GPU default is not measured yet (no GPU was available when it was set): lower ``--max-batch`` if the
+    completions of a large batch run out of memory.
+    """
+    if max_batch is not None:
+        return max_batch or None
+    return CPU_MAX_BATCH if torch.device(device).type == "cpu" else None
+
+
 def check_trainable(name: str, shape: str) -> None:
     """Fail in one line when the learner cannot yet collect the rollout shape an algorithm needs."""
     if shape not in TRAINABLE_SHAPES:
@@ -154,6 +169,8 @@ class GRPOLearner:
             window_start=config.window_start,
             window_size=config.resolved_window_size,
             completion=config.completion if self.algorithm.needs_completions else None,
+            max_batch=resolve_max_batch(config.max_batch, device),
+            decode_batch=config.decode_batch,
         )
         local_batch = config.batch_size // self.processes.world_size  # this process's whole groups
         self.env = DenoisingEnv(self.policy, reward, num_envs=local_batch, config=env_config)

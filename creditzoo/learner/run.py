@@ -28,9 +28,16 @@ from creditzoo.learner.checkpoint import (
     write_record,
 )
 from creditzoo.learner.config import TrainConfig
-from creditzoo.learner.distributed import check_split, from_environment, launched_world_size, process_device
-from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
+from creditzoo.learner.distributed import (
+    Processes,
+    check_split,
+    from_environment,
+    launched_world_size,
+    process_device,
+)
+from creditzoo.learner.evaluate import EvalConfig, evaluate, grid_image
 from creditzoo.learner.grpo import GRPOLearner, IterationResult
+from creditzoo.learner.tracking import NullTracker, Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
 
@@ -158,33 +165,50 @@ def train(
     else:
         processes.on_main(prepare_run_dir, run_dir, overwrite=overwrite)
     processes.on_main(atomic_write_json, run_dir / "config.json", config.to_dict())
+    tracker = _open_tracker(processes, config, run_dir, start)  # flushes on every call
     if start == 0:
-        scores = processes.on_main(_evaluate, learner, task, config, run_dir, 0, final=config.iterations == 0)
-        lines = [{"iteration": 0, **scores}]
+        base = processes.on_main(_evaluate, learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
+        lines = [{"iteration": 0, **base}]
         processes.on_main(write_metrics, run_dir, lines)
+        processes.on_main(tracker.log_metrics, 0, lines[0])
     for iteration in range(start + 1, config.iterations + 1):
         result = learner.iteration(iteration)
         metrics = result.metrics
         lines.append(metrics)
-        metrics.update(processes.on_main(_write_iteration, learner, task, config, run_dir, result, lines))
+        metrics.update(processes.on_main(_write_iteration, learner, task, config, run_dir, result, lines, tracker))
         if progress is not None and processes.is_main:
             progress(iteration, config.iterations, metrics)
+    processes.on_main(tracker.close)
     processes.barrier()
     return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
 
 
+def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, start: int) -> Tracker:
+    """The run's tracker on the main process (an error opening it is raised on every process); none elsewhere."""
+    opened: list[Tracker] = []
+    processes.on_main(lambda: opened.append(open_tracker(config.log, run_dir, config.to_dict(), start=start)))
+    return opened[0] if opened else NullTracker()
+
+
 def _write_iteration(
-    learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Path, result: IterationResult, lines: list[dict]
+    learner: GRPOLearner,
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    result: IterationResult,
+    lines: list[dict],
+    tracker: Tracker,
 ) -> dict:
-    """Evaluate when due, write the record and the metrics, checkpoint when due; return the evaluation's metrics."""
+    """Evaluate when due, write the record and the metrics, mirror them, checkpoint when due; return the scores."""
     iteration = result.metrics["iteration"]
     last = iteration == config.iterations
     scores = {}
     if last or (config.eval_every and iteration % config.eval_every == 0):
-        scores = _evaluate(learner, task, config, run_dir, iteration, final=last)
+        scores = _evaluate(learner, task, config, run_dir, iteration, tracker, final=last)
         result.metrics.update(scores)
     write_record(run_dir, iteration, result.record, result.prompts, result.shape)
     write_metrics(run_dir, lines)
+    tracker.log_metrics(iteration, result.metrics)
     if last or iteration % config.checkpoint_every == 0:
         state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
         save_checkpoint(run_dir, iteration, learner.policy, state)
@@ -200,7 +224,16 @@ def _restore(learner: GRPOLearner, checkpoint: Path) -> int:
     return int(state["iteration"])
 
 
-def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Path, iteration: int, *, final: bool):
+def _evaluate(
+    learner: GRPOLearner,
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    iteration: int,
+    tracker: Tracker,
+    *,
+    final: bool,
+):
     eval_config = EvalConfig(
         num_steps=config.eval_steps,
         guidance_scale=config.guidance_scale,
@@ -212,8 +245,13 @@ def _evaluate(learner: GRPOLearner, task: Task, config: TrainConfig, run_dir: Pa
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()
     atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
+    first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
+    grid = grid_image(result.images[first], [result.prompts[i] for i in first])
+    tracker.log_evaluation(iteration, summary, grid)
     if final:
         atomic_write_json(run_dir / "eval" / "final.json", summary)
-        first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
-        save_grid(result.images[first], [result.prompts[i] for i in first], run_dir / "eval" / "final.png")
-    return {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+        grid.save(run_dir / "eval" / "final.png")
+    scores = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+    if result.extra_object_rate is not None:
+        scores["test_extra_object_rate"] = result.extra_object_rate
+    return scores

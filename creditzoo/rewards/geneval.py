@@ -46,10 +46,16 @@ Scores, each float32 [B]:
   ``1 - |n - k| / n``, clipped here at 0; its colour and position clauses score 0 when the object is missing).
 * **dense**: the same clauses computed by the soft detector, with soft object scores
   ``a[o, S] = quality[o] * likeness[o, S]`` (quality also multiplied by a ramp on the w-weighted mean of
-  ``w``, so that fading objects leave smoothly): presence ``max_o a[o, S]``; count ``sum_o a[o, S]``;
-  colour ``max_o a[o, S] * colour[o, c]``; relation ``max a[., A] * max a[., B] * mean_pairs(relation ramp)``
-  with the mean weighted by ``a[o1, A] * a[o2, B]`` over distinct pairs and the ramp going 0 -> 1 as ``r``
-  goes 0.4 -> 0.6. On clean renders every ramp is saturated, so dense equals partial. As an image blurs,
+  ``w``, so that fading objects leave smoothly): presence ``max_o a[o, S]``; colour
+  ``max_o a[o, S] * colour[o, c]``. Where the strict rules count objects, dense counts them as the hard
+  detector does: ``c[o, S]`` is a steep ramp on ``presence[o] * likeness[o, S]``, where presence is 1 for a dim
+  but solid object (whose ``a`` is well below 1). Count: ``max(0, 1 - |n - sum_o c[o, S]| / n)`` times the
+  c-weighted mean of ``a`` over the n best objects (so damage lowers exact and wrong counts alike).
+  Relation: ``max a[., A] * max a[., B] * prod_pairs(1 - c[o1, A] c[o2, B] (1 - ramp(r)))`` over distinct
+  pairs, GenEval's every-pair rule made soft, with the ramp going 0 -> 1 as ``r`` goes 0.4 -> 0.6. (Until
+  this rule the count was ``sum_o a[o, S]`` and the relation a weighted mean over pairs, which paid for an
+  extra dim object or a wrong-side extra one: benchmarks/reward_fidelity.md.) On clean renders every ramp is
+  saturated, so dense equals partial. As an image blurs,
   fades or gets noisier, dense moves nearly continuously (it jumps where components merge or split, and by
   a faint pixel's small weight when a core grows next to it) while partial moves in steps of a whole clause.
   Dense sees some damage partial ignores: dim colours, soft edges and rounded corners lower it.
@@ -86,6 +92,16 @@ CONFIDENCE_LOW, CONFIDENCE_HIGH = 0.5, 0.9
 fades away has a mean below 0.5, so it leaves the dense score continuously."""
 RELATION_LOW, RELATION_HIGH = 0.4, 0.6
 """Dense ramp on GenEval's normalised relative offset (the hard threshold is 0.5)."""
+PRESENCE_LOW, PRESENCE_HIGH = 0.5, 0.6
+"""Ramp on the w-weighted mean pixel weight for how surely the hard detector finds a component (its core
+pixels have w >= 0.5): a dim but solid object is fully present, though its dense quality is lowered. It starts
+where a component appears (its first core pixels: a mean near 0.5), so an object fading in counts continuously."""
+COUNTED_LOW, COUNTED_HIGH = 0.2, 0.5
+"""Dense ramp from ``presence[o] * likeness[o, S]`` to how much the object counts as one S where the strict rules
+count objects (the counting clause's excess, the pairs of the position rule). The hard detector counts every
+object it finds as a whole one, however faint; summing the soft scores ``a[o, S]`` instead let a picture with
+one dim object too many score the count (and a wrong-side pair weigh on the relation) as if nearly right, so RL
+was paid for extra objects."""
 POSITION_THRESHOLD = 0.1
 """GenEval's POSITION_THRESHOLD: the fraction of the objects' extents discounted from their offset."""
 
@@ -108,11 +124,16 @@ class GenEvalScores:
         strict: 1.0 if the image satisfies every clause of its prompt, else 0.0 (GenEval correctness).
         partial: mean clause score in [0, 1] (Flow-GRPO's partial GenEval reward).
         dense: continuous variant of ``partial`` in [0, 1]; equal to it on clean renders.
+        objects: how many objects the hard detector finds (any shape).
+        extra_objects: 1.0 if it finds more objects than the prompt names (a count of n names n), else 0.0.
+            GenEval forbids extra objects only when counting; elsewhere this measures a habit, not an error.
     """
 
     strict: torch.Tensor
     partial: torch.Tensor
     dense: torch.Tensor
+    objects: torch.Tensor
+    extra_objects: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,8 @@ class Detections:
     Attributes:
         offsets: int [B + 1].
         quality: [N] in [0, 1]: how much each component counts as an object at all.
+        presence: [N] in [0, 1]: how surely the hard detector finds it (soft: 1 for a dim but solid object,
+            whose ``quality`` is lowered by its faintness); equal to ``quality`` for the hard detector.
         shape: [N, len(SHAPES)] shape likeness in [0, 1] (one-hot or zero for the hard detector).
         colour: [N, len(COLOURS)] colour likeness in [0, 1] (one-hot for the hard detector).
         centre: [N, 2] (y, x) weighted centroid in px.
@@ -130,6 +153,7 @@ class Detections:
 
     offsets: np.ndarray
     quality: np.ndarray
+    presence: np.ndarray
     shape: np.ndarray
     colour: np.ndarray
     centre: np.ndarray
@@ -249,12 +273,15 @@ def detect(images: np.ndarray) -> tuple[Detections, Detections]:
             shape = np.where(shape.max(axis=1, keepdims=True) >= 0.5, _one_hot(shape), 0.0)
             quality = (quality >= 0.5).astype(np.float64)
             colour = np.where(colour.max(axis=1, keepdims=True) > 0, _one_hot(colour), 0.0)
+            presence = quality
         else:
+            presence = quality * _ramp(feat["confidence"], PRESENCE_LOW, PRESENCE_HIGH)
             quality = quality * _ramp(feat["confidence"], CONFIDENCE_LOW, CONFIDENCE_HIGH)
         results.append(
             Detections(
                 offsets=offsets,
                 quality=quality,
+                presence=presence,
                 shape=shape,
                 colour=colour,
                 centre=np.stack([feat["cy"], feat["cx"]], axis=1),
@@ -293,6 +320,7 @@ def _clauses(spec: PromptSpec, det: Detections, image: int, *, hard: bool) -> li
     """Clause scores of one image for its prompt (see the module docstring)."""
     start, stop = det.offsets[image], det.offsets[image + 1]
     objects = det.quality[start:stop, None] * det.shape[start:stop]  # [n, S] soft object-is-shape scores
+    counted = _ramp(det.presence[start:stop, None] * det.shape[start:stop], COUNTED_LOW, COUNTED_HIGH)  # [n, S]
     colours = det.colour[start:stop]  # [n, C]
 
     def presence(shape: str) -> float:
@@ -302,20 +330,40 @@ def _clauses(spec: PromptSpec, det: Detections, image: int, *, hard: bool) -> li
     clauses: list[float] = []
     if spec.category == "counting":
         target = spec.objects[0]
-        found = float(objects[:, _SHAPE_INDEX[target.shape]].sum())
-        return [max(0.0, 1.0 - abs(target.count - found) / target.count)]
+        column = objects[:, _SHAPE_INDEX[target.shape]]  # [n] soft scores a[o, S]
+        weight = counted[:, _SHAPE_INDEX[target.shape]]  # [n] how much each counts
+        # the count as the strict rule sees it (a dim object is a whole one), times the mean soft score of the
+        # n best objects: damage lowers exact and wrong counts alike, so it never reorders them, and a faint extra
+        # object costs less than a solid one (hard scores: 1 - |n - k| / n, the partial clause)
+        found = float(weight.sum())
+        best = np.argsort(-column, kind="stable")[: target.count]  # the n highest soft scores
+        mass = float(weight[best].sum())
+        mean_score = float((weight[best] * column[best]).sum() / mass) if mass > 0 else 0.0
+        return [max(0.0, 1.0 - abs(target.count - found) / target.count) * mean_score]
     for obj in spec.objects:
         clauses.append(presence(obj.shape))
         if obj.colour is not None:
             column = objects[:, _SHAPE_INDEX[obj.shape]] * colours[:, _COLOUR_INDEX[obj.colour]]
             clauses.append(float(column.max()) if len(column) else 0.0)
     if spec.relation is not None:
-        clauses.append(_position(spec, det, start, stop, objects, hard=hard))
+        clauses.append(_position(spec, det, start, stop, objects, counted, hard=hard))
     return clauses
 
 
-def _position(spec: PromptSpec, det: Detections, start: int, stop: int, objects: np.ndarray, *, hard: bool) -> float:
-    """Relation clause of a position prompt for the objects ``start:stop`` of one image."""
+def _position(
+    spec: PromptSpec,
+    det: Detections,
+    start: int,
+    stop: int,
+    objects: np.ndarray,
+    counted: np.ndarray,
+    *,
+    hard: bool,
+) -> float:
+    """Relation clause of a position prompt for the objects ``start:stop`` of one image.
+
+    ``objects`` [n, S] are the soft object-is-shape scores, ``counted`` [n, S] how much each counts as that shape.
+    """
     assert spec.relation is not None
     first, second = (objects[:, _SHAPE_INDEX[obj.shape]] for obj in spec.objects)  # [n], [n]
     a, b = np.nonzero(np.not_equal.outer(np.arange(stop - start), np.arange(stop - start)))  # distinct pairs
@@ -325,8 +373,11 @@ def _position(spec: PromptSpec, det: Detections, start: int, stop: int, objects:
     value = _relation(det.centre[start:stop], det.extent[start:stop], a, b, spec.relation)  # [K]
     if hard:
         return float(np.all(value[weight > 0] > 0.5))
+    # GenEval's rule holds only if every (A, B) pair satisfies the relation: a soft "for all" over the pairs,
+    # each pair weighing by how much both of its objects count (a product, so one clear wrong pair gives 0)
+    pair = counted[a, _SHAPE_INDEX[spec.objects[0].shape]] * counted[b, _SHAPE_INDEX[spec.objects[1].shape]]  # [K]
     satisfied = _ramp(value, RELATION_LOW, RELATION_HIGH)  # [K]
-    return float((weight * satisfied).sum() / weight.sum() * first.max() * second.max())
+    return float(np.prod(1.0 - pair * (1.0 - satisfied)) * first.max() * second.max())
 
 
 def _check_inputs(images: torch.Tensor, prompts: list[str]) -> np.ndarray:
@@ -363,6 +414,9 @@ def score_geneval(images: torch.Tensor, prompts: list[str]) -> GenEvalScores:
     strict = np.zeros(len(specs), dtype=np.float32)  # [B]
     partial = np.zeros(len(specs), dtype=np.float32)  # [B]
     dense = np.zeros(len(specs), dtype=np.float32)  # [B]
+    owner = np.repeat(np.arange(len(specs)), np.diff(hard.offsets))  # [N] image of each component
+    objects = np.bincount(owner, weights=hard.quality, minlength=len(specs)).astype(np.float32)  # [B] hard objects
+    named = np.asarray([sum(obj.count for obj in spec.objects) for spec in specs], dtype=np.float32)  # [B]
     for image, spec in enumerate(specs):
         clauses = _clauses(spec, hard, image, hard=True)
         strict[image] = float(all(clause == 1.0 for clause in clauses))
@@ -374,6 +428,8 @@ def score_geneval(images: torch.Tensor, prompts: list[str]) -> GenEvalScores:
         strict=torch.from_numpy(strict).to(device),
         partial=torch.from_numpy(partial).to(device),
         dense=torch.from_numpy(dense).to(device),
+        objects=torch.from_numpy(objects).to(device),
+        extra_objects=torch.from_numpy((objects > named).astype(np.float32)).to(device),
     )
 
 

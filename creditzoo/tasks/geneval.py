@@ -244,13 +244,18 @@ def score(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
     """Score ``images`` [B, 3, H, W] for ``prompts``.
 
     Returns:
-        {"strict_accuracy", "partial_score", "dense_score"}, each float32 [B]; see
-        :mod:`creditzoo.rewards.geneval` for the definitions.
+        {"strict_accuracy", "partial_score", "dense_score", "extra_objects"}, each float32 [B]; see
+        :mod:`creditzoo.rewards.geneval` for the definitions (extra_objects: more objects than the prompt names).
     """
     from creditzoo.rewards.geneval import score_geneval  # lazy: keeps scipy out of task listing
 
     scores = score_geneval(images, prompts)
-    return {"strict_accuracy": scores.strict, "partial_score": scores.partial, "dense_score": scores.dense}
+    return {
+        "strict_accuracy": scores.strict,
+        "partial_score": scores.partial,
+        "dense_score": scores.dense,
+        "extra_objects": scores.extra_objects,
+    }
 
 
 TASK = Task(

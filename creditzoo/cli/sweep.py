@@ -1,0 +1,140 @@
+"""``creditzoo sweep``: a grid of training runs (algorithms x seeds x option values) in one directory.
+
+The command takes every ``creditzoo train`` option as the sweep's fixed setting (its signature is built from
+``train``'s, so the two cannot drift apart), plus ``--algo`` (repeatable), ``--seeds``, ``--grid`` and ``--out``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from creditzoo.cli.app import app, console, error_console, fail
+from creditzoo.cli.train import resolve_config, train_command
+
+NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
+"""``creditzoo train`` options a sweep replaces (by --algo/--seeds/--out) or has no use for."""
+
+
+def sweep_command(**options: Any) -> None:
+    """Train every (algorithm, grid point, seed) into --out/<name>/ with a manifest; resumes where it stopped."""
+    from creditzoo.learner.config import OPTION_ALIASES
+    from creditzoo.learner.sweep import (
+        LaunchOptions,
+        SweepError,
+        execute,
+        expand,
+        parse_grid,
+        parse_seeds,
+        prepare,
+    )
+
+    sweep_keys = ("algos", "seeds", "grid", "out", "jobs", "launcher", "cluster", "executor_param", "config")
+    given = {k: v for k, v in options.items() if k not in sweep_keys and v is not None and v != []}
+    try:
+        grid = parse_grid(options["grid"])
+        seeds = parse_seeds(options["seeds"])
+        launch = LaunchOptions(
+            jobs=options["jobs"],
+            launcher=options["launcher"],
+            cluster=options["cluster"],
+            executor_parameters=_executor_parameters(options["executor_param"]),
+        )
+    except SweepError as error:
+        fail(str(error))
+    both = sorted(option for option in given if OPTION_ALIASES.get(option, option) in grid)
+    if both:
+        fail(f"{', '.join('--' + o.replace('_', '-') for o in both)} given both as an option and in --grid")
+
+    def make_config(values: dict[str, Any]):
+        return resolve_config(options["config"], {**given, **values})  # validated where it is built
+
+    out: Path = options["out"]
+    try:
+        runs = expand(options["algos"], seeds, grid, make_config)
+        sweep = prepare(out, runs, grid)
+    except SweepError as error:
+        fail(str(error))
+    names = [run.name for run in runs]
+    skipped = sum(sweep.run(name).status == "finished" for name in names)
+    console.print(f"sweep {out}: {len(names)} runs, {skipped} finished already, {launch.jobs} at once", highlight=False)
+
+    def report(name: str, status: str) -> None:
+        console.print(f"  {status:<9} {name}", highlight=False)
+
+    try:
+        final = execute(out, names, launch, report)
+    except SweepError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        error_console.print(f"interrupted; run the same command again to continue the sweep in {out}")
+        raise typer.Exit(code=130) from None
+    _print_table(out, names, final)
+    failed = [name for name, status in final.items() if status != "finished"]
+    if failed:
+        error_console.print(f"{len(failed)} of {len(names)} runs failed ({', '.join(failed)}); see {out / 'logs'}")
+        raise typer.Exit(code=1)
+
+
+def _executor_parameters(specs: list[str]) -> dict[str, Any]:
+    from creditzoo.learner.sweep import SweepError
+
+    parameters: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise SweepError(f"malformed --executor-param {spec!r}; expected KEY=VALUE, e.g. slurm_partition=gpu")
+        parameters[key] = int(value) if value.isdigit() else value
+    return parameters
+
+
+def _print_table(out: Path, names: list[str], final: dict[str, str]) -> None:
+    from rich.table import Table
+
+    from creditzoo.learner.checkpoint import read_metrics
+
+    table = Table("run", "status", "test partial", "test strict", title=f"sweep {out}")
+    for name in names:
+        lines = read_metrics(out / name) if final[name] == "finished" else []
+        last = lines[-1] if lines else {}
+        partial, strict = last.get("test_partial_score"), last.get("test_strict_accuracy")
+        table.add_row(
+            name,
+            final[name],
+            "-" if partial is None else f"{partial:.4f}",
+            "-" if strict is None else f"{strict:.4f}",
+        )
+    console.print(table)
+
+
+def _signature() -> inspect.Signature:
+    """``sweep``'s parameters: its own, then every ``train`` option it does not replace."""
+    hints = typing.get_type_hints(train_command)
+    inherited = [
+        parameter.replace(annotation=hints[name])
+        for name, parameter in inspect.signature(train_command).parameters.items()
+        if name not in NOT_FROM_TRAIN
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    own = [
+        ("algos", list[str], typer.Option(..., "--algo", help="algorithm to train (repeat for several)")),
+        ("seeds", str, typer.Option("0", help="seeds, e.g. 0,1,2 or 0-4")),
+        ("grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")),
+        ("out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")),
+        ("jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")),
+        ("launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")),
+        ("cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")),
+        ("executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")),
+    ]
+    parameters = [inspect.Parameter(n, keyword, default=d, annotation=a) for n, a, d in own]
+    parameters += [p.replace(kind=keyword) for p in inherited]
+    return inspect.Signature(parameters)
+
+
+sweep_command.__signature__ = _signature()  # type: ignore[attr-defined]
+sweep_command.__annotations__ = {p.name: p.annotation for p in sweep_command.__signature__.parameters.values()}
+app.command("sweep")(sweep_command)
