@@ -64,13 +64,43 @@ def one_iteration(name: str, processes: Processes | None) -> dict[str, torch.Ten
     return {"record": result.record, "before": before, "after": after, "metrics": metrics}
 
 
+def _fail_on_the_main_process() -> None:
+    raise ValueError("disk full")
+
+
+def collectives(processes: Processes) -> dict:
+    """What the helpers of Processes give on this rank: gradients summed, errors of the main process shared."""
+    rank = processes.rank
+    used, everywhere, nowhere = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    if rank == 0:
+        used.grad = torch.tensor([1.0, 2.0])  # rank 1 has no rows for it: its gradient is missing there
+    everywhere.grad = torch.tensor([rank + 1.0, 10.0])
+    processes.sum_gradients([used, everywhere, nowhere])
+    try:
+        processes.on_main(_fail_on_the_main_process)
+        error = None
+    except ValueError as raised:
+        error = str(raised)
+    return {
+        "used": used.grad,
+        "everywhere": everywhere.grad,
+        "nowhere": nowhere.grad,
+        "error": error,
+        "result": processes.on_main(lambda: rank * 10 + 7),  # the main process's value, on every process
+        "gathered": processes.gather(torch.tensor([[rank, rank]])),
+        "max": processes.max(torch.tensor(float(rank))),
+    }
+
+
 def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         processes = from_environment(torch.device("cpu"))
         assert (processes.rank, processes.world_size) == (rank, world_size)
-        torch.save({name: one_iteration(name, processes) for name in CASES}, Path(out_dir) / f"rank{rank}.pt")
+        results = {name: one_iteration(name, processes) for name in CASES}
+        results["collectives"] = collectives(processes)
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -203,3 +233,15 @@ def test_accelerate_launch_trains_and_resumes_as_one_process(tmp_path: Path, mon
                 assert mine[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (reference["iteration"], key)
     checkpoints = sorted(path.name for path in (tmp_path / "two" / "checkpoints").iterdir())
     assert checkpoints == ["iter_000001", "iter_000002", "latest"]
+
+
+@pytest.mark.slow
+def test_collectives_sum_gradients_and_share_the_main_process_outcome(two_processes: list[dict]) -> None:
+    for seen in (results["collectives"] for results in two_processes):
+        assert torch.equal(seen["used"], torch.tensor([1.0, 2.0]))  # missing on rank 1 counts as 0
+        assert torch.equal(seen["everywhere"], torch.tensor([3.0, 20.0]))
+        assert seen["nowhere"] is None  # missing everywhere stays missing, as with one process (AdamW skips it)
+        assert seen["error"] == "disk full"  # raised on the main process, raised on every process
+        assert seen["result"] == 7
+        assert torch.equal(seen["gathered"], torch.tensor([[0, 0], [1, 1]]))
+        assert float(seen["max"]) == 1.0
