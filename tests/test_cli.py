@@ -199,17 +199,23 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "--iterations", "2", "--reward-noise", "gaussian:0.05", "--run-dir", str(run)]
     assert invoke(*args).exit_code == 0
-    result = runner.invoke(app, ["analyze", str(run), "--algo", "tp_grpo", "--json"])
+    result = runner.invoke(app, ["analyze", "robustness", str(run), "--algo", "tp_grpo", "--repeats", "2", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["iterations"] == 2
-    tp = report["algorithms"]["tp_grpo"]
+    tp = report["recorded_noisy_vs_clean"]["tp_grpo"]
     assert len(tp["tp_rate_noisy"]) == 2 and 0 <= tp["advantage_sign_agreement"] <= 1
     records = load_records(run)
     clean = records[0].tensors["completion_rewards_clean"]
     noisy = records[0].tensors["completion_rewards"]
     assert not torch.equal(clean, noisy)  # the noise was recorded beside the clean score
-    assert runner.invoke(app, ["analyze", str(tmp_path / "none")]).exit_code == 2
+    assert runner.invoke(app, ["analyze", "robustness", str(tmp_path / "none")]).exit_code == 2
+    turning = runner.invoke(app, ["analyze", "turning-points", f"{run}/", "--json"])
+    assert turning.exit_code == 0, turning.output
+    assert json.loads(turning.output)["recorded_matches_replay"] is True  # the run's own credit, replayed
+    compared = runner.invoke(app, ["analyze", "compare", str(run), "--baseline", "tp_grpo_strict", "--json"])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads(compared.output)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
     replayed = recompute(records, "tp_grpo_strict")
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
@@ -277,7 +283,7 @@ def test_algos_lists_shape_cost_and_paper() -> None:
 def test_analyze_says_in_one_line_when_a_shape_cannot_be_replayed(tmp_path) -> None:
     run = tmp_path / "run"
     assert invoke(*TINY, "--iterations", "1", "--run-dir", str(run)).exit_code == 0
-    result = runner.invoke(app, ["analyze", str(run), "--algo", "tempflow"])
+    result = runner.invoke(app, ["analyze", "robustness", str(run), "--algo", "tempflow"])
     assert result.exit_code == 2
     assert "error: algorithm 'tempflow' needs an anchor rollout, got a chain rollout" in result.output
     assert "Traceback" not in result.output

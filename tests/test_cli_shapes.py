@@ -30,8 +30,14 @@ def test_branched_runs_record_their_shape_and_replay(tmp_path, algo: str, shape:
     assert [r.shape for r in records] == [shape, shape]
     for record, credit in zip(records, recompute(records, algo), strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
-    assert runner.invoke(app, ["analyze", str(run), "--algo", algo]).exit_code == 0
-    refused = runner.invoke(app, ["analyze", str(run), "--algo", other])
+    from creditzoo.analysis.robustness import counterfactual_study, parse_noise_list
+
+    clean, noisy = counterfactual_study(records, parse_noise_list(["none", "gaussian:0.5"]), algos=[algo], repeats=2)
+    assert clean.advantage_sign_agreement.mean == 1 and clean.advantage_spearman.mean == pytest.approx(1)
+    assert clean.increment_sign_change is None  # no increments d_k outside chains
+    assert noisy.advantage_sign_agreement.mean < 1  # the noise reaches the shape's own scores
+    assert runner.invoke(app, ["analyze", "robustness", str(run), "--algo", algo, "--repeats", "1"]).exit_code == 0
+    refused = runner.invoke(app, ["analyze", "robustness", str(run), "--algo", other])
     assert refused.exit_code == 2
     assert f"rollout, got a{'n' if shape == 'anchor' else ''} {shape} rollout" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output

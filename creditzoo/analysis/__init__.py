@@ -1,4 +1,11 @@
-"""Offline analysis of run directories: recompute any algorithm's credit from the stored rollout records.
+"""Offline analysis of run directories: studies of what runs recorded, nothing is sampled.
+
+- :mod:`.credit`: rollout records, replaying any algorithm on them, noisy vs clean credit.
+- :mod:`.runs`: reading run and sweep directories (config, metrics, evaluations).
+- :mod:`.turning_points`: turning-point statistics of every TP-GRPO variant on the same rollouts.
+- :mod:`.compare`: learning curves, cost to a threshold and final-score tests across seeds.
+- :mod:`.robustness`: the counterfactual reward-noise study and the noise sweep.
+- :mod:`.plots`: the figures (the only module importing seaborn/matplotlib; import it explicitly).
 
 Nothing here is imported by the library or the learner; it reads what a run wrote.
 """

@@ -9,6 +9,7 @@ its sign.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 
 from creditzoo.algorithms import get_algorithm
 from creditzoo.rollout import Credit, Rollout
+
+REQUIRED_TENSORS = ("group_ids", "final_rewards", "final_rewards_clean", "step_rewards", "turning_points")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,34 @@ class Record:
     prompts: list[str]
     tensors: dict[str, torch.Tensor]
     shape: str = "chain"
+
+    @property
+    def has_completions(self) -> bool:
+        """Whether the record holds completion rewards R_0 .. R_K (runs of algorithms that need them)."""
+        return "completion_rewards" in self.tensors and "completion_rewards_clean" in self.tensors
+
+    def completion_rewards(self, *, clean: bool = False) -> torch.Tensor:
+        """Completion rewards [B, K+1], noisy (what the run trained on, default) or clean."""
+        return self.tensors["completion_rewards_clean" if clean else "completion_rewards"]
+
+    def scores(self, *, clean: bool = False) -> torch.Tensor | None:
+        """The recorded rewards credit is computed from, by rollout shape.
+
+        Completion rewards [B, K+1] (chain), branch rewards [B, K, L] (anchor) or leaf rewards [B] (tree); None for
+        a chain run without completions.
+        """
+        suffix = "_clean" if clean else ""
+        name = {"anchor": "branch_rewards", "tree": "final_rewards"}.get(self.shape, "completion_rewards")
+        return self.tensors.get(f"{name}{suffix}")
+
+    def rollout_with(self, scores: torch.Tensor) -> Rollout:
+        """The record's :class:`Rollout` with :meth:`scores` replaced by ``scores`` (same shape), e.g. noisy ones."""
+        rollout = self.rollout(clean=True)
+        if self.shape == "anchor":
+            return dataclasses.replace(rollout, branch_rewards=scores)
+        if self.shape == "tree":
+            return dataclasses.replace(rollout, final_rewards=scores)
+        return Rollout(group_ids=self.tensors["group_ids"], completion_rewards=scores)
 
     def rollout(self, *, clean: bool = False) -> Rollout:
         """The :class:`Rollout` of this iteration, with noisy (default) or clean rewards."""
@@ -52,21 +83,41 @@ def load_records(run_dir: str | Path) -> list[Record]:
     """Every rollout record of a run, in iteration order.
 
     Raises:
-        ValueError: the directory holds no records.
+        ValueError: the directory is missing or empty, holds no records, or a record is corrupt.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ValueError(f"run directory {str(root)!r} does not exist")
+    if not any(root.iterdir()):
+        raise ValueError(f"run directory {str(root)!r} is empty")
+    paths = sorted(root.glob("rollouts/iter_*.safetensors"))
+    if not paths:
+        raise ValueError(f"no rollout records under {str(root / 'rollouts')!r}")
+    return [read_record(path) for path in paths]
+
+
+def read_record(path: Path) -> Record:
+    """One ``rollouts/iter_*.safetensors`` record, checked for the tensors every study needs.
+
+    Raises:
+        ValueError: a truncated or corrupt file, or one that lacks group ids, final rewards or step rewards.
     """
     from safetensors import safe_open
 
-    paths = sorted(Path(run_dir).glob("rollouts/iter_*.safetensors"))
-    if not paths:
-        raise ValueError(f"no rollout records under {str(Path(run_dir) / 'rollouts')!r}")
-    records = []
-    for path in paths:
+    try:
         with safe_open(str(path), "pt") as stream:
-            metadata = stream.metadata()
+            metadata = stream.metadata() or {}
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}  # noqa: SIM118
-        shape = metadata.get("shape", "chain")
-        records.append(Record(int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors, shape))
-    return records
+        record = Record(
+            int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors, metadata.get("shape", "chain")
+        )
+    except Exception as error:  # safetensors raises its own error types for truncated headers and data
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"corrupt or truncated rollout record {str(path)!r}: {detail}") from None
+    missing = [name for name in REQUIRED_TENSORS if name not in tensors]
+    if missing:
+        raise ValueError(f"rollout record {str(path)!r} lacks {', '.join(missing)}")
+    return record
 
 
 def recompute(records: list[Record], algo: str, *, clean: bool = False, **options: object) -> list[Credit]:

@@ -1,4 +1,8 @@
-"""``creditzoo analyze``: replay algorithms on a finished run's rollout records."""
+"""``creditzoo analyze turning-points | compare | robustness``: studies of what runs recorded (nothing is sampled).
+
+Each command prints a table, writes a JSON file and PNG figures into ``analysis/`` inside its input (or ``--out``),
+and with ``--json`` prints the JSON instead of the table. Plotting (seaborn) is imported inside the commands.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,316 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from creditzoo.cli.app import app, fail
 
+analyze_app = typer.Typer(
+    name="analyze",
+    help="Studies of finished runs: turning points, comparisons across seeds, robustness to reward noise.",
+    no_args_is_help=True,
+)
+app.add_typer(analyze_app, name="analyze")
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+OUT_HELP = "directory for the JSON and PNG files (default: analysis/ inside the input)"
 
 
-@app.command("analyze")
-def analyze_command(
+def _out_dir(out: Path | None, inputs: list[Path]) -> Path:
+    from creditzoo.analysis.runs import default_out_dir
+
+    path = out if out is not None else default_out_dir(inputs)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"cannot write to {str(path)!r}: {error.strerror}")
+    return path
+
+
+def _emit(result: dict, path: Path, as_json: bool) -> bool:
+    """Write ``result`` to ``path``; print it and return True with ``--json``."""
+    text = json.dumps(result, indent=2)
+    path.write_text(text + "\n")
+    if as_json:
+        typer.echo(text)
+    return as_json
+
+
+def _console() -> Console:
+    """Standard output; wide when it is not a terminal (pipes, logs), so that tables keep their columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------------------- turning points
+
+
+@analyze_app.command("turning-points")
+def turning_points_command(
     run_dir: Path = typer.Argument(..., help="a run directory written by creditzoo train"),
-    algo: list[str] = typer.Option(
-        ["tp_grpo", "tp_grpo_strict"], help="algorithms to replay (repeat the option for several)"
+    clean: bool = typer.Option(
+        False, "--clean", help="replay on the clean rewards instead of the trained (noisy) ones"
     ),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of lines"),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
 ) -> None:
-    """Turning-point rates per step, and what reward noise changed, for each algorithm on a run's records."""
-    from creditzoo.analysis import compare_credit, load_records
+    """Turning points of every TP-GRPO variant, replayed on a run's recorded rollouts."""
+    from creditzoo.analysis import load_records
+    from creditzoo.analysis.runs import read_config
+    from creditzoo.analysis.turning_points import turning_point_report
 
     try:
+        config = read_config(run_dir)
         records = load_records(run_dir)
-        results = {name: asdict(compare_credit(records, name)) for name in algo}
+        report = turning_point_report(records, clean=clean, config=config)
     except ValueError as error:
         fail(str(error))
-    if as_json:
-        typer.echo(json.dumps({"iterations": len(records), "algorithms": results}))
-        return
-    typer.echo(f"{run_dir}: {len(records)} iterations, {records[0].tensors['group_ids'].numel()} trajectories each")
-    for name, result in results.items():
-        rates = " ".join(f"{x:.3f}" for x in result["tp_rate_noisy"])
-        typer.echo(f"{name:<22} tp rate per step [{rates}]")
-        typer.echo(
-            f"{'':<22} noisy vs clean: tp jaccard {result['tp_jaccard']:.3f}, "
-            f"advantage sign agreement {result['advantage_sign_agreement']:.3f}, "
-            f"zero increments {_fmt(result['zero_increment_rate'])}"
+    from creditzoo.analysis.plots import turning_point_figures
+
+    destination = _out_dir(out, [run_dir])
+    figures = turning_point_figures(report, destination)
+    result = {"run_dir": str(run_dir), **asdict(report), "figures": [p.name for p in figures]}
+    if not _emit(result, destination / "turning_points.json", as_json):
+        _print_turning_points(report, run_dir, destination, figures)
+
+
+def _print_turning_points(report, run_dir: Path, destination: Path, figures: list) -> None:
+    table = Table(title=f"Turning points in {run_dir} ({len(report.iterations)} iterations, K = {report.steps})")
+    for column in ("variant", "TPs", "rate", "at step 0", "positive", "negative", "removed by balancing", "per traj."):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for name, v in report.variants.items():
+        table.add_row(
+            name,
+            str(v.total),
+            _pct(v.rate),
+            _pct(v.initial_share),
+            str(v.positive),
+            str(v.negative),
+            f"{v.removed_by_balancing} of {v.before_balancing}",
+            _num(v.mean_per_trajectory, 2),
         )
+    _console().print(table)
+    _console().print(
+        f"{report.rewards} rewards, {report.trajectories} trajectories: increments d_k exactly zero "
+        f"{_pct(report.zero_increment_share)}, trajectories with no overall trend (R_K == R_0) "
+        f"{_pct(report.no_trend_share)}"
+    )
+    if report.recorded_matches_replay is not None:
+        _console().print(
+            f"replayed {report.recorded_algo} equals the recorded turning points: {report.recorded_matches_replay}"
+        )
+    agreement = Table(title="Pairwise agreement")
+    for column in ("variant", "variant", "Jaccard", "steps marked equally"):
+        agreement.add_column(column)
+    for pair in report.agreement:
+        agreement.add_row(pair.first, pair.second, _num(pair.jaccard), _pct(pair.equal_share))
+    _console().print(agreement)
+    _console().print(f"wrote {destination / 'turning_points.json'} and {len(figures)} figures", highlight=False)
+
+
+# ----------------------------------------------------------------------------------------------- robustness
+
+
+@analyze_app.command("robustness")
+def robustness_command(
+    run_dir: Path = typer.Argument(..., help="a run directory, or a sweep directory trained at several noise levels"),
+    noise: list[str] = typer.Option(
+        [], "--noise", help="noise model to inject, e.g. gaussian:0.05 (repeat; default gaussian at 0..0.1)"
+    ),
+    repeats: int = typer.Option(8, "--repeats", help="noisy copies drawn per noise model"),
+    algo: list[str] = typer.Option(
+        ["flow_grpo", "incremental", "tp_grpo", "tp_grpo_strict"], "--algo", help="algorithms to replay (repeat)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="seed of the noise draws"),
+    metric: str = typer.Option("test_partial_score", "--metric", help="test metric of the sweep figure"),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
+) -> None:
+    """What reward noise does to each algorithm's credit (counterfactual on recorded clean rewards)."""
+    from creditzoo.analysis import compare_credit, load_records
+    from creditzoo.analysis.robustness import DEFAULT_NOISE, counterfactual_study, noise_sweep_scores, parse_noise_list
+    from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, split_finished
+
+    try:
+        specs = parse_noise_list(noise or list(DEFAULT_NOISE))
+        sweep, source, skipped = None, run_dir, []
+        if is_sweep(run_dir):
+            runs, skipped = split_finished([load_run(path) for path in expand_run_dirs([run_dir])])
+            sweep = noise_sweep_scores(runs, metric=metric)
+            run_dir = _counterfactual_run(runs)
+        else:
+            read_config(run_dir)
+        records = load_records(run_dir)
+        effects = counterfactual_study(records, specs, algos=algo, repeats=repeats, seed=seed)
+        recorded = {name: compare_credit(records, name) for name in algo}
+    except ValueError as error:
+        fail(str(error))
+    from creditzoo.analysis.plots import noise_sweep_figure, robustness_figures
+
+    destination = _out_dir(out, [source])
+    rates = {
+        name: {"noisy": c.tp_rate_noisy, "clean": c.tp_rate_clean}
+        for name, c in recorded.items()
+        if any(c.tp_rate_clean)
+    }
+    figures = robustness_figures(effects, destination, clean_rates=rates)
+    if sweep is not None:
+        figures.append(noise_sweep_figure(sweep, destination, metric=metric))
+    result = {
+        "counterfactual_run": str(run_dir),
+        "iterations": len(records),
+        "counterfactual": [asdict(e) for e in effects],
+        "recorded_noisy_vs_clean": {name: asdict(c) for name, c in recorded.items()},
+        "noise_sweep": None if sweep is None else [asdict(s) for s in sweep],
+        "skipped": skipped,
+        "figures": [p.name for p in figures],
+    }
+    if not _emit(result, destination / "robustness.json", as_json):
+        title = f"Counterfactual reward noise on {run_dir} ({len(records)} iterations, {repeats} repeats)"
+        _print_robustness(effects, sweep, title=title, metric=metric, written=f"{destination / 'robustness.json'}")
+
+
+def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: str, written: str) -> None:
+    table = Table(title=title)
+    for column in (
+        "noise",
+        "algorithm",
+        "TP precision",
+        "TP recall",
+        "d_k sign flips",
+        "adv. Spearman",
+        "adv. sign agr.",
+    ):
+        table.add_column(column, justify="left" if column in ("noise", "algorithm") else "right")
+    for e in effects:
+        table.add_row(
+            e.noise,
+            e.algo,
+            _num(e.tp_precision and e.tp_precision.mean),
+            _num(e.tp_recall and e.tp_recall.mean),
+            _pct(e.increment_sign_change and e.increment_sign_change.mean),  # None: no chains, no d_k
+            _num(e.advantage_spearman and e.advantage_spearman.mean),
+            _pct(e.advantage_sign_agreement.mean),
+        )
+    _console().print(table)
+    if sweep is not None:
+        scores = Table(title=f"Final {metric} vs training reward noise (95% bootstrap over seeds)")
+        for column in ("algorithm", "reward noise", "seeds", "final score"):
+            scores.add_column(column)
+        for s in sweep:
+            scores.add_row(s.algo, s.noise, str(s.seeds), f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]")
+        _console().print(scores)
+    _console().print(f"wrote {written} and its figures", highlight=False)
+
+
+def _counterfactual_run(runs: list) -> Path:
+    """The sweep's run the counterfactual study replays: the first noise-free run that recorded completion rewards."""
+    from creditzoo.analysis.credit import read_record
+
+    def has_completions(run) -> bool:
+        first = sorted(run.path.glob("rollouts/iter_*.safetensors"))[:1]
+        return bool(first) and read_record(first[0]).has_completions
+
+    ordered = sorted(runs, key=lambda run: bool(run.config.get("reward_noise")))  # noise-free runs first (stable)
+    for run in ordered:
+        if has_completions(run):
+            return run.path
+    raise ValueError("no run of this sweep recorded completion rewards (all flow_grpo?): nothing to inject noise into")
+
+
+# ----------------------------------------------------------------------------------------------- compare
+
+
+@analyze_app.command("compare")
+def compare_command(
+    dirs: list[Path] = typer.Argument(..., help="run directories, or a sweep directory"),
+    baseline: str = typer.Option("flow_grpo", "--baseline", help="baseline group: an algorithm or a group label"),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="test score to reach (default: the baseline's final mean test score)"
+    ),
+    metric: str = typer.Option("test_partial_score", "--metric", help="test_partial_score or test_strict_accuracy"),
+    resamples: int = typer.Option(1000, "--resamples", help="bootstrap resamples"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
+) -> None:
+    """Compare groups of runs (configuration minus seed): curves, cost to a threshold, final scores; report.md."""
+    from creditzoo.analysis.compare import compare_runs, render_report
+    from creditzoo.analysis.runs import expand_run_dirs, load_run, split_finished
+
+    try:
+        if resamples < 1:
+            raise ValueError(f"--resamples must be >= 1, got {resamples}")
+        runs, skipped = split_finished([load_run(path) for path in expand_run_dirs(dirs)])
+        comparison = compare_runs(
+            runs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
+        )
+    except ValueError as error:
+        fail(str(error))
+    from creditzoo.analysis.plots import compare_figures
+
+    destination = _out_dir(out, dirs)
+    figures = compare_figures(comparison, destination)
+    captions = {caption: path.name for caption, path in figures.items()}
+    (destination / "report.md").write_text(
+        render_report(
+            comparison,
+            captions,
+            title=f"Comparison of {len(runs)} runs",
+            notes=skipped,
+            command=_compare_command_line(
+                dirs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
+            ),
+        )
+    )
+    result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
+    if not _emit(result, destination / "compare.json", as_json):
+        _print_comparison(comparison, skipped, destination, figures)
+
+
+def _print_comparison(comparison, skipped: list[str], destination: Path, figures: dict) -> None:
+    table = Table(title=f"{comparison.metric}: threshold {comparison.threshold:.4f} ({comparison.threshold_source})")
+    for column in ("group", "seeds", "final [95% CI]", "diff", "p", "iters to thr.", "evals ratio", "seconds ratio"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for g in comparison.groups:
+        t = g.to_threshold
+        table.add_row(
+            g.label,
+            str(len(g.runs)),
+            f"{g.final_mean:.4f} [{g.final_low:.4f}, {g.final_high:.4f}]",
+            f"{g.difference:+.4f}",
+            _num(g.p_value, 4),
+            _num(t["iterations"].value, 1),
+            _ratio(t["model_evals"]),
+            _ratio(t["seconds"]),
+        )
+    _console().print(table)
+    for note in skipped:
+        _console().print(note, highlight=False, markup=False)
+    _console().print(f"wrote {destination / 'report.md'}, compare.json and {len(figures)} figures", highlight=False)
+
+
+def _compare_command_line(
+    dirs: list[Path], *, baseline: str, threshold: float | None, metric: str, resamples: int, seed: int
+) -> str:
+    """The command that reproduces a comparison (quoted in its report)."""
+    import shlex
+
+    words = ["creditzoo", "analyze", "compare", *map(str, dirs), "--baseline", baseline, "--metric", metric]
+    words += [] if threshold is None else ["--threshold", str(threshold)]
+    words += ["--resamples", str(resamples), "--seed", str(seed)]
+    return shlex.join(words)
+
+
+def _ratio(crossing) -> str:
+    if crossing.ratio is None:
+        return "n/a"
+    return f"{crossing.ratio:.2f} [{_num(crossing.ratio_low, 2)}, {_num(crossing.ratio_high, 2)}]"
