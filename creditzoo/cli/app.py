@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NoReturn
 
 import typer
@@ -19,9 +20,18 @@ console = Console()
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def is_main_process() -> bool:
+    """False on the other processes of a multi-process launch (``RANK`` > 0): only the main one prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def fail(message: str) -> NoReturn:
-    """Print one line naming the problem to stderr and exit with code 2 (bad input)."""
-    error_console.print(f"error: {message}", markup=False)
+    """Print one line naming the problem to stderr and exit with code 2 (bad input).
+
+    Under a multi-process launch every process meets the same bad input; only the main process prints it.
+    """
+    if is_main_process():
+        error_console.print(f"error: {message}", markup=False)
     raise typer.Exit(code=2)
 
 

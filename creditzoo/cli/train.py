@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from creditzoo.cli.app import app, console, error_console, fail
+from creditzoo.cli.app import app, console, error_console, fail, is_main_process
 from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -95,6 +95,7 @@ def train_command(
     overwrite: bool = typer.Option(False, help="replace an existing run directory"),
 ) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
+    from creditzoo.learner.distributed import check_split, launched_world_size
     from creditzoo.learner.grpo import NonFiniteRewardError
     from creditzoo.learner.run import load_run_config, resolve_device
     from creditzoo.learner.tracking import check_available
@@ -125,15 +126,19 @@ def train_command(
         directory = run_dir or Path("runs") / f"{train_config.algo}-{train_config.env}-seed{train_config.seed}"
     try:
         resolve_device(train_config.device)  # before any output: CUDA asked for on a machine without it
+        check_split(train_config.prompts_per_iteration, launched_world_size())  # N processes of accelerate launch
         check_available(train_config.log)  # a tracker's package is an installation matter, like CUDA
         summary = _run(train_config, directory, resume=resume is not None, overwrite=overwrite)
     except ValueError as error:  # bad input found by the library (RunDirectoryError, device, prompts, ...)
         fail(str(error))
     except NonFiniteRewardError as error:
-        error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
+        if is_main_process():
+            error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
         raise typer.Exit(code=1) from None
     last = summary.metrics[-1]
     base = summary.metrics[0]
+    if not is_main_process():
+        return
     console.print(
         f"done: {summary.run_dir}  test partial score {base['test_partial_score']:.4f} -> "
         f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
@@ -155,6 +160,7 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=False,
+        disable=not is_main_process(),
     ) as progress:
         bar = progress.add_task(f"{config.algo} on {config.env}", total=config.iterations, status="sampling...")
 
@@ -164,7 +170,13 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
                 status += f"  test {metrics['test_partial_score']:.4f}"
             progress.update(bar, completed=iteration, status=status)
 
-        return train(config, directory, resume=resume, overwrite=overwrite, progress=report)
+        try:
+            return train(config, directory, resume=resume, overwrite=overwrite, progress=report)
+        finally:
+            import torch.distributed
+
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()  # joined by train() under accelerate launch / torchrun
 
 
 @app.command("envs")

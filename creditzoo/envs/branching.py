@@ -24,7 +24,8 @@ A completion born at grid index j + 1 takes its first step in the next call, tog
 Seeding, so that an independent one-sample-at-a-time sampler can reproduce a rollout: one CPU generator seeded
 with ``seed`` draws the roots x_T [P, *S] (P groups in increasing group-id order), then, for each window step in
 order, the children's noise: [B, *S] for anchor rollouts (row b's child), [P, N_k, *S] for trees (N_k nodes per
-tree after window step k).
+tree after window step k). With N processes (a ``shard``) each of these draws is made for the global batch, all
+processes' groups in order, and each process keeps its block, so the draws do not depend on N.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from creditzoo.envs.denoising import DenoisingEnv, _Branches, _concat, _Counters, _score
+from creditzoo.envs.shard import Shard, draw_normal
 from creditzoo.sampling import ode_step, sde_step
 
 BRANCHED_SHAPES = ("anchor", "tree")
@@ -264,6 +266,7 @@ def sample_anchor_branches(
     noise_level: float,
     window_start: int | None = None,
     granularities: tuple[int, ...] | None = None,
+    shard: Shard | None = None,
 ) -> BranchedEpisode:
     """Sample an anchor-branch episode (ALGORITHMS.md section 7.3): C children per prompt at each window step.
 
@@ -276,6 +279,8 @@ def sample_anchor_branches(
         noise_level: SDE noise level a.
         window_start: the SDE window's first step for this episode (None: the configured one).
         granularities: G2RPO strides (one completion per stride, in this order); None: the env's completion mode.
+        shard: this process's block of groups (:mod:`creditzoo.envs.shard`): every draw is made for the global
+            batch and sliced, so a sample's noise does not depend on the number of processes. None: one process.
 
     Returns:
         :class:`BranchedEpisode` with shape "anchor" and ``branch_rewards`` [B, K, L].
@@ -288,7 +293,7 @@ def sample_anchor_branches(
     batch, width, levels = env.num_envs, window.size, len(variants)
     sde = {"noise_level": noise_level, "kind": sde_kind}
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    anchor = torch.randn((first.numel(), *shape), generator=generator).to(device)  # [P, *S]
+    anchor = draw_normal(generator, (first.numel(), *shape), shard).to(device)  # [P, *S]
     owner, rows, row_group = first.to(device), torch.arange(batch, device=device), inverse.to(device)
     pool = _Lockstep(env, slots=batch * width * levels)
     inputs = torch.empty((batch, width, *shape), device=device)
@@ -298,7 +303,7 @@ def sample_anchor_branches(
         velocity = pool.velocity(anchor, j, owner)  # [P, *S]
         if window.is_sde(j):
             k = j - window.start
-            eps = torch.randn((batch, *shape), generator=generator).to(device)  # [B, *S]
+            eps = draw_normal(generator, (batch, *shape), shard).to(device)  # [B, *S]
             mean, std = _sde_moments(env, velocity, anchor, j, sde)
             children = (mean[row_group] + std[row_group] * eps).to(anchor.dtype)  # [B, *S]
             step = sde_step(
@@ -341,6 +346,7 @@ def sample_tree(
     sde_kind: str,
     noise_level: float,
     window_start: int | None = None,
+    shard: Shard | None = None,
 ) -> BranchedEpisode:
     """Sample a tree episode (ALGORITHMS.md section 7.4): binary splits at ``split_steps``, leaves as rows.
 
@@ -354,6 +360,7 @@ def sample_tree(
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
         window_start: the SDE window's first step for this episode (None: the configured one).
+        shard: this process's block of groups; see :func:`sample_anchor_branches`. None: one process.
 
     Returns:
         :class:`BranchedEpisode` with shape "tree", ``split_steps`` and leaf rows [B, K].
@@ -371,7 +378,7 @@ def sample_tree(
     groups, batch, width = first.numel(), env.num_envs, window.size
     sde = {"noise_level": noise_level, "kind": sde_kind}
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    nodes = torch.randn((groups, 1, *shape), generator=generator).to(device)  # [P, N, *S]
+    nodes = draw_normal(generator, (groups, 1, *shape), shard).to(device)  # [P, N, *S]
     order = torch.sort(inverse, stable=True).indices  # rows grouped, row order kept inside a group
     rank = torch.empty_like(inverse)
     rank[order] = torch.arange(batch) - (torch.cumsum(sizes, 0) - sizes)[inverse[order]]  # leaf index in group [B]
@@ -390,7 +397,7 @@ def sample_tree(
         k = j - window.start
         fan = 2 if k in splits else 1
         parent = torch.arange(groups * count, device=device).repeat_interleave(fan)  # [P*N*fan] node q -> fan*q+c
-        eps = torch.randn((groups, count * fan, *shape), generator=generator).to(device).flatten(0, 1)
+        eps = draw_normal(generator, (groups, count * fan, *shape), shard).to(device).flatten(0, 1)
         mean, std = _sde_moments(env, velocity, flat, j, sde)
         children = (mean[parent] + std[parent] * eps).to(flat.dtype)  # [P*N*fan, *S]
         step = sde_step(velocity[parent], flat[parent], env.sigmas[j], env.sigmas[j + 1], prev_sample=children, **sde)

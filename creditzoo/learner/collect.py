@@ -19,6 +19,7 @@ import torch
 
 from creditzoo.envs import DenoisingEnv
 from creditzoo.envs.branching import BranchedEpisode, sample_anchor_branches, sample_tree
+from creditzoo.envs.shard import Shard, draw_normal
 from creditzoo.sampling import ode_step, sde_step
 
 
@@ -40,6 +41,10 @@ class CollectedRollout:
         states: [B, K + 1, *S] window states z_0 .. z_K (chains), else None.
         branch_rewards: [B, K, L] R_{k,i} per completion variant (anchor), else None; ``*_clean`` likewise.
         split_steps: the tree's split steps (tree), else None.
+
+    With several processes, :meth:`GRPOLearner.gather <creditzoo.learner.grpo.GRPOLearner.gather>` builds the
+    global batch's view: prompts, group ids, rewards and log-probs of every process, with ``inputs``,
+    ``outputs``, ``states`` and ``images`` set to None (the latents stay with the process that sampled them).
     """
 
     prompts: list[str]
@@ -72,6 +77,7 @@ def collect_chain(
     window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
+    shard: Shard | None = None,
 ) -> CollectedRollout:
     """Sample one chain episode: ODE outside the window, SDE inside it, recording z_k and log-probs.
 
@@ -85,17 +91,22 @@ def collect_chain(
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: must be None (trees only).
         granularities: must be None (anchor rollouts only).
+        shard: this process's block of the global batch; noise is drawn for the global batch and sliced, so a
+            sample's noise does not depend on the number of processes (None: one process).
 
     Returns:
         :class:`CollectedRollout` with shape "chain".
     """
     if split_steps is not None or granularities is not None:
         raise ValueError("split_steps and granularities belong to tree and anchor rollouts, not to chains")
-    options: dict = {"prompts": prompts}
+    shape = (env.num_envs, *env.model.sample_shape)
+    noise = draw_normal(torch.Generator().manual_seed(seed), shape, shard)  # [B, *S] x_T, on the CPU
+    options: dict = {"prompts": prompts, "noise": noise}
     if window_start is not None:
         options["window_start"] = window_start
     obs, _ = env.reset(seed=seed, options=options)
     generator = torch.Generator(device=obs["latent"].device).manual_seed(seed + 1)
+    noise_dtype = torch.promote_types(obs["latent"].dtype, torch.float32)  # sde_step's own draw dtype
     window = env.window
     states, log_probs = [], []
     info: dict = {}
@@ -105,9 +116,8 @@ def collect_chain(
         sigma, sigma_next = env.sigmas[j], env.sigmas[j + 1]
         if window.is_sde(j):
             states.append(latent)
-            step = sde_step(
-                velocity, latent, sigma, sigma_next, noise_level=noise_level, kind=sde_kind, generator=generator
-            )
+            eps = draw_normal(generator, latent.shape, shard, dtype=noise_dtype)  # [B, *S]
+            step = sde_step(velocity, latent, sigma, sigma_next, noise_level=noise_level, kind=sde_kind, noise=eps)
             log_probs.append(step.log_prob)
             action = step.prev_sample
         else:
@@ -163,6 +173,7 @@ def collect_anchor(
     window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
+    shard: Shard | None = None,
 ) -> CollectedRollout:
     """Sample one anchor-branch episode (:func:`creditzoo.envs.branching.sample_anchor_branches`).
 
@@ -176,6 +187,7 @@ def collect_anchor(
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: must be None (trees only).
         granularities: G2RPO completion strides, or None for the env's completion mode.
+        shard: this process's block of groups (None: one process); see :func:`collect_chain`.
 
     Returns:
         :class:`CollectedRollout` with shape "anchor" and ``branch_rewards`` [B, K, L].
@@ -191,6 +203,7 @@ def collect_anchor(
         noise_level=noise_level,
         window_start=window_start,
         granularities=granularities,
+        shard=shard,
     )
     return _from_episode(episode, prompts)
 
@@ -206,6 +219,7 @@ def collect_tree(
     window_start: int | None = None,
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
+    shard: Shard | None = None,
 ) -> CollectedRollout:
     """Sample one tree episode (:func:`creditzoo.envs.branching.sample_tree`); leaves are the rows.
 
@@ -219,6 +233,7 @@ def collect_tree(
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: window steps at which every node splits in two (required).
         granularities: must be None (anchor rollouts only).
+        shard: this process's block of groups (None: one process); see :func:`collect_chain`.
 
     Returns:
         :class:`CollectedRollout` with shape "tree" and ``split_steps``.
@@ -234,6 +249,7 @@ def collect_tree(
         sde_kind=sde_kind,
         noise_level=noise_level,
         window_start=window_start,
+        shard=shard,
     )
     return _from_episode(episode, prompts)
 
@@ -259,6 +275,7 @@ def collect_rollout(
     shape: str = "chain",
     split_steps: tuple[int, ...] | None = None,
     granularities: tuple[int, ...] | None = None,
+    shard: Shard | None = None,
 ) -> CollectedRollout:
     """Sample one episode of rollout shape ``shape`` with its collector from ``COLLECTORS``.
 
@@ -273,6 +290,7 @@ def collect_rollout(
         shape: "chain", "anchor" or "tree".
         split_steps: the tree's split steps (tree only).
         granularities: G2RPO completion strides (anchor only; None: the env's completion mode).
+        shard: this process's block of the global batch (None: one process).
 
     Returns:
         :class:`CollectedRollout`.
@@ -292,4 +310,5 @@ def collect_rollout(
         window_start=window_start,
         split_steps=split_steps,
         granularities=granularities,
+        shard=shard,
     )

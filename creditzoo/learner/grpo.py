@@ -8,6 +8,7 @@ a peft LoRA adapter; the reference model is the same network with the adapter di
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.collect import COLLECTORS, CollectedRollout, collect_rollout
 from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.distributed import Processes
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
 from creditzoo.models.base import FlowModel, select_conditioning
 from creditzoo.rollout import Credit, Rollout
@@ -113,7 +115,13 @@ class GRPOLearner:
     """Owns the policy, the optimizer and the environment; :meth:`iteration` runs one GRPO iteration."""
 
     def __init__(
-        self, config: TrainConfig, model: FlowModel, reward: object, train_prompts: list[str], device: torch.device
+        self,
+        config: TrainConfig,
+        model: FlowModel,
+        reward: object,
+        train_prompts: list[str],
+        device: torch.device,
+        processes: Processes | None = None,
     ) -> None:
         """Set up LoRA, the algorithm, the environment and AdamW.
 
@@ -123,7 +131,14 @@ class GRPOLearner:
             reward: training reward callable (optionally a noisy wrapper with ``score``/``manual_seed``).
             train_prompts: prompts groups are drawn from.
             device: where the model runs.
+            processes: this process's place among N training processes (None: a single process). Each process
+                samples ``prompts_per_iteration / N`` whole groups; credit and the update are global.
+
+        Raises:
+            ValueError: bad input, e.g. ``prompts_per_iteration`` not a multiple of N (one line).
         """
+        self.processes = processes or Processes()
+        self.processes.check_split(config.prompts_per_iteration)
         if len(train_prompts) < config.prompts_per_iteration:
             raise ValueError(
                 f"prompts_per_iteration={config.prompts_per_iteration} exceeds the {len(train_prompts)} train prompts"
@@ -157,19 +172,26 @@ class GRPOLearner:
             max_batch=resolve_max_batch(config.max_batch, device),
             decode_batch=config.decode_batch,
         )
-        self.env = DenoisingEnv(self.policy, reward, num_envs=config.batch_size, config=env_config)
+        local_batch = config.batch_size // self.processes.world_size  # this process's whole groups
+        self.env = DenoisingEnv(self.policy, reward, num_envs=local_batch, config=env_config)
         self.parameters = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
 
     # ----------------------------------------------------------------------------------------- the loop
 
     def iteration(self, iteration: int) -> IterationResult:
-        """Run GRPO iteration ``iteration`` (1-based); deterministic given the state and the seed."""
+        """Run GRPO iteration ``iteration`` (1-based); deterministic given the state and the seed.
+
+        With N processes each samples its block of whole groups; the rewards are gathered, so credit, metrics
+        and the record are those of the global batch, and the update equals one process's on the global batch.
+        """
         started = time.perf_counter()
-        prompts, group_ids = self.draw_prompts(iteration)
-        rollout = self.collect(prompts, group_ids, iteration)
+        prompts, group_ids = self.draw_prompts(iteration)  # the global batch
+        rows = self.processes.shard.rows(len(prompts) // self.processes.world_size)
+        local = self.collect(prompts[rows], group_ids[rows], iteration)  # this process's groups
+        rollout = self.gather(local, prompts, group_ids, iteration)  # global rewards and log-probs
         credit = self.assign_credit(rollout)
-        update = self.update(rollout, credit, iteration)
+        update = self.update(local, credit, iteration, group_ids)
         metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
         record = self.record(rollout, credit, iteration)
         return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
@@ -184,9 +206,15 @@ class GRPOLearner:
         return prompts, group_ids
 
     def collect(self, prompts: list[str], group_ids: torch.Tensor, iteration: int) -> CollectedRollout:
-        """Sample the batch (and its completions) and check every reward is finite."""
-        if hasattr(self.reward, "manual_seed"):
-            self.reward.manual_seed(derive_seed(self.config.seed, iteration, "reward"))
+        """Sample this process's rows of the batch (and their completions); check every reward is finite.
+
+        With several processes the check runs in :meth:`gather`, on the global batch, so that every process
+        stops together.
+        """
+        processes = self.processes
+        if hasattr(self.reward, "manual_seed"):  # one reward-noise stream per (seed, iteration, process)
+            seed = derive_seed(self.config.seed, iteration, "reward")
+            self.reward.manual_seed(seed * processes.world_size + processes.rank)
         rollout = collect_rollout(
             self.env,
             prompts,
@@ -196,8 +224,15 @@ class GRPOLearner:
             noise_level=self.config.resolved_noise_level,
             window_start=self.window_start(iteration),
             shape=self.algorithm.rollout_shape,
+            shard=processes.shard,
             **self.shape_options,
         )
+        if processes.world_size == 1:
+            self.check_finite(rollout, iteration)
+        return rollout
+
+    def check_finite(self, rollout: CollectedRollout, iteration: int) -> None:
+        """Raise :class:`NonFiniteRewardError` naming the first prompt whose reward is NaN or infinite."""
         names = ("completion_rewards", "branch_rewards", "final_rewards")
         for name in (*names, *(f"{name}_clean" for name in names)):
             values = getattr(rollout, name)
@@ -209,7 +244,58 @@ class GRPOLearner:
                 raise NonFiniteRewardError(
                     f"non-finite reward ({name}) for prompt {rollout.prompts[index]!r} at iteration {iteration}"
                 )
-        return rollout
+
+    def gather(
+        self, rollout: CollectedRollout, prompts: list[str], group_ids: torch.Tensor, iteration: int
+    ) -> CollectedRollout:
+        """The global batch's rewards, log-probs and counters, gathered from every process in rank order.
+
+        With one process this is ``rollout`` itself. Otherwise the result holds the global ``prompts`` and
+        ``group_ids`` [B], every reward tensor and ``log_probs`` concatenated over the processes, the counters
+        summed and the phase times maximised (the slowest process); the latents (``inputs``, ``outputs``,
+        ``states``) and ``images`` stay with the process that sampled them and are None here. Every reward is
+        checked finite on every process, so all stop together.
+
+        Args:
+            rollout: this process's rows.
+            prompts: the global batch's B prompts.
+            group_ids: int64 [B], the global batch's group ids.
+            iteration: the iteration (for the error message).
+        """
+        processes = self.processes
+        if processes.world_size == 1:
+            return rollout
+
+        def cat(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else processes.gather(tensor)
+
+        info = rollout.info
+        counters = ("model_evals", "completion_evals", "reward_calls")
+        totals = processes.sum(torch.tensor([float(info[name]) for name in counters], dtype=torch.float64))
+        phases = sorted(info["seconds"])
+        slowest = processes.max(torch.tensor([float(info["seconds"][name]) for name in phases], dtype=torch.float64))
+        merged = dataclasses.replace(
+            rollout,
+            prompts=list(prompts),
+            group_ids=group_ids,
+            inputs=None,
+            outputs=None,
+            states=None,
+            images=None,
+            log_probs=cat(rollout.log_probs),
+            final_rewards=cat(rollout.final_rewards),
+            final_rewards_clean=cat(rollout.final_rewards_clean),
+            completion_rewards=cat(rollout.completion_rewards),
+            completion_rewards_clean=cat(rollout.completion_rewards_clean),
+            branch_rewards=cat(rollout.branch_rewards),
+            branch_rewards_clean=cat(rollout.branch_rewards_clean),
+            info={
+                **{name: int(total) for name, total in zip(counters, totals.tolist(), strict=True)},
+                "seconds": dict(zip(phases, slowest.tolist(), strict=True)),
+            },
+        )
+        self.check_finite(merged, iteration)
+        return merged
 
     def _shape_options(self) -> dict:
         """What the collector of the algorithm's rollout shape needs: tree split steps, G2RPO granularities.
@@ -294,23 +380,38 @@ class GRPOLearner:
             )
         return self.algorithm(inputs)
 
-    def update(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict:
+    def update(
+        self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None
+    ) -> dict:
         """Clipped-surrogate (+ KL) updates over minibatches, gradients accumulated over window steps.
 
         Per window step k the minibatch loss is mean_b(weights[b, k] * surrogate[b, k]) + beta * KL_k, with
         weights = the credit's weights (tree edges: 1/m) times the noise-aware step weights; the KL term is not
         weighted. With a random step subset, only the trained (row, step) pairs are evaluated (the others add
         no loss and cost no forward pass), and each sample's loss is averaged over its trained steps.
+
+        With N processes the minibatches partition the global batch exactly as with one process; each process
+        evaluates the rows of each minibatch it sampled, divides by the global minibatch size, and the LoRA
+        gradients are summed over the processes before clipping and the AdamW step, so every process takes
+        the step one process would take on the global batch. The returned statistics are global.
+
+        Args:
+            rollout: this process's rows (their latents and sampling log-probs), block ``processes.rank``.
+            credit: the global batch's credit, advantages [B, K].
+            iteration: the iteration (seeds the minibatch shuffle and the random step subset).
+            group_ids: int64 [B], the global batch's group ids (None: ``rollout.group_ids``, one process).
         """
-        config, window, policy = self.config, self.env.window, self.policy
+        config, window, policy, processes = self.config, self.env.window, self.policy, self.processes
         started = time.perf_counter()
+        group_ids = rollout.group_ids if group_ids is None else group_ids  # [B] global
+        mine = processes.shard.rows(rollout.group_ids.numel())  # the global rows this process holds
         advantages = credit.advantages.clamp(-config.adv_clip, config.adv_clip)  # [B, K]
         weights = self.loss_weights(credit)  # [B, K] or None
-        mask = self.train_mask(rollout.group_ids.numel(), iteration)  # [B, K] or None
+        mask = self.train_mask(group_ids.numel(), iteration)  # [B, K] or None
         steps_per_sample = window.size if mask is None else int(mask[0].sum())
         signal = (advantages != 0).any(dim=1).float()  # [B]
-        group_has_signal = torch.zeros(int(rollout.group_ids.max()) + 1).index_add_(0, rollout.group_ids, signal) > 0
-        kept = group_has_signal[rollout.group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
+        group_has_signal = torch.zeros(int(group_ids.max()) + 1).index_add_(0, group_ids, signal) > 0
+        kept = group_has_signal[group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
         generator = torch.Generator().manual_seed(derive_seed(config.seed, iteration, "minibatch"))
         device = rollout.inputs.device
         evals_per_forward = 2 if config.guidance_scale != 1.0 else 1
@@ -323,43 +424,52 @@ class GRPOLearner:
                 if minibatch.numel() == 0:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                deviations = []
+                sums = torch.zeros(window.size, 4, dtype=torch.float64)  # per step: loss, kl, clipped rows, rows
+                deviation = torch.zeros((), dtype=torch.float64)
                 for k in range(window.size):
-                    rows = minibatch if mask is None else minibatch[mask[minibatch, k]]
+                    trained = minibatch if mask is None else minibatch[mask[minibatch, k]]  # global rows
+                    sums[k, 3] = trained.numel()
+                    rows = trained[(trained >= mine.start) & (trained < mine.stop)]  # global rows sampled here
                     if rows.numel() == 0:
                         continue
+                    here = rows - mine.start  # the same rows, indexed in this process's rollout
                     j = window.start + k
-                    cond = select_conditioning(self.env.cond, rows.to(device))
-                    z, z_next = rollout.inputs[rows, k], rollout.outputs[rows, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}, ...
+                    cond = select_conditioning(self.env.cond, here.to(device))
+                    z, z_next = rollout.inputs[here, k], rollout.outputs[here, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}...
                     sigma = self.env.sigmas[j].expand(rows.numel())
                     step = self._policy_step(policy, z, z_next, sigma, cond, j)
                     surrogate = clipped_surrogate(
                         step.log_prob,
-                        rollout.log_probs[rows, k],
+                        rollout.log_probs[here, k],
                         advantages[rows, k].to(device),
                         clip_range=config.resolved_clip_range,
                         weights=None if weights is None else weights[rows, k].to(device),
-                        batch_size=None if mask is None else minibatch.numel(),
+                        batch_size=minibatch.numel(),
                     )
                     loss = surrogate.loss
                     train_evals += 3 * evals_per_forward * rows.numel()
                     if config.beta > 0:
                         with torch.no_grad(), policy.disable_adapter():
                             reference = self._policy_step(policy, z, z_next, sigma, cond, j)
-                        kl = gaussian_mean_kl(step.mean, reference.mean, step.std)
-                        if mask is not None:
-                            kl = kl * (rows.numel() / minibatch.numel())
+                        kl = gaussian_mean_kl(step.mean, reference.mean, step.std) * (rows.numel() / minibatch.numel())
                         loss = loss + config.beta * kl
-                        stats["kl"].append(float(kl.detach()))
+                        sums[k, 1] = float(kl.detach())
                         train_evals += evals_per_forward * rows.numel()
                     (loss / steps_per_sample).backward()
-                    stats["loss"].append(float(loss.detach()))
-                    stats["clip_fraction"].append(float(surrogate.clip_fraction))
-                    deviations.append((surrogate.ratio - 1).abs().max())
+                    sums[k, 0] = float(loss.detach())
+                    sums[k, 2] = float(surrogate.clip_fraction) * rows.numel()
+                    deviation = torch.maximum(deviation, (surrogate.ratio - 1).abs().max().double().cpu())
+                processes.sum_gradients(self.parameters)
+                sums[:, :3] = processes.sum(sums[:, :3])
+                deviation = float(processes.max(deviation))
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, config.max_grad_norm)
                 self.optimizer.step()
+                for k in sums[:, 3].nonzero().squeeze(1).tolist():
+                    stats["loss"].append(float(sums[k, 0]))
+                    stats["clip_fraction"].append(float(sums[k, 2] / sums[k, 3]))
+                    if config.beta > 0:
+                        stats["kl"].append(float(sums[k, 1]))
                 stats["grad_norm"].append(float(grad_norm))
-                deviation = float(torch.stack(deviations).max())
                 stats["ratio_dev"].append(deviation)
                 if epoch == 0 and part == 0:
                     first_ratio_dev = deviation
@@ -371,10 +481,10 @@ class GRPOLearner:
             "grad_norm": mean["grad_norm"],
             "ratio_dev_first_update": first_ratio_dev if kept.numel() else None,
             "ratio_dev_max": max(stats["ratio_dev"]) if stats["ratio_dev"] else None,
-            "kept_fraction": kept.numel() / rollout.group_ids.numel(),
+            "kept_fraction": kept.numel() / group_ids.numel(),
             "window_start": window.start,
             "trained_step_fraction": steps_per_sample / window.size,
-            "train_evals": train_evals,
+            "train_evals": int(processes.sum(torch.tensor(train_evals, dtype=torch.float64))),
             "seconds": time.perf_counter() - started,
         }
 

@@ -3,6 +3,11 @@
 Every iteration draws its randomness from (seed, iteration) alone, and the learner's whole state (LoRA weights,
 AdamW moments) is checkpointed, so a run resumed from its last checkpoint repeats exactly what an uninterrupted
 run would have done (on the same device and torch build).
+
+Under ``accelerate launch`` / ``torchrun`` (N processes, :mod:`creditzoo.learner.distributed`) every process
+trains, but only the main process prepares the run directory, evaluates and writes the metrics, records,
+evaluation grids and checkpoints; the others wait for it and receive its outcome (an error included), and every
+process resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ from creditzoo.learner.checkpoint import (
     write_record,
 )
 from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.distributed import (
+    Processes,
+    check_split,
+    from_environment,
+    launched_world_size,
+    process_device,
+)
 from creditzoo.learner.evaluate import EvalConfig, evaluate, grid_image
-from creditzoo.learner.grpo import GRPOLearner
-from creditzoo.learner.tracking import Tracker, open_tracker
+from creditzoo.learner.grpo import GRPOLearner, IterationResult
+from creditzoo.learner.tracking import NullTracker, Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
 
@@ -131,12 +143,14 @@ def train(
     """
     run_dir = Path(run_dir)
     task = load_task(config)
-    device = resolve_device(config.device)
+    check_split(config.prompts_per_iteration, launched_world_size())  # before joining the other processes
+    device = process_device(resolve_device(config.device))
+    processes = from_environment(device)
     spec = config.model or task.default_model
     if spec is None:
         raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
     model = load_model(spec, device=device, dtype=parse_dtype(config.dtype), **config.model_options)
-    learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device)
+    learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device, processes)
     start, lines = 0, []
     if resume:
         checkpoint = latest_checkpoint(run_dir)
@@ -149,31 +163,56 @@ def train(
                 f"{config.iterations}; pass --iterations N with N > {start} to continue it"
             )
     else:
-        prepare_run_dir(run_dir, overwrite=overwrite)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
-    tracker = open_tracker(config.log, run_dir, config.to_dict(), start=start)  # flushes on every call
+        processes.on_main(prepare_run_dir, run_dir, overwrite=overwrite)
+    processes.on_main(atomic_write_json, run_dir / "config.json", config.to_dict())
+    tracker = _open_tracker(processes, config, run_dir, start)  # flushes on every call
     if start == 0:
-        base = _evaluate(learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
+        base = processes.on_main(_evaluate, learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
         lines = [{"iteration": 0, **base}]
-        write_metrics(run_dir, lines)
-        tracker.log_metrics(0, lines[0])
+        processes.on_main(write_metrics, run_dir, lines)
+        processes.on_main(tracker.log_metrics, 0, lines[0])
     for iteration in range(start + 1, config.iterations + 1):
         result = learner.iteration(iteration)
         metrics = result.metrics
-        last = iteration == config.iterations
-        if last or (config.eval_every and iteration % config.eval_every == 0):
-            metrics.update(_evaluate(learner, task, config, run_dir, iteration, tracker, final=last))
-        write_record(run_dir, iteration, result.record, result.prompts, result.shape)
         lines.append(metrics)
-        write_metrics(run_dir, lines)
-        tracker.log_metrics(iteration, metrics)
-        if last or iteration % config.checkpoint_every == 0:
-            state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
-            save_checkpoint(run_dir, iteration, learner.policy, state)
-        if progress is not None:
+        metrics.update(processes.on_main(_write_iteration, learner, task, config, run_dir, result, lines, tracker))
+        if progress is not None and processes.is_main:
             progress(iteration, config.iterations, metrics)
-    tracker.close()
+    processes.on_main(tracker.close)
+    processes.barrier()
     return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
+
+
+def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, start: int) -> Tracker:
+    """The run's tracker on the main process (an error opening it is raised on every process); none elsewhere."""
+    opened: list[Tracker] = []
+    processes.on_main(lambda: opened.append(open_tracker(config.log, run_dir, config.to_dict(), start=start)))
+    return opened[0] if opened else NullTracker()
+
+
+def _write_iteration(
+    learner: GRPOLearner,
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    result: IterationResult,
+    lines: list[dict],
+    tracker: Tracker,
+) -> dict:
+    """Evaluate when due, write the record and the metrics, mirror them, checkpoint when due; return the scores."""
+    iteration = result.metrics["iteration"]
+    last = iteration == config.iterations
+    scores = {}
+    if last or (config.eval_every and iteration % config.eval_every == 0):
+        scores = _evaluate(learner, task, config, run_dir, iteration, tracker, final=last)
+        result.metrics.update(scores)
+    write_record(run_dir, iteration, result.record, result.prompts, result.shape)
+    write_metrics(run_dir, lines)
+    tracker.log_metrics(iteration, result.metrics)
+    if last or iteration % config.checkpoint_every == 0:
+        state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
+        save_checkpoint(run_dir, iteration, learner.policy, state)
+    return scores
 
 
 def _restore(learner: GRPOLearner, checkpoint: Path) -> int:

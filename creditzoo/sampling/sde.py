@@ -118,6 +118,7 @@ def sde_step(
     kind: str = "flow_grpo",
     generator: torch.Generator | None = None,
     prev_sample: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> SdeStep:
     """One stochastic step and the log-probability of its result.
 
@@ -130,6 +131,7 @@ def sde_step(
         kind: "flow_grpo" or "cps".
         generator: RNG for the noise draw.
         prev_sample: if given, nothing is drawn and ``log_prob`` is this sample's.
+        noise: the standard normal draw [B, ...] to use instead of drawing one from ``generator``.
 
     Returns:
         :class:`SdeStep` with ``prev_sample`` in the dtype of ``sample``; mean, std and log_prob in float32
@@ -148,7 +150,11 @@ def sde_step(
     mean, std = moments(v, x, s, s_next, float(noise_level))
     std = torch.as_tensor(std, dtype=dtype, device=x.device).expand_as(s)
     if prev_sample is None:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=dtype)
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=dtype)
+        elif noise.shape != x.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != sample shape {tuple(x.shape)}")
+        noise = noise.to(device=x.device, dtype=dtype)
         prev_sample = (mean + std * noise).to(sample.dtype)
     elif prev_sample.shape != sample.shape:
         raise ValueError(f"prev_sample shape {tuple(prev_sample.shape)} != sample shape {tuple(sample.shape)}")

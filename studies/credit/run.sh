@@ -5,6 +5,8 @@
 # interrupted or missing runs.
 set -euo pipefail
 cd "$(dirname "$0")"
+# run from a frozen checkout of the code (STUDY_VENV) so merges made while the study runs do not reach it
+[ -n "${STUDY_VENV:-}" ] && . "$STUDY_VENV/bin/activate"
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 common=(--env geneval --seeds 0,1,2 --iterations 20 --eval-every 5 --jobs 2)
 creditzoo sweep --algo flow_grpo --algo incremental --algo tp_grpo --algo tp_grpo_strict "${common[@]}" --out runs
