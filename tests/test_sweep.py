@@ -297,3 +297,19 @@ def test_manifest_errors_name_the_file(tmp_path) -> None:
     (out / "manifest.json").write_text("{not json")
     with pytest.raises(SweepError, match="manifest.json' is not a sweep manifest"):
         sweep_module.read_manifest(out)
+
+
+def test_a_run_is_finished_by_its_final_adapter_and_last_metrics_line(tmp_path) -> None:
+    from creditzoo.learner.checkpoint import write_metrics
+    from creditzoo.learner.sweep import run_status
+
+    config = TrainConfig(**TINY_FIELDS)  # iterations=2
+    run = tmp_path / "run"
+    final = run / "checkpoints" / "iter_000002"
+    final.mkdir(parents=True)
+    write_metrics(run, [{"iteration": 0}, {"iteration": 1}, {"iteration": 2}])
+    assert run_status(run, config) == "pending"  # no adapter saved yet
+    (final / "adapter_model.safetensors").write_bytes(b"x")
+    assert run_status(run, config) == "finished"  # the optimizer state (trainer_state.pt) is not needed
+    write_metrics(run, [{"iteration": 0}, {"iteration": 1}])
+    assert run_status(run, config) == "pending"

@@ -281,8 +281,12 @@ def write_manifest(out: str | Path, sweep: Sweep) -> None:
 
 
 def run_status(run_dir: Path, config: TrainConfig) -> str:
-    """The status on disk: finished (final checkpoint and last metrics line there) or pending."""
-    final = run_dir / "checkpoints" / f"iter_{config.iterations:06d}" / "trainer_state.pt"
+    """The status on disk: finished (the final LoRA adapter and the last metrics line there) or pending.
+
+    The final adapter, not the optimizer state, marks a run as done, so a study may keep (commit) just the
+    adapter of each finished run and still be skipped when the sweep is run again.
+    """
+    final = run_dir / "checkpoints" / f"iter_{config.iterations:06d}" / "adapter_model.safetensors"
     if not final.exists():
         return "pending"
     try:
