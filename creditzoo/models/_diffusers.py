@@ -126,3 +126,22 @@ def vae_decode(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
     scaled = latents / vae.config.scaling_factor + vae.config.shift_factor
     images = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1)
+
+
+class DiffusersTransformerMixin:
+    """What the SD3 and FLUX wrappers share about their diffusers transformer: checkpointing and LoRA export.
+
+    The wrapper keeps its pipeline in ``self._pipeline`` and its transformer in ``self.transformer``.
+    """
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the transformer's block activations in the backward pass (diffusers' checkpointing)."""
+        self.transformer.enable_gradient_checkpointing()  # type: ignore[attr-defined]
+
+    def save_diffusers_lora(self, directory: str | Path, peft_state: dict[str, torch.Tensor], lora_config: object):
+        """Write the adapter as ``pytorch_lora_weights.safetensors`` for ``pipe.load_lora_weights(directory)``.
+
+        Saved through the wrapped pipeline's own class (``StableDiffusion3Pipeline``, ``FluxPipeline``), whose
+        ``save_lora_weights`` names the keys the way that pipeline loads them.
+        """
+        return save_transformer_lora(type(self._pipeline), directory, peft_state, lora_config)  # type: ignore[attr-defined]

@@ -24,11 +24,10 @@ image tokens, ``ff_context`` for the text tokens), rank 64, alpha 128.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
+from creditzoo.models._diffusers import DiffusersTransformerMixin, encode_unique, load_pipeline, vae_decode
 from creditzoo.models.base import Conditioning
 from creditzoo.sampling import flow_sigmas, flux_mu
 
@@ -52,7 +51,7 @@ DEFAULT_RESOLUTION = 512
 DEFAULT_GUIDANCE = 3.5
 
 
-class FluxFlowModel(nn.Module):
+class FluxFlowModel(DiffusersTransformerMixin, nn.Module):
     """A FLUX pipeline's transformer, text encoders and VAE behind the FlowModel interface.
 
     Attributes:
@@ -139,8 +138,6 @@ class FluxFlowModel(nn.Module):
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """Encode B prompts, each distinct one once: {"prompt_embeds": [B, L, D] (T5), "pooled_projections": [B, P]}."""
-        from creditzoo.models._diffusers import encode_unique
-
         return encode_unique(self._encode, list(prompts))
 
     def _encode(self, prompts: list[str]) -> Conditioning:
@@ -209,21 +206,7 @@ class FluxFlowModel(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Clean packed latents [B, N, 4C] -> float32 images [B, 3, H, W] in [0, 1]."""
-        from creditzoo.models._diffusers import vae_decode
-
         return vae_decode(self._pipeline.vae, self.unpack(latents))  # type: ignore[attr-defined]
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute the transformer's block activations in the backward pass (diffusers' checkpointing)."""
-        self.transformer.enable_gradient_checkpointing()
-
-    def save_diffusers_lora(self, directory: str | Path, peft_state: dict[str, torch.Tensor], lora_config: object):
-        """Write the adapter as ``pytorch_lora_weights.safetensors`` for ``pipe.load_lora_weights(directory)``."""
-        from diffusers import FluxPipeline
-
-        from creditzoo.models._diffusers import save_transformer_lora
-
-        return save_transformer_lora(FluxPipeline, directory, peft_state, lora_config)
 
 
 def load_flux(
@@ -251,7 +234,6 @@ def load_flux(
     from diffusers import FluxPipeline
 
     from creditzoo.models import ModelError
-    from creditzoo.models._diffusers import load_pipeline
 
     if not path:
         raise ModelError("flux needs a path: flux:/path/to/FLUX.1-dev")

@@ -21,11 +21,10 @@ second attention (``attn2``) is adapted too.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
+from creditzoo.models._diffusers import DiffusersTransformerMixin, encode_unique, load_pipeline, vae_decode
 from creditzoo.models.base import Conditioning
 
 SD3_LORA_TARGET_MODULES: tuple[str, ...] = (
@@ -44,7 +43,7 @@ DEFAULT_RESOLUTION = 512
 """Image side in pixels (Flow-GRPO and TP-GRPO train SD3.5-Medium at 512 x 512)."""
 
 
-class SD3FlowModel(nn.Module):
+class SD3FlowModel(DiffusersTransformerMixin, nn.Module):
     """An SD3 pipeline's transformer, text encoders and VAE behind the FlowModel interface.
 
     Only the transformer is a submodule (so peft's LoRA and ``parameters()`` see nothing else); the text
@@ -102,8 +101,6 @@ class SD3FlowModel(nn.Module):
         Returns:
             {"prompt_embeds": [B, 77 + L, D], "pooled_projections": [B, P]} in the weight dtype, L the T5 length.
         """
-        from creditzoo.models._diffusers import encode_unique
-
         return encode_unique(self._encode, list(prompts))
 
     def _encode(self, prompts: list[str]) -> Conditioning:
@@ -160,21 +157,7 @@ class SD3FlowModel(nn.Module):
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Clean latents [B, C, h, w] -> float32 images [B, 3, H, W] in [0, 1]."""
-        from creditzoo.models._diffusers import vae_decode
-
         return vae_decode(self._pipeline.vae, latents)  # type: ignore[attr-defined]
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute the transformer's block activations in the backward pass (diffusers' checkpointing)."""
-        self.transformer.enable_gradient_checkpointing()
-
-    def save_diffusers_lora(self, directory: str | Path, peft_state: dict[str, torch.Tensor], lora_config: object):
-        """Write the adapter as ``pytorch_lora_weights.safetensors`` for ``pipe.load_lora_weights(directory)``."""
-        from diffusers import StableDiffusion3Pipeline
-
-        from creditzoo.models._diffusers import save_transformer_lora
-
-        return save_transformer_lora(StableDiffusion3Pipeline, directory, peft_state, lora_config)
 
 
 def load_sd3(
@@ -200,7 +183,6 @@ def load_sd3(
     from diffusers import StableDiffusion3Pipeline
 
     from creditzoo.models import ModelError
-    from creditzoo.models._diffusers import load_pipeline
 
     if not path:
         raise ModelError("sd3 needs a path: sd3:/path/to/stable-diffusion-3.5-medium")
