@@ -307,4 +307,3 @@ def test_train_an_sd3_folder_from_the_command_line(tmp_path) -> None:
     config.write_text("[model_options]\nresolution = 16\nsize = 3\n")
     result = invoke(*args[:-1], str(tmp_path / "other"))
     assert result.exit_code == 2 and "unknown option(s) size for sd3; valid: resolution" in result.output
-

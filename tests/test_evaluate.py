@@ -151,3 +151,56 @@ def test_cli_eval_json_with_lora(tmp_path) -> None:
     assert (tmp_path / "grid.png").is_file()
     table = runner.invoke(_app(), [arg for arg in args if arg != "--json"])
     assert table.exit_code == 0 and "counting" in table.stdout
+
+
+def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path, monkeypatch) -> None:
+    """``eval --run`` = ``eval --env E --lora <newest checkpoint> --shift S`` with the run's task, model and shift."""
+    from creditzoo.cli import app
+    from creditzoo.tasks import TASKS
+
+    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+    runner = CliRunner()
+    run = tmp_path / "run"
+    train = ["train", "--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3"]
+    train += ["--lora-rank", "2", "--lr", "0.05", "--clip-range", "0.2", "--eval-every", "0", "--shift", "2"]
+    result = runner.invoke(app, [*train, "--iterations", "2", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    common = ["eval", "--json", "--steps", "3", "--samples-per-prompt", "1", "--min-images-per-category", "0"]
+    common += ["--out", str(tmp_path / "grid.png")]
+
+    def scores(*args: str) -> dict:
+        outcome = runner.invoke(app, [*common, *args])
+        assert outcome.exit_code == 0, outcome.output
+        return json.loads(outcome.stdout.strip().splitlines()[-1])
+
+    from_run = scores("--run", str(run))
+    explicit = scores("--env", "tiny", "--lora", str(run / "checkpoints" / "iter_000002"), "--shift", "2")
+    assert from_run == explicit
+    assert scores("--env", "tiny", "--lora", str(run / "checkpoints" / "iter_000002")) != from_run  # shift 1 differs
+    assert scores("--run", str(run), "--shift", "1") != from_run  # an option given wins over the run's
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run", "{tmp}/nothing"], "does not exist"),
+        (["--run", "{run}", "--env", "geneval"], "does not match the run's env"),
+        (["--run", "{run}"], "holds no checkpoint yet"),
+        (["--dtype", "float8"], "unknown dtype 'float8'; valid: float32, bfloat16, float16"),
+        (["--model", "sd3"], "needs a path"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_cli_eval_rejects_bad_model_and_run_options(tmp_path, monkeypatch, args: list[str], message: str) -> None:
+    from creditzoo.cli import app
+    from creditzoo.tasks import TASKS
+
+    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+    run = tmp_path / "run"
+    run.mkdir()
+    # a run that has not checkpointed yet
+    (run / "config.json").write_text(json.dumps({"env": "tiny", "prompts_per_iteration": 2}))
+    args = [arg.format(tmp=tmp_path, run=run) for arg in args]
+    result = CliRunner().invoke(app, ["eval", "--env", "tiny", *args] if "--run" not in args else ["eval", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output

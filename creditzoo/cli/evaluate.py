@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,36 +15,109 @@ from creditzoo.tasks import TASKS
 DEFAULT_GRID = Path("eval_samples.png")
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What to evaluate: the task (with its prompts), the model spec and how to load it, and the adapter."""
 
-def _load_model(task_name: str, lora: Path | None):  # noqa: ANN202 - returns a FlowModel
-    import torch
+    task: object
+    spec: str
+    dtype: str
+    device: str
+    model_options: dict
+    shift: float | None
+    lora: Path | None
 
-    from creditzoo.models import load_model
+
+def _target(
+    env: str | None,
+    run: Path | None,
+    lora: Path | None,
+    model: str | None,
+    dtype: str | None,
+    device: str | None,
+    shift: float | None,
+) -> _Target:
+    """Resolve the options: those given, then the run's config.json (with --run), then the task's defaults.
+
+    A shift of None means the model's own default, known once it is loaded.
+    """
+    from creditzoo.learner.checkpoint import latest_checkpoint
+    from creditzoo.learner.run import RunDirectoryError, load_run_config, load_task
     from creditzoo.tasks import get_task
 
-    task = get_task(task_name)
-    if task.default_model is None:
-        fail(f"task {task_name!r} has no default model to evaluate")
+    if run is None:
+        name = env or "geneval"
+        if name not in TASKS:
+            fail(f"unknown env {name!r}; valid envs: {', '.join(sorted(TASKS))}")
+        task = get_task(name)
+        if model is None and task.default_model is None:
+            fail(f"task {name!r} has no default model; give one with --model sd3:/path/to/weights")
+        spec = model or task.default_model
+        return _Target(task, spec, dtype or "float32", device or "auto", {}, shift, lora)  # type: ignore[arg-type]
     try:
-        model = load_model(task.default_model, device=torch.device("cpu"))
+        config = load_run_config(run)
+        task = load_task(config)
+    except (RunDirectoryError, ValueError) as error:
+        fail(f"--run {run}: {str(error).splitlines()[0]}")
+    if env is not None and env != config.env:
+        fail(f"--env {env} does not match the run's env {config.env!r} ({run / 'config.json'})")
+    if lora is None:
+        lora = latest_checkpoint(run)
+        if lora is None:
+            fail(f"--run {run} holds no checkpoint yet (no checkpoints/latest); evaluate the base model without it")
+    spec = model or config.model or task.default_model
+    if spec is None:
+        fail(f"the run's task {config.env!r} has no default model; give one with --model")
+    return _Target(
+        task=task,
+        spec=spec,
+        dtype=dtype or config.dtype,
+        device=device or config.device,
+        model_options=dict(config.model_options) if model is None else {},
+        shift=config.shift if shift is None else shift,
+        lora=lora,
+    )
+
+
+def _load_model(target: _Target):  # noqa: ANN202 - returns a FlowModel
+    from creditzoo.learner.run import resolve_device
+    from creditzoo.models import load_model, parse_dtype
+
+    try:
+        device = resolve_device(target.device)
+        model = load_model(target.spec, device=device, dtype=parse_dtype(target.dtype), **target.model_options)
     except (FileNotFoundError, ValueError) as error:
-        fail(f"cannot load the model of {task_name!r}: {error}")
-    if lora is not None:
+        fail(f"cannot load the model {target.spec!r}: {error}")
+    if target.lora is not None:
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, str(lora))
+            model = PeftModel.from_pretrained(model, str(target.lora))
         except (OSError, ValueError) as error:
-            fail(f"cannot load the LoRA adapter at {lora}: {error}".splitlines()[0])
+            fail(f"cannot load the LoRA adapter at {target.lora}: {error}".splitlines()[0])
         model.eval()
-    return task, model
+    return model
 
 
 @app.command("eval")
 def eval_command(
-    env: Annotated[str, typer.Option(help="Task to evaluate on (see creditzoo.tasks.TASKS).")] = "geneval",
+    env: Annotated[
+        Optional[str], typer.Option(help="Task to evaluate on (see creditzoo.tasks.TASKS; default geneval).")
+    ] = None,
+    run: Annotated[
+        Optional[Path],
+        typer.Option(help="A run directory: its task, prompts, model, dtype, device, shift and newest adapter."),
+    ] = None,
     lora: Annotated[
         Optional[Path], typer.Option(help="peft LoRA adapter directory (saved with save_pretrained).")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="Model spec: toy, toy:PATH, sd3:PATH, flux:PATH (default: the task's).")
+    ] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="Weight dtype: float32, bfloat16 or float16.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")] = None,
+    shift: Annotated[
+        Optional[float], typer.Option(help="Time shift of the sigma grid (default: the run's, else the model's).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
     steps: Annotated[int, typer.Option(help="Euler ODE steps.")] = 40,
@@ -56,8 +131,6 @@ def eval_command(
     out: Annotated[Path, typer.Option(help="Where to write the PNG grid (one sample per prompt).")] = DEFAULT_GRID,
 ) -> None:
     """Evaluate the task's model (optionally with a LoRA adapter) on its held-out test prompts."""
-    if env not in TASKS:
-        fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")
     if lora is not None and not (lora.is_dir() and (lora / "adapter_config.json").is_file()):
         fail(f"--lora {lora} is not a peft adapter directory (no adapter_config.json there)")
     from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
@@ -70,12 +143,18 @@ def eval_command(
             min_images_per_category=min_images_per_category,
             seed=seed,
             batch_size=batch_size,
+            shift=1.0 if shift is None else shift,
         )
     except ValueError as error:
         fail(str(error))
-    task, model = _load_model(env, lora)
+    target = _target(env, run, lora, model, dtype, device, shift)
+    task = target.task
+    flow_model = _load_model(target)
+    # the shift: the one given, else the run's, else the model's own (SD3.5's scheduler: 3; toy and FLUX: 1)
+    default_shift = float(getattr(flow_model, "default_shift", 1.0))
+    config = dataclasses.replace(config, shift=default_shift if target.shift is None else target.shift)
     try:
-        result = evaluate(model, task, config)
+        result = evaluate(flow_model, task, config)
     except ValueError as error:
         fail(str(error))
     first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())  # 1/prompt
@@ -86,7 +165,7 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    title = f"{env}: {steps}-step ODE, guidance {guidance_scale:g}, {samples_per_prompt} samples/prompt"
+    title = f"{task.name}: {steps}-step ODE, guidance {guidance_scale:g}, {samples_per_prompt} samples/prompt"
     table = Table(title=f"{title}, >= {min_images_per_category} images/category")
     extra = result.extra_object_rate is not None
     columns = ("category", "images", "strict accuracy", "partial score") + (("extra objects",) if extra else ())

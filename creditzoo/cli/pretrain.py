@@ -16,7 +16,6 @@ from creditzoo.tasks import TASKS
 DEFAULT_OUT = Path("creditzoo/assets/toy_geneval.safetensors")
 
 
-
 @app.command("pretrain")
 def pretrain_command(
     env: Annotated[str, typer.Option(help="Task to pretrain on (see creditzoo.tasks.TASKS).")] = "geneval",

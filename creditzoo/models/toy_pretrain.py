@@ -27,7 +27,6 @@ from creditzoo.tasks import Task, get_task, load_object
 PROMPT_SAMPLING = ("category", "uniform")
 
 
-
 def pretrainable_tasks() -> list[str]:
     """Tasks the toy model can be pretrained on: those whose :class:`Task` names a scene renderer."""
     from creditzoo.tasks import TASKS
