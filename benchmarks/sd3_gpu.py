@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from creditzoo.learner.collect import collect_rollout
+from creditzoo.learner.collect import EpisodeOptions, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.models.diffusers_sd3 import SD3FlowModel
@@ -127,9 +127,8 @@ def env_seconds_per_call(learner: GRPOLearner, steps: int, device: torch.device)
     for _ in range(2):  # warm-up, then measured
         synchronize(device)
         started = time.perf_counter()
-        rollout = collect_rollout(
-            learner.env, prompts, group_ids, seed=0, sde_kind=config.sde_kind, noise_level=config.resolved_noise_level
-        )
+        options = EpisodeOptions(seed=0, sde_kind=config.sde_kind, noise_level=config.resolved_noise_level)
+        rollout = collect_rollout(learner.env, prompts, group_ids, options)
         synchronize(device)
     del rollout
     return (time.perf_counter() - started) / steps  # includes the final decode and reward, as the pipeline's

@@ -8,7 +8,7 @@ import torch
 from tiny_model import TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 
 from creditzoo.learner.checkpoint import write_record
-from creditzoo.learner.collect import collect_rollout
+from creditzoo.learner.collect import EpisodeOptions, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.rewards.noise import NoisyReward
@@ -118,9 +118,17 @@ def test_collect_rollout_rejects_unknown_shapes_and_misplaced_options() -> None:
     prompts, group_ids = learner.draw_prompts(1)
     common = {"seed": 0, "sde_kind": "flow_grpo", "noise_level": 0.7}
     with pytest.raises(ValueError, match="valid: chain, anchor, tree"):
-        collect_rollout(learner.env, prompts, group_ids, shape="star", **common)
-    with pytest.raises(ValueError, match="split_steps"):
-        collect_rollout(learner.env, prompts, group_ids, shape="anchor", split_steps=(0,), **common)
+        collect_rollout(learner.env, prompts, group_ids, EpisodeOptions(**common), shape="star")
+    misplaced = [
+        ("anchor", {"split_steps": (0,)}, "split_steps belong to tree rollouts, not to anchor rollouts"),
+        ("chain", {"split_steps": (0,)}, "split_steps belong to tree rollouts, not to chain rollouts"),
+        ("chain", {"granularities": (1,)}, "granularities belong to anchor rollouts, not to chain rollouts"),
+        ("tree", {"split_steps": (0,), "granularities": (1,)}, "granularities belong to anchor rollouts"),
+        ("tree", {}, "a tree rollout needs split_steps"),
+    ]
+    for shape, extra, message in misplaced:
+        with pytest.raises(ValueError, match=message):
+            collect_rollout(learner.env, prompts, group_ids, EpisodeOptions(**common, **extra), shape=shape)
 
 
 def test_record_stores_the_shape(tmp_path) -> None:

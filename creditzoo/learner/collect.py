@@ -7,7 +7,8 @@ recorded while sampling, so one update trains them all (ALGORITHMS.md sections 2
 - "anchor": inputs o_{w+k} (the prompt's ODE anchor), outputs c_{k,i} (row i's child at window step k).
 - "tree": inputs and outputs are the edges on each leaf's path (an edge shared by m leaves is in m rows).
 
-``COLLECTORS`` maps each shape to its collector; the learner picks one by the algorithm's ``rollout_shape``.
+``COLLECTORS`` maps each shape to its collector ``(env, prompts, group_ids, EpisodeOptions)``; the learner picks
+one by the algorithm's ``rollout_shape``.
 """
 
 from __future__ import annotations
@@ -65,19 +66,45 @@ class CollectedRollout:
     split_steps: tuple[int, ...] | None = None
 
 
+@dataclass(frozen=True)
+class EpisodeOptions:
+    """How one episode is sampled, whatever its shape.
+
+    Attributes:
+        seed: seeds every noise draw of the episode.
+        sde_kind: "flow_grpo" or "cps".
+        noise_level: SDE noise level a.
+        window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        split_steps: window steps at which every tree node splits in two (tree rollouts only, where it is required).
+        granularities: G2RPO completion strides (anchor rollouts only; None: the environment's completion mode).
+        shard: this process's block of the global batch (None: one process). Noise is drawn for the global batch
+            and sliced, so a sample's noise does not depend on the number of processes.
+    """
+
+    seed: int
+    sde_kind: str
+    noise_level: float
+    window_start: int | None = None
+    split_steps: tuple[int, ...] | None = None
+    granularities: tuple[int, ...] | None = None
+    shard: Shard | None = None
+
+    def check_shape(self, shape: str) -> None:
+        """Raise ValueError when an option belongs to another rollout shape than ``shape``."""
+        if shape != "tree" and self.split_steps is not None:
+            raise ValueError(f"split_steps belong to tree rollouts, not to {shape} rollouts")
+        if shape == "tree" and self.split_steps is None:
+            raise ValueError("a tree rollout needs split_steps")
+        if shape != "anchor" and self.granularities is not None:
+            raise ValueError(f"granularities belong to anchor rollouts, not to {shape} rollouts")
+
+
 @torch.no_grad()
 def collect_chain(
     env: DenoisingEnv,
     prompts: list[str],
     group_ids: torch.Tensor,
-    *,
-    seed: int,
-    sde_kind: str,
-    noise_level: float,
-    window_start: int | None = None,
-    split_steps: tuple[int, ...] | None = None,
-    granularities: tuple[int, ...] | None = None,
-    shard: Shard | None = None,
+    options: EpisodeOptions,
 ) -> CollectedRollout:
     """Sample one chain episode: ODE outside the window, SDE inside it, recording z_k and log-probs.
 
@@ -85,26 +112,20 @@ def collect_chain(
         env: the denoising environment (its model is the current policy).
         prompts: B prompts (groups repeated).
         group_ids: int64 [B].
-        seed: seeds the initial noise and the SDE noise.
-        sde_kind: "flow_grpo" or "cps".
-        noise_level: SDE noise level a.
-        window_start: the SDE window's first step for this episode (None: the environment's configured one).
-        split_steps: must be None (trees only).
-        granularities: must be None (anchor rollouts only).
-        shard: this process's block of the global batch; noise is drawn for the global batch and sliced, so a
-            sample's noise does not depend on the number of processes (None: one process).
+        options: the seed (initial noise and SDE noise), SDE kind and level, window start and shard; no split
+            steps or granularities.
 
     Returns:
         :class:`CollectedRollout` with shape "chain".
     """
-    if split_steps is not None or granularities is not None:
-        raise ValueError("split_steps and granularities belong to tree and anchor rollouts, not to chains")
+    options.check_shape("chain")
+    seed, shard = options.seed, options.shard
     shape = (env.num_envs, *env.model.sample_shape)
     noise = draw_normal(torch.Generator().manual_seed(seed), shape, shard)  # [B, *S] x_T, on the CPU
-    options: dict = {"prompts": prompts, "noise": noise}
-    if window_start is not None:
-        options["window_start"] = window_start
-    obs, _ = env.reset(seed=seed, options=options)
+    reset: dict = {"prompts": prompts, "noise": noise}
+    if options.window_start is not None:
+        reset["window_start"] = options.window_start
+    obs, _ = env.reset(seed=seed, options=reset)
     generator = torch.Generator(device=obs["latent"].device).manual_seed(seed + 1)
     noise_dtype = torch.promote_types(obs["latent"].dtype, torch.float32)  # sde_step's own draw dtype
     window = env.window
@@ -117,7 +138,9 @@ def collect_chain(
         if window.is_sde(j):
             states.append(latent)
             eps = draw_normal(generator, latent.shape, shard, dtype=noise_dtype)  # [B, *S]
-            step = sde_step(velocity, latent, sigma, sigma_next, noise_level=noise_level, kind=sde_kind, noise=eps)
+            step = sde_step(
+                velocity, latent, sigma, sigma_next, noise_level=options.noise_level, kind=options.sde_kind, noise=eps
+            )
             log_probs.append(step.log_prob)
             action = step.prev_sample
         else:
@@ -166,14 +189,7 @@ def collect_anchor(
     env: DenoisingEnv,
     prompts: list[str],
     group_ids: torch.Tensor,
-    *,
-    seed: int,
-    sde_kind: str,
-    noise_level: float,
-    window_start: int | None = None,
-    split_steps: tuple[int, ...] | None = None,
-    granularities: tuple[int, ...] | None = None,
-    shard: Shard | None = None,
+    options: EpisodeOptions,
 ) -> CollectedRollout:
     """Sample one anchor-branch episode (:func:`creditzoo.envs.branching.sample_anchor_branches`).
 
@@ -181,29 +197,23 @@ def collect_anchor(
         env: the denoising environment (its model is the current policy).
         prompts: B prompts (groups repeated; C = the group size).
         group_ids: int64 [B].
-        seed: seeds the anchors and the children's noise.
-        sde_kind: "flow_grpo" or "cps".
-        noise_level: SDE noise level a.
-        window_start: the SDE window's first step for this episode (None: the environment's configured one).
-        split_steps: must be None (trees only).
-        granularities: G2RPO completion strides, or None for the env's completion mode.
-        shard: this process's block of groups (None: one process); see :func:`collect_chain`.
+        options: the seed (anchors and children's noise), SDE kind and level, window start, G2RPO granularities
+            (None: the environment's completion mode) and shard (a block of whole groups); no split steps.
 
     Returns:
         :class:`CollectedRollout` with shape "anchor" and ``branch_rewards`` [B, K, L].
     """
-    if split_steps is not None:
-        raise ValueError("split_steps belong to tree rollouts, not to anchor rollouts")
+    options.check_shape("anchor")
     episode = sample_anchor_branches(
         env,
         prompts,
         group_ids,
-        seed=seed,
-        sde_kind=sde_kind,
-        noise_level=noise_level,
-        window_start=window_start,
-        granularities=granularities,
-        shard=shard,
+        seed=options.seed,
+        sde_kind=options.sde_kind,
+        noise_level=options.noise_level,
+        window_start=options.window_start,
+        granularities=options.granularities,
+        shard=options.shard,
     )
     return _from_episode(episode, prompts)
 
@@ -212,14 +222,7 @@ def collect_tree(
     env: DenoisingEnv,
     prompts: list[str],
     group_ids: torch.Tensor,
-    *,
-    seed: int,
-    sde_kind: str,
-    noise_level: float,
-    window_start: int | None = None,
-    split_steps: tuple[int, ...] | None = None,
-    granularities: tuple[int, ...] | None = None,
-    shard: Shard | None = None,
+    options: EpisodeOptions,
 ) -> CollectedRollout:
     """Sample one tree episode (:func:`creditzoo.envs.branching.sample_tree`); leaves are the rows.
 
@@ -227,34 +230,29 @@ def collect_tree(
         env: the denoising environment (its model is the current policy).
         prompts: B prompts (each group's 2^|S| leaves share one).
         group_ids: int64 [B].
-        seed: seeds the roots and every node's noise.
-        sde_kind: "flow_grpo" or "cps".
-        noise_level: SDE noise level a.
-        window_start: the SDE window's first step for this episode (None: the environment's configured one).
-        split_steps: window steps at which every node splits in two (required).
-        granularities: must be None (anchor rollouts only).
-        shard: this process's block of groups (None: one process); see :func:`collect_chain`.
+        options: the seed (roots and every node's noise), SDE kind and level, window start, the split steps
+            (required) and shard (a block of whole groups); no granularities.
 
     Returns:
         :class:`CollectedRollout` with shape "tree" and ``split_steps``.
     """
-    if split_steps is None or granularities is not None:
-        raise ValueError("a tree rollout needs split_steps and takes no granularities")
+    options.check_shape("tree")
+    assert options.split_steps is not None  # checked above; for the type checker
     episode = sample_tree(
         env,
         prompts,
         group_ids,
-        split_steps=split_steps,
-        seed=seed,
-        sde_kind=sde_kind,
-        noise_level=noise_level,
-        window_start=window_start,
-        shard=shard,
+        split_steps=options.split_steps,
+        seed=options.seed,
+        sde_kind=options.sde_kind,
+        noise_level=options.noise_level,
+        window_start=options.window_start,
+        shard=options.shard,
     )
     return _from_episode(episode, prompts)
 
 
-Collector = Callable[..., CollectedRollout]
+Collector = Callable[[DenoisingEnv, list[str], torch.Tensor, EpisodeOptions], CollectedRollout]
 
 COLLECTORS: dict[str, Collector] = {
     "chain": collect_chain,
@@ -267,15 +265,8 @@ def collect_rollout(
     env: DenoisingEnv,
     prompts: list[str],
     group_ids: torch.Tensor,
-    *,
-    seed: int,
-    sde_kind: str,
-    noise_level: float,
-    window_start: int | None = None,
+    options: EpisodeOptions,
     shape: str = "chain",
-    split_steps: tuple[int, ...] | None = None,
-    granularities: tuple[int, ...] | None = None,
-    shard: Shard | None = None,
 ) -> CollectedRollout:
     """Sample one episode of rollout shape ``shape`` with its collector from ``COLLECTORS``.
 
@@ -283,14 +274,8 @@ def collect_rollout(
         env: the denoising environment (its model is the current policy).
         prompts: B prompts (groups repeated).
         group_ids: int64 [B].
-        seed: seeds every noise draw of the episode.
-        sde_kind: "flow_grpo" or "cps".
-        noise_level: SDE noise level a.
-        window_start: the SDE window's first step for this episode (None: the environment's configured one).
+        options: how to sample it (:class:`EpisodeOptions`).
         shape: "chain", "anchor" or "tree".
-        split_steps: the tree's split steps (tree only).
-        granularities: G2RPO completion strides (anchor only; None: the env's completion mode).
-        shard: this process's block of the global batch (None: one process).
 
     Returns:
         :class:`CollectedRollout`.
@@ -300,15 +285,4 @@ def collect_rollout(
     """
     if shape not in COLLECTORS:
         raise ValueError(f"unknown rollout shape {shape!r}; valid: {', '.join(COLLECTORS)}")
-    return COLLECTORS[shape](
-        env,
-        prompts,
-        group_ids,
-        seed=seed,
-        sde_kind=sde_kind,
-        noise_level=noise_level,
-        window_start=window_start,
-        split_steps=split_steps,
-        granularities=granularities,
-        shard=shard,
-    )
+    return COLLECTORS[shape](env, prompts, group_ids, options)

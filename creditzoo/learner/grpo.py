@@ -17,7 +17,7 @@ import torch
 
 from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import COLLECTORS, CollectedRollout, collect_rollout
+from creditzoo.learner.collect import COLLECTORS, CollectedRollout, EpisodeOptions, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
@@ -215,18 +215,15 @@ class GRPOLearner:
         if hasattr(self.reward, "manual_seed"):  # one reward-noise stream per (seed, iteration, process)
             seed = derive_seed(self.config.seed, iteration, "reward")
             self.reward.manual_seed(seed * processes.world_size + processes.rank)
-        rollout = collect_rollout(
-            self.env,
-            prompts,
-            group_ids,
+        options = EpisodeOptions(
             seed=derive_seed(self.config.seed, iteration, "rollout"),
             sde_kind=self.config.sde_kind,
             noise_level=self.config.resolved_noise_level,
             window_start=self.window_start(iteration),
-            shape=self.algorithm.rollout_shape,
             shard=processes.shard,
             **self.shape_options,
         )
+        rollout = collect_rollout(self.env, prompts, group_ids, options, shape=self.algorithm.rollout_shape)
         if processes.world_size == 1:
             self.check_finite(rollout, iteration)
         return rollout
