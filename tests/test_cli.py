@@ -6,40 +6,19 @@ import sys
 
 import pytest
 import torch
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 import creditzoo.learner.run as run_module
 from creditzoo.analysis import load_records, recompute
 from creditzoo.cli import app
 from creditzoo.learner.checkpoint import read_metrics
-from creditzoo.tasks import TASKS
 
 runner = CliRunner()
-TINY = [
-    "--env",
-    "tiny",
-    "--prompts-per-iteration",
-    "2",
-    "--group-size",
-    "2",
-    "--steps",
-    "3",
-    "--lora-rank",
-    "2",
-    "--eval-every",
-    "2",
-    "--eval-samples-per-prompt",
-    "1",
-    "--lr",
-    "0.01",
-    "--clip-range",
-    "0.2",
-]
+TINY = [*TRAIN_ARGS, *["--eval-every", "2", "--eval-samples-per-prompt", "1"]]
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 def invoke(*args: str):

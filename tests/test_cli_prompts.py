@@ -3,39 +3,19 @@
 import json
 
 import pytest
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 from creditzoo.cli import app
 from creditzoo.learner.checkpoint import read_metrics
 from creditzoo.learner.config import TrainConfig
-from creditzoo.tasks import TASKS
 
 runner = CliRunner()
-TINY = [
-    "--env",
-    "tiny",
-    "--prompts-per-iteration",
-    "2",
-    "--group-size",
-    "2",
-    "--steps",
-    "3",
-    "--lora-rank",
-    "2",
-    "--eval-samples-per-prompt",
-    "1",
-    "--eval-min-images-per-category",
-    "1",
-    "--iterations",
-    "2",
-    "--eval-steps",
-    "2",
-]
+TINY = [*TRAIN_ARGS, *["--eval-samples-per-prompt", "1", "--eval-min-images-per-category", "1", "--iterations", "2"]]
+TINY += ["--eval-steps", "2"]
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 def write_files(tmp_path):

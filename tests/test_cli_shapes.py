@@ -2,21 +2,18 @@
 
 import pytest
 import torch
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 from creditzoo.analysis import load_records, recompute
 from creditzoo.cli import app
-from creditzoo.tasks import TASKS
 
 runner = CliRunner()
 # T = 3, K = 2: the default tree splits at window step 0 only, so 2 leaves = the group size.
-TINY = ["--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3", "--lora-rank", "2"]
-TINY += ["--eval-every", "2", "--eval-samples-per-prompt", "1", "--lr", "0.01", "--clip-range", "0.2"]
+TINY = [*TRAIN_ARGS, *["--eval-every", "2", "--eval-samples-per-prompt", "1"]]
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 from creditzoo.learner.evaluate import EvalConfig, evaluate, sample_ode, save_grid, seeded_noise
@@ -153,17 +154,15 @@ def test_cli_eval_json_with_lora(tmp_path) -> None:
     assert table.exit_code == 0 and "counting" in table.stdout
 
 
-def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path, monkeypatch) -> None:
+@pytest.mark.usefixtures("tiny_task")
+def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path) -> None:
     """``eval --run`` = ``eval --env E --lora <newest checkpoint> --shift S`` with the run's task, model and shift."""
     from creditzoo.cli import app
-    from creditzoo.tasks import TASKS
 
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
     runner = CliRunner()
     run = tmp_path / "run"
-    train = ["train", "--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3"]
-    train += ["--lora-rank", "2", "--lr", "0.05", "--clip-range", "0.2", "--eval-every", "0", "--shift", "2"]
-    result = runner.invoke(app, [*train, "--iterations", "2", "--run-dir", str(run)])
+    train = ["train", *TRAIN_ARGS, "--lr", "0.05", "--eval-every", "0", "--shift", "2", "--iterations", "2"]
+    result = runner.invoke(app, [*train, "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
     common = ["eval", "--json", "--steps", "3", "--samples-per-prompt", "1", "--min-images-per-category", "0"]
     common += ["--out", str(tmp_path / "grid.png")]
@@ -176,6 +175,7 @@ def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path, monkey
     from_run = scores("--run", str(run))
     explicit = scores("--env", "tiny", "--lora", str(run / "checkpoints" / "iter_000002"), "--shift", "2")
     assert from_run == explicit
+    assert scores("--env", "tiny", "--shift", "2") != from_run  # the base model: the adapter is loaded
     assert scores("--env", "tiny", "--lora", str(run / "checkpoints" / "iter_000002")) != from_run  # shift 1 differs
     assert scores("--run", str(run), "--shift", "1") != from_run  # an option given wins over the run's
 
@@ -191,11 +191,10 @@ def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path, monkey
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
-def test_cli_eval_rejects_bad_model_and_run_options(tmp_path, monkeypatch, args: list[str], message: str) -> None:
+@pytest.mark.usefixtures("tiny_task")
+def test_cli_eval_rejects_bad_model_and_run_options(tmp_path, args: list[str], message: str) -> None:
     from creditzoo.cli import app
-    from creditzoo.tasks import TASKS
 
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
     run = tmp_path / "run"
     run.mkdir()
     # a run that has not checkpointed yet

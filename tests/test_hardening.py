@@ -10,7 +10,7 @@ import json
 import gymnasium
 import pytest
 import torch
-from tiny_model import DEVICES, TRAIN_PROMPTS, TinyFlowModel, brightness_reward
+from tiny_model import DEVICES, TRAIN_ARGS, TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 from typer.testing import CliRunner
 
 from creditzoo.algorithms import ALGORITHMS, get_algorithm
@@ -21,17 +21,13 @@ from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.rewards.noise import NoisyReward
 from creditzoo.sampling import sde_step
-from creditzoo.tasks import TASKS
 
 runner = CliRunner()
 PROMPTS = ["a red circle", "a red circle", "two blue squares", "two blue squares"]
-TINY = ["--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3", "--lora-rank", "2"]
-TINY += ["--eval-every", "2", "--eval-samples-per-prompt", "1", "--lr", "0.01", "--clip-range", "0.2"]
+TINY = [*TRAIN_ARGS, *["--eval-every", "2", "--eval-samples-per-prompt", "1"]]
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 def diffusers_sigmas(num_steps: int, shift: float) -> list[float]:
@@ -293,7 +289,7 @@ def test_resume_with_reward_noise_repeats_metrics_and_records(tmp_path, monkeypa
 def test_eval_lora_changes_the_model_it_evaluates(tmp_path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    from creditzoo.cli.evaluate import _load_model
+    from creditzoo.cli.evaluate import _load_model, _target
     from creditzoo.models.toy import LORA_TARGET_MODULES, load_geneval_model
 
     adapter = get_peft_model(load_geneval_model(), LoraConfig(r=2, target_modules=list(LORA_TARGET_MODULES)))
@@ -302,8 +298,8 @@ def test_eval_lora_changes_the_model_it_evaluates(tmp_path) -> None:
             if "lora_B" in name:
                 parameter.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(len(name)))
     adapter.save_pretrained(str(tmp_path / "lora"))
-    _, plain = _load_model("geneval", None)
-    _, adapted = _load_model("geneval", tmp_path / "lora")
+    plain = _load_model(_target("geneval", None, None, None, None, "cpu", None))
+    adapted = _load_model(_target("geneval", None, tmp_path / "lora", None, None, "cpu", None))
     x, sigma = torch.randn(2, 3, 32, 32), torch.tensor([0.9, 0.4])
     cond = plain.encode_prompts(["a circle", "two squares"])
     with torch.no_grad():

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 import creditzoo.learner.run as run_module
@@ -13,30 +14,10 @@ from creditzoo.learner import sweep as sweep_module
 from creditzoo.learner.checkpoint import read_metrics
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.sweep import LaunchOptions, SweepError, execute, expand, parse_grid, parse_seeds, prepare
-from creditzoo.tasks import TASKS
 
 TESTS = Path(__file__).parent
 runner = CliRunner()
-TINY = [
-    "--env",
-    "tiny",
-    "--iterations",
-    "2",
-    "--prompts-per-iteration",
-    "2",
-    "--group-size",
-    "2",
-    "--steps",
-    "3",
-    "--lora-rank",
-    "2",
-    "--eval-every",
-    "0",
-    "--lr",
-    "0.01",
-    "--clip-range",
-    "0.2",
-]
+TINY = [*TRAIN_ARGS, *["--iterations", "2", "--eval-every", "0"]]
 TINY_FIELDS = dict(
     env="tiny",
     iterations=2,
@@ -50,9 +31,7 @@ TINY_FIELDS = dict(
 )  # a TrainConfig is checked against its task, which the fixture below registers
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 def sweep(*args: str):

@@ -4,6 +4,7 @@ import importlib.util
 import time
 
 import pytest
+from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
 import creditzoo.learner.run as run_module
@@ -14,29 +15,10 @@ from creditzoo.learner.tracking import NullTracker, open_tracker, scalars
 from creditzoo.tasks import TASKS
 
 runner = CliRunner()
-TINY = [
-    "--env",
-    "tiny",
-    "--prompts-per-iteration",
-    "2",
-    "--group-size",
-    "2",
-    "--steps",
-    "3",
-    "--lora-rank",
-    "2",
-    "--eval-every",
-    "1",
-    "--lr",
-    "0.01",
-    "--clip-range",
-    "0.2",
-]
+TINY = [*TRAIN_ARGS, *["--eval-every", "1"]]
 
 
-@pytest.fixture(autouse=True)
-def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 def events(run_dir):

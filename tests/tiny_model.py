@@ -91,4 +91,8 @@ def make_task():
 TASK = make_task()
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+TRAIN_ARGS = ["--env", "tiny", "--prompts-per-iteration", "2", "--group-size", "2", "--steps", "3", "--lora-rank", "2"]
+TRAIN_ARGS += ["--lr", "0.01", "--clip-range", "0.2"]
+"""``creditzoo train`` options of a seconds-long run on this task (registered by the ``tiny_task`` fixture)."""
 """Device parametrization: the CPU always, CUDA where a GPU is visible (the ``gpu`` marker skips it otherwise)."""
