@@ -6,12 +6,12 @@
 #
 # The noise-free runs are the credit study's (../credit/runs, same settings, deterministic on this CPU): they are
 # copied in, except flow_grpo seed 0, which is trained again here as a check that a rerun reproduces them
-# (report.sh compares the two metrics files). Resumable: run it again to finish interrupted or missing runs.
+# (report.sh compares the two metrics files). The costly TP-GRPO runs go first. Resumable: run it again.
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -n "${STUDY_VENV:-}" ] && . "$STUDY_VENV/bin/activate"
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
-args=(--algo flow_grpo --algo incremental --algo tp_grpo_strict --grid reward_noise=none,gaussian:0.02,gaussian:0.2
+args=(--algo tp_grpo_strict --algo incremental --algo flow_grpo --grid reward_noise=none,gaussian:0.02,gaussian:0.2
       --env geneval --seeds 0,1,2 --iterations 20 --eval-every 5 --jobs "${JOBS:-2}" --out runs)
 if [ ! -f runs/manifest.json ]; then
     python - <<'PY'
