@@ -3,11 +3,15 @@
 #  - robustness: final clean test score against the training noise level, per scheme, and the counterfactual (noise
 #    added to one noise-free TP-GRPO run's recorded clean rewards: how often each scheme's credit changes);
 #  - compare: learning curves of the nine (scheme, noise) groups;
+#  - table.md: per (scheme, noise) the final clean test score per seed and the clean training reward of the last
+#    five iterations (the learning signal the noise hides);
 #  - rerun.txt: the freshly trained noise-free flow_grpo seed 0 against the credit study's run it stands in for.
 set -euo pipefail
 cd "$(dirname "$0")"
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
-creditzoo analyze robustness runs --algo flow_grpo --algo incremental --algo tp_grpo_strict --out analysis/robustness
+noise=(); for sd in 0 0.01 0.02 0.05 0.1 0.2; do noise+=(--noise "gaussian:$sd"); done
+creditzoo analyze robustness runs "${noise[@]}" --algo flow_grpo --algo incremental --algo tp_grpo_strict \
+    --out analysis/robustness
 creditzoo analyze compare runs --baseline flow_grpo --out analysis/compare
 python3 - <<'PY' > analysis/rerun.txt
 import json
@@ -29,3 +33,25 @@ print(f"flow_grpo seed 0 without noise, trained again here vs the credit study's
       f"final test partial {new[-1]['test_partial_score']:.6f} vs {old[-1]['test_partial_score']:.6f}")
 PY
 cat analysis/rerun.txt
+python3 - <<'PY' > analysis/table.md
+import json, statistics
+from pathlib import Path
+
+rows = {}
+for run in sorted(Path("runs").glob("*-seed*")):
+    lines = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    if lines[-1].get("iteration") != 20:
+        continue
+    config = json.loads((run / "config.json").read_text())
+    key = (config["algo"], config["reward_noise"] or "none")
+    late = [line["reward_clean_mean"] for line in lines if line["iteration"] > 15]
+    rows.setdefault(key, []).append((config["seed"], lines[-1]["test_partial_score"], statistics.mean(late)))
+print("| scheme | training reward noise | seeds | final test partial, per seed | mean | clean train reward, iterations 16-20 |")
+print("|---|---|---|---|---|---|")
+for (algo, noise), seeds in sorted(rows.items(), key=lambda item: (item[0][0], item[0][1] != "none", item[0][1])):
+    seeds.sort()
+    finals = ", ".join(f"{score:.3f}" for _, score, _ in seeds)
+    print(f"| {algo} | {noise} | {len(seeds)} | {finals} | {statistics.mean(s for _, s, _ in seeds):.3f} | "
+          f"{statistics.mean(r for _, _, r in seeds):.3f} |")
+PY
+cat analysis/table.md
