@@ -33,25 +33,5 @@ print(f"flow_grpo seed 0 without noise, trained again here vs the credit study's
       f"final test partial {new[-1]['test_partial_score']:.6f} vs {old[-1]['test_partial_score']:.6f}")
 PY
 cat analysis/rerun.txt
-python3 - <<'PY' > analysis/table.md
-import json, statistics
-from pathlib import Path
-
-rows = {}
-for run in sorted(Path("runs").glob("*-seed*")):
-    lines = [json.loads(line) for line in open(run / "metrics.jsonl")]
-    if lines[-1].get("iteration") != 20:
-        continue
-    config = json.loads((run / "config.json").read_text())
-    key = (config["algo"], config["reward_noise"] or "none")
-    late = [line["reward_clean_mean"] for line in lines if line["iteration"] > 15]
-    rows.setdefault(key, []).append((config["seed"], lines[-1]["test_partial_score"], statistics.mean(late)))
-print("| scheme | training reward noise | seeds | final test partial, per seed | mean | clean train reward, iterations 16-20 |")
-print("|---|---|---|---|---|---|")
-for (algo, noise), seeds in sorted(rows.items(), key=lambda item: (item[0][0], item[0][1] != "none", item[0][1])):
-    seeds.sort()
-    finals = ", ".join(f"{score:.3f}" for _, score, _ in seeds)
-    print(f"| {algo} | {noise} | {len(seeds)} | {finals} | {statistics.mean(s for _, s, _ in seeds):.3f} | "
-          f"{statistics.mean(r for _, _, r in seeds):.3f} |")
-PY
+python3 ../table.py runs > analysis/table.md
 cat analysis/table.md
