@@ -30,8 +30,10 @@ def rows(sweeps: list[Path]) -> dict[tuple, list[dict]]:
 
 def main(sweeps: list[Path]) -> None:
     """Print the markdown table of :func:`rows`."""
-    print("| scheme | reward noise | completion | group | seeds | final test partial, per seed | mean | gain "
-          "| clean train reward, last 5 iterations | model evals / iteration | reward calls / iteration |")
+    print(
+        "| scheme | reward noise | completion | group | seeds | final test partial, per seed | mean | gain "
+        "| clean train reward, last 5 iterations | model evals / iteration | reward calls / iteration |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     order = sorted(rows(sweeps).items(), key=lambda item: (item[0][0], item[0][1] != "none", *item[0][1:]))
     for (algo, noise, completion, group), runs in order:
@@ -40,10 +42,12 @@ def main(sweeps: list[Path]) -> None:
         gains = [final - run["lines"][0]["test_partial_score"] for final, run in zip(finals, runs, strict=True)]
         trained = [line for run in runs for line in run["lines"][1:]]
         late = [line["reward_clean_mean"] for run in runs for line in run["lines"][-5:]]
-        print(f"| {algo} | {noise} | {completion} | {group} | {len(runs)} | {', '.join(f'{x:.3f}' for x in finals)} "
-              f"| {statistics.mean(finals):.3f} | {statistics.mean(gains):+.3f} | {statistics.mean(late):.3f} "
-              f"| {statistics.mean(line['model_evals'] for line in trained):,.0f} "
-              f"| {statistics.mean(line['reward_calls'] for line in trained):,.0f} |")
+        print(
+            f"| {algo} | {noise} | {completion} | {group} | {len(runs)} | {', '.join(f'{x:.3f}' for x in finals)} "
+            f"| {statistics.mean(finals):.3f} | {statistics.mean(gains):+.3f} | {statistics.mean(late):.3f} "
+            f"| {statistics.mean(line['model_evals'] for line in trained):,.0f} "
+            f"| {statistics.mean(line['reward_calls'] for line in trained):,.0f} |"
+        )
 
 
 if __name__ == "__main__":
