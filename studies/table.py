@@ -2,8 +2,9 @@
 
 Usage: ``python3 studies/table.py SWEEP_DIR [SWEEP_DIR ...]``. One row per (algorithm, reward noise, completion,
 group size) over seeds: the final test partial score per seed and its mean, the mean gain over the base model, the
-clean training reward of the last five iterations, and the model evaluations and reward calls per iteration
-(means over all iterations and seeds). Only finished runs count (the last metrics line at the configured iteration).
+clean training reward of the last five iterations, the final share of test images with more objects than the
+prompt names (where the task's scorer reports it), and the model evaluations and reward calls per iteration (means
+over all iterations and seeds). Only finished runs count (the last metrics line at the configured iteration).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def main(sweeps: list[Path]) -> None:
     """Print the markdown table of :func:`rows`."""
     print(
         "| scheme | reward noise | completion | group | seeds | final test partial, per seed | mean | gain "
-        "| clean train reward, last 5 iterations | model evals / iteration | reward calls / iteration |"
+        "| clean train reward, last 5 iterations | extra objects, final | model evals / iteration "
+        "| reward calls / iteration |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     order = sorted(rows(sweeps).items(), key=lambda item: (item[0][0], item[0][1] != "none", *item[0][1:]))
     for (algo, noise, completion, group), runs in order:
         runs.sort(key=lambda run: run["seed"])
@@ -42,10 +44,12 @@ def main(sweeps: list[Path]) -> None:
         gains = [final - run["lines"][0]["test_partial_score"] for final, run in zip(finals, runs, strict=True)]
         trained = [line for run in runs for line in run["lines"][1:]]
         late = [line["reward_clean_mean"] for run in runs for line in run["lines"][-5:]]
+        extra = [run["lines"][-1].get("test_extra_object_rate") for run in runs]
+        extra_text = "n/a" if None in extra else f"{statistics.mean(extra):.3f}"
         print(
             f"| {algo} | {noise} | {completion} | {group} | {len(runs)} | {', '.join(f'{x:.3f}' for x in finals)} "
             f"| {statistics.mean(finals):.3f} | {statistics.mean(gains):+.3f} | {statistics.mean(late):.3f} "
-            f"| {statistics.mean(line['model_evals'] for line in trained):,.0f} "
+            f"| {extra_text} | {statistics.mean(line['model_evals'] for line in trained):,.0f} "
             f"| {statistics.mean(line['reward_calls'] for line in trained):,.0f} |"
         )
 
