@@ -11,3 +11,5 @@ export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 common=(--env geneval --seeds 0,1,2 --iterations 20 --eval-every 5 --jobs "${JOBS:-2}")
 creditzoo sweep --algo dense_value --algo tempflow --algo g2rpo "${common[@]}" --out runs
 creditzoo sweep --algo branch_grpo --group-size 16 --prompts-per-iteration 4 "${common[@]}" --out runs-tree
+# A control for branch_grpo's batch shape: flow_grpo on the same 4 prompts x 16 samples per iteration.
+creditzoo sweep --algo flow_grpo --group-size 16 --prompts-per-iteration 4 "${common[@]}" --out runs-control
