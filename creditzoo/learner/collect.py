@@ -89,6 +89,11 @@ class EpisodeOptions:
     granularities: tuple[int, ...] | None = None
     shard: Shard | None = None
 
+    def sampler_options(self) -> dict:
+        """The keywords every branched sampler takes: seed, sde_kind, noise_level, window_start and shard."""
+        names = ("seed", "sde_kind", "noise_level", "window_start", "shard")
+        return {name: getattr(self, name) for name in names}
+
     def check_shape(self, shape: str) -> None:
         """Raise ValueError when an option belongs to another rollout shape than ``shape``."""
         if shape != "tree" and self.split_steps is not None:
@@ -205,15 +210,7 @@ def collect_anchor(
     """
     options.check_shape("anchor")
     episode = sample_anchor_branches(
-        env,
-        prompts,
-        group_ids,
-        seed=options.seed,
-        sde_kind=options.sde_kind,
-        noise_level=options.noise_level,
-        window_start=options.window_start,
-        granularities=options.granularities,
-        shard=options.shard,
+        env, prompts, group_ids, granularities=options.granularities, **options.sampler_options()
     )
     return _from_episode(episode, prompts)
 
@@ -238,17 +235,7 @@ def collect_tree(
     """
     options.check_shape("tree")
     assert options.split_steps is not None  # checked above; for the type checker
-    episode = sample_tree(
-        env,
-        prompts,
-        group_ids,
-        split_steps=options.split_steps,
-        seed=options.seed,
-        sde_kind=options.sde_kind,
-        noise_level=options.noise_level,
-        window_start=options.window_start,
-        shard=options.shard,
-    )
+    episode = sample_tree(env, prompts, group_ids, split_steps=options.split_steps, **options.sampler_options())
     return _from_episode(episode, prompts)
 
 
