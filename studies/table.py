@@ -1,10 +1,11 @@
 """A study's table from what its runs recorded (metrics.jsonl, config.json); samples nothing.
 
 Usage: ``python3 studies/table.py SWEEP_DIR [SWEEP_DIR ...]``. One row per (algorithm, reward noise, completion,
-group size) over seeds: the final test partial score per seed and its mean, the mean gain over the base model, the
-clean training reward of the last five iterations, the final share of test images with more objects than the
-prompt names (where the task's scorer reports it), and the model evaluations and reward calls per iteration (means
-over all iterations and seeds). Only finished runs count (the last metrics line at the configured iteration).
+group size, advantage std mode) over seeds: the final test partial score per seed and its mean, the mean gain over
+the base model, the clean training reward of the last five iterations, the final share of test images with more
+objects than the prompt names (where the task's scorer reports it), and the model evaluations and reward calls per
+iteration (means over all iterations and seeds). Only finished runs count (the last metrics line at the configured
+iteration).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ def rows(sweeps: list[Path]) -> dict[tuple, list[dict]]:
             lines = [json.loads(line) for line in open(run / "metrics.jsonl")]
             if lines[-1].get("iteration") != config["iterations"]:
                 continue
-            key = (config["algo"], config["reward_noise"] or "none", config["completion"], config["group_size"])
+            key = (
+                config["algo"],
+                config["reward_noise"] or "none",
+                config["completion"],
+                config["group_size"],
+                config["std_mode"],
+            )
             groups.setdefault(key, []).append({"seed": config["seed"], "lines": lines})
     return groups
 
@@ -32,13 +39,13 @@ def rows(sweeps: list[Path]) -> dict[tuple, list[dict]]:
 def main(sweeps: list[Path]) -> None:
     """Print the markdown table of :func:`rows`."""
     print(
-        "| scheme | reward noise | completion | group | seeds | final test partial, per seed | mean | gain "
+        "| scheme | reward noise | completion | group | std | seeds | final test partial, per seed | mean | gain "
         "| clean train reward, last 5 iterations | extra objects, final | model evals / iteration "
         "| reward calls / iteration |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     order = sorted(rows(sweeps).items(), key=lambda item: (item[0][0], item[0][1] != "none", *item[0][1:]))
-    for (algo, noise, completion, group), runs in order:
+    for (algo, noise, completion, group, std), runs in order:
         runs.sort(key=lambda run: run["seed"])
         finals = [run["lines"][-1]["test_partial_score"] for run in runs]
         gains = [final - run["lines"][0]["test_partial_score"] for final, run in zip(finals, runs, strict=True)]
@@ -47,7 +54,8 @@ def main(sweeps: list[Path]) -> None:
         extra = [run["lines"][-1].get("test_extra_object_rate") for run in runs]
         extra_text = "n/a" if None in extra else f"{statistics.mean(extra):.3f}"
         print(
-            f"| {algo} | {noise} | {completion} | {group} | {len(runs)} | {', '.join(f'{x:.3f}' for x in finals)} "
+            f"| {algo} | {noise} | {completion} | {group} | {std} | {len(runs)} "
+            f"| {', '.join(f'{x:.3f}' for x in finals)} "
             f"| {statistics.mean(finals):.3f} | {statistics.mean(gains):+.3f} | {statistics.mean(late):.3f} "
             f"| {extra_text} | {statistics.mean(line['model_evals'] for line in trained):,.0f} "
             f"| {statistics.mean(line['reward_calls'] for line in trained):,.0f} |"

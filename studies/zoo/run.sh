@@ -13,3 +13,7 @@ creditzoo sweep --algo dense_value --algo tempflow --algo g2rpo "${common[@]}" -
 creditzoo sweep --algo branch_grpo --group-size 16 --prompts-per-iteration 4 "${common[@]}" --out runs-tree
 # A control for branch_grpo's batch shape: flow_grpo on the same 4 prompts x 16 samples per iteration.
 creditzoo sweep --algo flow_grpo --group-size 16 --prompts-per-iteration 4 "${common[@]}" --out runs-control
+# A probe of branch_grpo's failure: advantages without the per-depth standard deviation (with 2 nodes at a depth,
+# standardising makes every advantage exactly +-1).
+creditzoo sweep --algo branch_grpo --group-size 16 --prompts-per-iteration 4 --std-mode none "${common[@]}" \
+    --out runs-tree-stdnone
