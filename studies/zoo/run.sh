@@ -17,3 +17,7 @@ creditzoo sweep --algo flow_grpo --group-size 16 --prompts-per-iteration 4 "${co
 # standardising makes every advantage exactly +-1).
 creditzoo sweep --algo branch_grpo --group-size 16 --prompts-per-iteration 4 --std-mode none "${common[@]}" \
     --out runs-tree-stdnone
+# The same probe with the batch-wide std at each step (Flow-GRPO's default): advantages keep the scale of the leaf
+# rewards' spread, and two nearly equal subtree means no longer give +-1.
+creditzoo sweep --algo branch_grpo --group-size 16 --prompts-per-iteration 4 --std-mode global "${common[@]}" \
+    --out runs-tree-stdglobal
