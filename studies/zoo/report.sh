@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
-creditzoo analyze compare runs runs-tree runs-tree-stdnone runs-tree-stdglobal runs-control ../credit/runs --baseline 'flow_grpo group_size=8 prompts_per_iteration=8' \
+creditzoo analyze compare runs runs-tree runs-tree-stdnone runs-tree-stdglobal runs-control ../credit/runs --baseline 'flow_grpo group_size=8 prompts_per_iteration=8 std_mode=group' \
     --out analysis/compare
 python3 ../table.py runs runs-tree runs-tree-stdnone runs-tree-stdglobal runs-control ../credit/runs > analysis/table.md
 cat analysis/table.md
