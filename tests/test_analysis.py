@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from import_probe import loaded_by
 from synthetic_runs import write_run, write_sweep
 from typer.testing import CliRunner
 
@@ -322,17 +323,11 @@ def test_noise_spec_that_does_not_parse(tmp_path) -> None:
 
 
 def test_cli_and_analysis_import_no_plotting() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, creditzoo.cli, creditzoo.analysis, creditzoo.analysis.compare, creditzoo.analysis.robustness,"
-        " creditzoo.analysis.turning_points, creditzoo.analysis.runs;"
-        "print(','.join(m for m in ('seaborn', 'matplotlib') if m in sys.modules))"
+    imports = (
+        "creditzoo.cli, creditzoo.analysis, creditzoo.analysis.compare, creditzoo.analysis.robustness,"
+        " creditzoo.analysis.turning_points, creditzoo.analysis.runs"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    assert loaded_by(imports, ("seaborn", "matplotlib"), timeout=300) == []
 
 
 def test_per_prompt_bias_changes_no_credit(tmp_path) -> None:

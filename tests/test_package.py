@@ -1,23 +1,15 @@
 """Package-level rules: light imports, the registries, GPU precision (skipped without CUDA)."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
+from import_probe import loaded_by
 
 from creditzoo.sampling import sde_step
 
 
 def test_algorithms_import_nothing_heavy() -> None:
-    code = (
-        "import sys, creditzoo.algorithms, creditzoo.rollout, creditzoo.sampling;"
-        "heavy = [m for m in ('diffusers', 'transformers', 'seaborn', 'peft', 'scipy') if m in sys.modules];"
-        "print(','.join(heavy))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    heavy = ("diffusers", "transformers", "seaborn", "peft", "scipy")
+    assert loaded_by("creditzoo.algorithms, creditzoo.rollout, creditzoo.sampling", heavy, timeout=120) == []
 
 
 @pytest.mark.gpu
