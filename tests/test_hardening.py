@@ -185,7 +185,7 @@ def test_make_vec_builds_the_registered_task_with_its_training_reward() -> None:
 
     register_envs()
     try:
-        env = gymnasium.make_vec("creditzoo/TinyTest-v0", num_envs=3)
+        env = gymnasium.make_vec("creditzoo/TinyTest-v0", num_envs=3, arrays="torch")
         assert isinstance(env, DenoisingEnv) and isinstance(env.model, TinyFlowModel) and env.num_envs == 3
         task = get_task("tiny")
         trained_with = build_reward(task, TrainConfig(env="tiny", prompts_per_iteration=2)).reward_fn
@@ -194,8 +194,8 @@ def test_make_vec_builds_the_registered_task_with_its_training_reward() -> None:
         assert obs["latent"].shape == (3, 3, 8, 8)
     finally:
         gymnasium.registry.pop("creditzoo/TinyTest-v0", None)
-    geneval = gymnasium.make_vec("creditzoo/GenEval-v0", num_envs=1)
-    assert geneval.reward is build_reward(get_task("geneval"), TrainConfig()).reward_fn
+    geneval = gymnasium.make_vec("creditzoo/GenEval-v0", num_envs=1)  # numpy-facing: the reward is underneath
+    assert geneval.unwrapped.reward is build_reward(get_task("geneval"), TrainConfig()).reward_fn
 
 
 # -------------------------------------------------------------------------------------------- bad input

@@ -318,6 +318,9 @@ class DenoisingEnv(VectorEnv):
     def step(self, action: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Move every trajectory to the latent ``action`` [B, *S].
 
+        A tensor is taken as it is (moved to the model's device); anything else (a numpy array, e.g. from
+        ``action_space.sample()``) is converted to float32 first.
+
         Returns:
             (observation, reward [B], terminated [B], truncated [B], info); at the last step the terminal
             rewards, completion rewards, images and counters are in ``info``.
@@ -325,6 +328,8 @@ class DenoisingEnv(VectorEnv):
         j = self.step_index
         if j >= self.config.num_steps:
             raise RuntimeError("the episode has ended; call reset()")
+        if not isinstance(action, torch.Tensor):
+            action = torch.as_tensor(np.asarray(action, dtype=np.float32))
         expected = (self.num_envs, *self.model.sample_shape)
         if tuple(action.shape) != expected:
             raise ValueError(f"action must be the next latent of shape {list(expected)}, got {list(action.shape)}")
