@@ -249,8 +249,15 @@ def test_bad_algorithm_options_from_a_config_file(tmp_path, toml: str, message: 
 def test_algos_lists_shape_cost_and_paper() -> None:
     result = runner.invoke(app, ["algos"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    by_name = {line.split()[0]: (line, lines[i + 1]) for i, line in enumerate(lines) if not line.startswith(" ")}
+    blocks: dict[str, list[str]] = {}  # a name line, then its indented description and (wrapped) cost
+    for line in result.output.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = [line, ""]
+        else:
+            block = blocks[list(blocks)[-1]]
+            if line.strip().startswith("cost:") or block[1]:
+                block[1] += " " + line.strip()
+    by_name = {name: (head, cost.strip()) for name, (head, cost) in blocks.items()}
     assert set(by_name) >= {"flow_grpo", "tp_grpo", "dense_value", "tempflow", "g2rpo", "branch_grpo"}
     assert "chain" in by_name["flow_grpo"][0] and "arXiv 2505.05470" in by_name["flow_grpo"][0]
     assert by_name["flow_grpo"][1].split("cost:")[1].strip() == "0"

@@ -48,8 +48,8 @@ def _emit(result: dict, path: Path, as_json: bool) -> bool:
 
 def _console() -> Console:
     """Standard output; wide when it is not a terminal (pipes, logs), so that tables keep their columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    console = Console(markup=False, emoji=False)  # run names and paths are printed literally
+    return console if console.is_terminal else Console(width=200, markup=False, emoji=False)
 
 
 def _pct(value: float | None) -> str:

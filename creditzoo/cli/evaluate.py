@@ -182,6 +182,6 @@ def eval_command(
         *((f"{result.extra_object_rate:.3f}",) if extra else ()),
         style="bold",
     )
-    console = Console()
+    console = Console(markup=False, emoji=False)  # prompts and paths are printed literally
     console.print(table)
     console.print(f"sample grid: {grid}")
