@@ -102,7 +102,7 @@ def sign(x: float) -> int:
 
 
 def reference_step_rewards(name: str, R: list[list[float]], *, balance: bool = True, balance_key: str = "r_agg"):
-    """Loop-based ALGORITHMS.md section 3, one trajectory and one step at a time."""
+    """Loop-based docs/math.md section 3, one trajectory and one step at a time."""
     B, K = len(R), len(R[0]) - 1
     if name == "flow_grpo":
         return [[R[b][K]] * K for b in range(B)], [[False] * K for _ in range(B)]

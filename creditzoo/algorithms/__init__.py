@@ -6,7 +6,7 @@ variants are ``functools.partial`` entries. :func:`get_algorithm` binds and chec
 
 Each function declares, as attributes, what it needs and where it comes from: ``needs_completions``,
 ``rollout_shape`` ("chain", "anchor" or "tree", see :class:`creditzoo.rollout.Rollout`), ``paper`` and
-``completion_cost`` (its extra model calls in T steps, window start w and size K, ALGORITHMS.md sections 5, 7).
+``completion_cost`` (its extra model calls in T steps, window start w and size K, docs/math.md sections 7, 9).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Algorithm:
 
     @property
     def completion_cost(self) -> str:
-        """Its extra model calls for T steps, window start w and size K (ALGORITHMS.md sections 5, 7)."""
+        """Its extra model calls for T steps, window start w and size K (docs/math.md sections 7, 9)."""
         return str(getattr(_base_function(self.fn), "completion_cost", "?"))
 
     @property

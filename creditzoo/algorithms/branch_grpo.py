@@ -1,7 +1,7 @@
 """BranchGRPO: a binary tree of SDE paths per prompt, node values fused from leaves, depth-wise advantages.
 
 Li et al. 2025, "BranchGRPO: Stable and Efficient GRPO with Structured Branching in Diffusion Models"
-(arXiv 2509.06040), as specified in ALGORITHMS.md section 7.4. Every node takes an SDE step at every window
+(arXiv 2509.06040), as specified in docs/math.md section 9.4. Every node takes an SDE step at every window
 step; at the split steps S each node has two children. A node's value fuses the rewards of its descendant
 leaves (``fusion="mean"``, or ``fusion="path"``: weights proportional to exp(beta * the path log-probability
 from the node to the leaf)); its advantage is the section-4 normalisation over the nodes of its tree at its

@@ -2,7 +2,7 @@
 
 Deng et al. 2026, "DenseGRPO" (arXiv 2601.20218): the value of the state after step k, estimated by completing
 it with the ODE and scoring the image (R_{k+1}), is the step reward; advantages are the section-4 ones
-(ALGORITHMS.md section 7.2). DenseGRPO's main method, the increment d_k normalised per group and step, is
+(docs/math.md section 9.2). DenseGRPO's main method, the increment d_k normalised per group and step, is
 :mod:`creditzoo.algorithms.incremental`.
 """
 

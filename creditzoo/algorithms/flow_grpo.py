@@ -2,7 +2,7 @@
 
 Liu et al. 2025, "Flow-GRPO: Training Flow Matching Models via Online RL" (arXiv 2505.05470): every
 denoising step of a trajectory is credited with the trajectory's final reward R_K; advantages are normalised
-per group at each step (ALGORITHMS.md sections 3 and 4).
+per group at each step (docs/math.md sections 3 and 4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """G2RPO: anchor-branch children completed at several granularities, advantages summed over them.
 
 Zhou et al. 2025, "G2RPO: Granular GRPO for Precise Reward in Flow Models" (arXiv 2510.01982). Each child
-c_{k,i} of the anchor (ALGORITHMS.md section 7.3) is completed once per granularity g, by Euler steps over every
+c_{k,i} of the anchor (docs/math.md section 9.3) is completed once per granularity g, by Euler steps over every
 g-th point of the grid from index j + 1, always ending at sigma = 0, and scored: R^g_{k,i}. The advantage is
 the sum over g of the section-4 advantages of R^g (clipped afterwards by the learner, as every advantage).
 """

@@ -2,7 +2,7 @@
 
 The step-wise incremental reward d_k = R_{k+1} - R_k of TP-GRPO (Tong et al. 2026, "Alleviating Sparse
 Rewards by Modeling Step-Wise and Long-Term Sampling Effects in Flow-Based GRPO", arXiv 2602.06422,
-section 4.1), used alone, without turning points (ALGORITHMS.md section 3).
+section 4.1), used alone, without turning points (docs/math.md section 3).
 """
 
 from __future__ import annotations

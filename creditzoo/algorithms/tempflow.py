@@ -3,7 +3,7 @@
 He et al. 2025, "TempFlow-GRPO: When Timing Matters for GRPO in Flow Models" (arXiv 2508.04324). Per prompt,
 one ODE anchor o_0 .. o_T; at window step k the anchor spawns C SDE children c_{k,i}, each completed and
 scored, R_{k,i}. The step reward of row (prompt, i) at step k is R_{k,i}, normalised over the C children of
-(prompt, k) (ALGORITHMS.md sections 7.3 and 4). Its default step weighting is the noise-aware one
+(prompt, k) (docs/math.md sections 9.3 and 4). Its default step weighting is the noise-aware one
 (``step_weight="noise"``, section 7.1), applied by the learner.
 """
 

@@ -1,7 +1,7 @@
 """TP-GRPO: incremental step rewards, with turning points credited by their aggregated long-term reward.
 
 Tong et al. 2026, "Alleviating Sparse Rewards by Modeling Step-Wise and Long-Term Sampling Effects in
-Flow-Based GRPO" (arXiv 2602.06422). Implements ALGORITHMS.md section 3:
+Flow-Based GRPO" (arXiv 2602.06422). Implements docs/math.md section 3:
 
 - Definition 4.1 (``strict=False``, "w/o constraint"): with d_k = R_{k+1} - R_k, g = sign(R_K - R_0) and
   s_k = sign(d_k) * g, step k >= 1 is a turning point iff s_{k-1} < 0 and s_k > 0.

@@ -14,7 +14,7 @@ from creditzoo.cli.app import app
 def algos_command() -> None:
     """List the algorithms: name, rollout shape, completions, paper, what it credits, and completion cost.
 
-    The cost is the extra model calls for T steps, window start w and size K (ALGORITHMS.md sections 5 and 7).
+    The cost is the extra model calls for T steps, window start w and size K (docs/math.md sections 7 and 9).
     """
     for name in ALGORITHMS:
         algorithm = get_algorithm(name)
