@@ -10,6 +10,7 @@ scored, R_{k,i}. The step reward of row (prompt, i) at step k is R_{k,i}, normal
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_shape
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -33,10 +34,12 @@ def tempflow(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) ->
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
-tempflow.needs_completions = True  # type: ignore[attr-defined]
-tempflow.rollout_shape = "anchor"  # type: ignore[attr-defined]
-tempflow.paper = "arXiv 2508.04324"  # type: ignore[attr-defined]
-tempflow.completion_cost = (  # type: ignore[attr-defined]
-    "ode: K(T-w-1) - K(K-1)/2 calls, K reward calls per row (T(T-1)/2 at w=0, K=T-1); T anchor calls per prompt"
+TEMPFLOW = AlgorithmSpec(
+    fn=tempflow,
+    shape="anchor",
+    needs_completions=True,
+    paper="arXiv 2508.04324",
+    cost="ode: K(T-w-1) - K(K-1)/2 calls, K reward calls per row (T(T-1)/2 at w=0, K=T-1); T anchor calls per prompt",
+    description="TempFlow-GRPO: C SDE children of an ODE anchor per step, noise-aware step weights",
+    default_step_weight="noise",
 )
-tempflow.default_step_weight = "noise"  # type: ignore[attr-defined]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import typer
 
-from creditzoo.algorithms import ALGORITHMS, DESCRIPTIONS, _base_function, get_algorithm
+from creditzoo.algorithms import ALGORITHMS
 from creditzoo.cli.app import app
 
 
@@ -17,8 +15,7 @@ def algos_command() -> None:
     The cost is the extra model calls for T steps, window start w and size K (docs/math.md sections 7 and 9).
     """
     for name in ALGORITHMS:
-        algorithm = get_algorithm(name)
-        needs = "completions" if algorithm.needs_completions else "final-only"
-        summary = DESCRIPTIONS.get(name) or (inspect.getdoc(_base_function(algorithm.fn)) or "").split("\n")[0]
-        typer.echo(f"{name:<22} {algorithm.rollout_shape:<7} {needs:<12} {algorithm.paper:<17} {summary}")
-        typer.echo(f"{'':<22} cost: {algorithm.completion_cost}")
+        spec = ALGORITHMS[name]
+        needs = "completions" if spec.needs_completions else "final-only"
+        typer.echo(f"{name:<22} {spec.shape:<7} {needs:<12} {spec.paper:<17} {spec.description}")
+        typer.echo(f"{'':<22} cost: {spec.cost}")
