@@ -436,6 +436,10 @@ def _threshold_figure(comparison: Comparison, path: Path) -> Path:
                 continue
             low = c.ratio_low if c.ratio_low is not None else c.ratio
             high = c.ratio_high if c.ratio_high is not None else c.ratio * 4
+            if c.ratio <= 0:  # reached at iteration 0: no place on a log axis
+                ax.text(1.0, y, "  at the start", va="center", fontsize=8, color="0.4")
+                continue
+            low = max(low, c.ratio / 100)
             finite += [low, high, c.ratio]
             ax.errorbar([c.ratio], [y], xerr=[[c.ratio - low], [high - c.ratio]], fmt="o", capsize=3, color=colour)
             if c.ratio_high is None:
