@@ -331,20 +331,37 @@ def _final_figure(comparison: Comparison, path: Path) -> Path:
     return _save(figure, path)
 
 
+def _curve_rows(comparison: Comparison) -> list[tuple[str, list]]:
+    """(row title, its groups) of the learning-curve figure.
+
+    One row per stratum; without a grid and with more than three groups, one row per group beside its baseline
+    (instead of every curve in one panel).
+    """
+    groups = comparison.groups
+    if comparison.strata:
+        strata = list(dict.fromkeys(g.stratum for g in groups))
+        return [(_level_name(s), [g for g in groups if g.stratum == s]) for s in strata]
+    if len(groups) <= 3:
+        return [("", groups)]
+    by_label = {g.label: g for g in groups}
+    return [(g.name, [by_label[g.baseline], g]) for g in groups if g.contrast is not None]
+
+
 def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: tuple[str, ...]) -> Path:
-    """Small multiples: one row per stratum (one row without a grid), one column per x axis."""
+    """Small multiples: one row per stratum (or per group beside its baseline), one column per x axis."""
     groups, strata = comparison.groups, comparison.strata
-    rows = list(dict.fromkeys(g.stratum for g in groups))
+    rows = _curve_rows(comparison)
     schemes = list(dict.fromkeys(_scheme_name(g, strata) for g in groups))
     colours = _colours(schemes)
     figure, grid = plt.subplots(
-        len(rows), len(axes), figsize=(5.2 * len(axes), 3.4 * len(rows)), squeeze=False, sharey=True
+        len(rows), len(axes), figsize=(5.2 * len(axes), 3.0 * len(rows) + 0.6), squeeze=False, sharey=True
     )
     base = comparison.base_score.get(comparison.metric) if attribute == "test_curve" else None
-    for r, stratum in enumerate(rows):
+    ylabel = METRIC_NAMES[comparison.metric] if attribute == "test_curve" else "clean train reward"
+    for r, (title, members) in enumerate(rows):
         for c, axis in enumerate(axes):
             ax = grid[r, c]
-            for g in (g for g in groups if g.stratum == stratum):
+            for g in members:
                 curve = getattr(g, attribute)
                 colour = colours[_scheme_name(g, strata)]
                 x = np.array(getattr(curve, axis), dtype=float)
@@ -356,16 +373,17 @@ def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: t
                 ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
             ax.set(xlabel=AXIS_NAMES[axis] if r == len(rows) - 1 else "")
             if c == 0:
-                ylabel = METRIC_NAMES[comparison.metric] if attribute == "test_curve" else "clean train reward"
-                ax.set_ylabel(f"{_level_name(stratum)}\n{ylabel}" if strata else ylabel)
+                ax.set_ylabel(f"{title}\n{ylabel}" if title else ylabel)
             if axis == "model_evals":
                 ax.xaxis.set_major_formatter(EngFormatter())
     if strata:
         grid[0, 0].set_title("rows: " + ", ".join(KEY_NAMES.get(k, k) for k in strata), loc="left", fontsize=9)
-    handles, labels = grid[0, 0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
-    figure.tight_layout(rect=(0, 0.04 + 0.035 * ((len(unique) + 4) // 5) / max(len(rows), 1) * 2, 1, 1))
+    unique: dict = {}
+    for ax in grid[:, 0]:
+        handles, labels = ax.get_legend_handles_labels()
+        unique.update(zip(labels, handles, strict=True))
+    figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), frameon=False)
+    figure.tight_layout(rect=(0, 0.045 * ((len(unique) + 3) // 4) * 3 / (len(rows) + 2), 1, 1))
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
     return path
