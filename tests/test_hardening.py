@@ -59,7 +59,7 @@ def test_lockstep_completions_equal_a_plain_euler_loop(device: str, guidance: fl
         obs, reward, _, _, info = env.step(step.prev_sample)
         states.append(obs["latent"])
     assert states[0].device.type == device and info["completion_rewards"].shape == (4, T)
-    # z_0 is the trajectory's own initial noise, drawn on the CPU from the seed (ALGORITHMS.md section 2)
+    # z_0 is the trajectory's own initial noise, drawn on the CPU from the seed (docs/math.md section 2)
     own_noise = torch.randn((4, *model.sample_shape), generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(states[0].cpu(), own_noise, rtol=0, atol=0)
     sigmas = diffusers_sigmas(T, shift)

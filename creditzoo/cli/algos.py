@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 import typer
 
-from creditzoo.algorithms import ALGORITHMS, DESCRIPTIONS, _base_function, get_algorithm
+from creditzoo.algorithms import ALGORITHMS
 from creditzoo.cli.app import app
 from creditzoo.cli.terminal import echo_wrapped, text_width
 
@@ -17,18 +15,16 @@ def algos_command(
 ) -> None:
     """List the algorithms: name, rollout shape, completions, paper, what it credits, and completion cost.
 
-    The cost is the extra model calls for T steps, window start w and size K (ALGORITHMS.md sections 5 and 7).
+    The cost is the extra model calls for T steps, window start w and size K (docs/math.md sections 7 and 9).
     """
     width, column = text_width(), max(len(name) for name in ALGORITHMS)
-    for name in ALGORITHMS:
-        algorithm = get_algorithm(name)
-        needs = "completions" if algorithm.needs_completions else "final-only"
-        summary = DESCRIPTIONS.get(name) or (inspect.getdoc(_base_function(algorithm.fn)) or "").split("\n")[0]
-        head = f"{name:<{column}}  {algorithm.rollout_shape:<7} {needs:<12} {algorithm.paper}"
+    for name, spec in ALGORITHMS.items():
+        needs = "completions" if spec.needs_completions else "final-only"
+        head = f"{name:<{column}}  {spec.shape:<7} {needs:<12} {spec.paper}"
         if wide:
-            typer.echo(f"{head:<{column + 40}} {summary}")
-            typer.echo(f"{'':<{column}}  cost: {algorithm.completion_cost}")
+            typer.echo(f"{head:<{column + 40}} {spec.description}")
+            typer.echo(f"{'':<{column}}  cost: {spec.cost}")
             continue
         typer.echo(head)
-        echo_wrapped(summary, width)
-        echo_wrapped(f"cost: {algorithm.completion_cost}", width, hang="      ")
+        echo_wrapped(spec.description, width)
+        echo_wrapped(f"cost: {spec.cost}", width, hang="      ")

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import ALGORITHMS, check_split_steps
+from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_split_steps
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.models import DTYPES
 from creditzoo.sampling import (
@@ -134,10 +134,8 @@ class TrainConfig:
         if self.step_weight is not None:
             parse_step_weight(self.step_weight)
         sde_window(self.num_steps, self.resolved_window_size, self.window_start)
-        algorithm = ALGORITHMS.get(self.algo)
-        while hasattr(algorithm, "func"):
-            algorithm = algorithm.func
-        if getattr(algorithm, "rollout_shape", "chain") == "tree":
+        spec = ALGORITHMS.get(self.algo)  # an external "module:RECORD" is checked with its options below
+        if spec is not None and spec.shape == "tree":
             check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
@@ -237,10 +235,7 @@ class TrainConfig:
         """The step weighting: ``step_weight`` if set, else the algorithm's default ("noise" for tempflow)."""
         if self.step_weight is not None:
             return self.step_weight
-        algorithm = ALGORITHMS.get(self.algo)
-        while hasattr(algorithm, "func"):
-            algorithm = algorithm.func
-        return str(getattr(algorithm, "default_step_weight", "none"))
+        return algorithm_spec(self.algo).default_step_weight
 
     @property
     def resolved_noise_level(self) -> float:
