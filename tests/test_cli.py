@@ -194,7 +194,7 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     assert json.loads(turning.output)["recorded_matches_replay"] is True  # the run's own credit, replayed
     compared = runner.invoke(app, ["analyze", "compare", str(run), "--baseline", "tp_grpo_strict", "--json"])
     assert compared.exit_code == 0, compared.output
-    assert json.loads(compared.output)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
+    assert json.loads(compared.stdout)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
     replayed = recompute(records, "tp_grpo_strict")
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
