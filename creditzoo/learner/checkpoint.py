@@ -119,6 +119,7 @@ def write_record(
     save_file(
         record, str(temporary), metadata={"prompts": json.dumps(prompts), "iteration": str(iteration), "shape": shape}
     )
+    temporary.chmod(0o666 & ~current_umask())  # safetensors creates its files 0o600
     os.replace(temporary, path)
 
 
@@ -140,6 +141,9 @@ def save_checkpoint(run_dir: Path, iteration: int, policy: torch.nn.Module, trai
 
         export(staging, get_peft_model_state_dict(policy), policy.peft_config["default"])
     torch.save(trainer_state, staging / "trainer_state.pt")
+    for path in staging.rglob("*"):  # safetensors writes 0o600 whatever the umask; make them like any other file
+        if path.is_file():
+            path.chmod(0o666 & ~current_umask())
     final = root / name
     if final.exists():
         shutil.rmtree(final)

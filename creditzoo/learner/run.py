@@ -300,7 +300,7 @@ def restore_newest_checkpoint(
     """Load the newest checkpoint of ``run_dir`` whose files load into ``learner``; return its iteration.
 
     A checkpoint with a missing, truncated or corrupt adapter or trainer state is skipped with one line to
-    ``report`` naming the file, and the one before it is tried; so is one after iteration ``upto`` (the last
+    ``report`` naming the file and the checkpoint used instead; so is one after iteration ``upto`` (the last
     metrics line kept). A ``checkpoints/latest`` that is missing or names another checkpoint is reported too:
     checkpoints are found by scanning ``checkpoints/iter_*``. Without any checkpoint directory the run starts at 0.
 
@@ -315,7 +315,6 @@ def restore_newest_checkpoint(
         iteration = int(path.name.removeprefix("iter_"))
         if upto is not None and iteration > upto:
             problems.append(f"{path.name} is newer than the last intact line of metrics.jsonl (iteration {upto})")
-            report(f"{problems[-1]}; skipping it")
             continue
         try:
             adapter = load_adapter_file(path / "adapter_model.safetensors")
@@ -324,10 +323,11 @@ def restore_newest_checkpoint(
                 raise CheckpointError(f"{path / 'trainer_state.pt'} holds iteration {state['iteration']}")
         except CheckpointError as error:
             problems.append(str(error))
-            report(f"{error}; skipping checkpoint {path.name}")
             continue
         learner.load_adapter_state(adapter)
         learner.optimizer.load_state_dict(state["optimizer"])
+        for problem in problems:
+            report(f"{problem}; resuming from {path.name} instead")
         if not problems and named != path.name:
             said = f"names {named!r}" if named is not None else "is missing"
             report(f"{pointer} {said}; resuming from {path.name}, the newest complete checkpoint")

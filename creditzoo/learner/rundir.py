@@ -19,7 +19,6 @@ import contextlib
 import ctypes
 import datetime
 import json
-import logging
 import os
 import shutil
 import signal
@@ -36,17 +35,16 @@ except ImportError:  # pragma: no cover - not on Windows; the pid check alone gu
 LOCK_NAME = ".lock"
 """The lock file's name inside a run directory."""
 
-_LOG = logging.getLogger("creditzoo")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def warn(message: str) -> None:
-    """Report a repaired or skipped piece of a run directory: one line on stderr (``warning: ...``).
+    """Report a repaired or skipped piece of a run directory: one line ``warning: ...`` on stderr.
 
-    Sent through the ``creditzoo`` logger, so an application that configures logging decides where it goes;
-    without configuration Python's last-resort handler prints the bare line.
+    Printed, not logged: it must reach the person at the terminal (and a sweep worker's log) whatever logging
+    configuration the libraries around it install.
     """
-    _LOG.warning("warning: %s", message)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class RunLockedError(ValueError):
