@@ -404,12 +404,12 @@ def test_sweep_workers_are_started_to_die_with_the_sweep(tmp_path: Path, monkeyp
     assert f"--parent={os.getpid()}" in command and kwargs["start_new_session"] is True
 
 
-def _prepared_sweep(out: Path) -> list[str]:
+def _prepared_sweep(out: Path, iterations: int = 1, seeds: tuple[int, ...] = (0,)) -> list[str]:
     from creditzoo.learner.config import TrainConfig
     from creditzoo.learner.sweep import expand, prepare
 
-    fields = dict(env="tiny", iterations=1, prompts_per_iteration=2, group_size=2, num_steps=3, lora_rank=2)
-    runs = expand(["tp_grpo_strict"], [0], {}, lambda v: TrainConfig(**{**fields, "eval_every": 0, **v}))
+    fields = dict(env="tiny", iterations=iterations, prompts_per_iteration=2, group_size=2, num_steps=3, lora_rank=2)
+    runs = expand(["tp_grpo_strict"], list(seeds), {}, lambda v: TrainConfig(**{**fields, "eval_every": 0, **v}))
     prepare(out, runs, {})
     return [run.name for run in runs]
 
@@ -445,3 +445,48 @@ def test_a_run_finished_on_disk_stays_finished_whatever_its_worker_returned(pris
     book = _StatusBook(out, None)
     book.finish("done", ok=False)  # e.g. a rerun's worker refused, while an old one finished it
     assert read_manifest(out).run("done").status == "finished"
+
+
+SWEEP_PARENT = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import tiny_task_plugin
+from creditzoo.learner.sweep import LaunchOptions, execute, read_manifest
+out = sys.argv[1]
+execute(out, [run.name for run in read_manifest(out).runs], LaunchOptions(jobs=2, imports=("tiny_task_plugin",)))
+"""
+
+
+@pytest.mark.slow  # six worker processes import torch: about a minute on a busy 2-core machine
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_kill_9_of_a_sweep_stops_its_workers_and_a_rerun_ends_as_an_uninterrupted_sweep(tmp_path: Path) -> None:
+    from creditzoo.learner.sweep import read_manifest, run_status
+
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    cut, whole = tmp_path / "cut", tmp_path / "whole"
+    names = _prepared_sweep(cut, iterations=8, seeds=(0, 1))
+    _prepared_sweep(whole, iterations=8, seeds=(0,))
+    parent = subprocess.Popen([sys.executable, "-c", SWEEP_PARENT, str(cut), tests], env=env)
+    try:
+        locks = [cut / name / LOCK for name in names]
+        deadline = time.monotonic() + 300
+        while not (all(lock.exists() for lock in locks) and (cut / names[0] / "checkpoints" / "iter_000001").exists()):
+            assert time.monotonic() < deadline and parent.poll() is None, "the workers did not start"
+            time.sleep(0.02)
+        workers = [json.loads(lock.read_text())["pid"] for lock in locks]
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    finally:
+        parent.kill()
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(pid) for pid in workers)  # no orphan trains on
+    config = read_manifest(cut).run(names[0]).config
+    assert run_status(cut / names[0], config) == "pending"  # killed mid-run, not after it
+    for out in (cut, whole):  # the rerun resumes the cut sweep; the whole one runs uninterrupted
+        subprocess.run([sys.executable, "-c", SWEEP_PARENT, str(out), tests], env=env, check=True, timeout=600)
+    assert [run.status for run in read_manifest(cut).runs] == ["finished", "finished"]
+    # both sides ran in sweep workers with the same thread count (cpu_count // 2), so the floats repeat exactly
+    assert comparable(read_metrics(cut / names[0])) == comparable(read_metrics(whole / names[0]))
