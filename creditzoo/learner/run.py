@@ -8,6 +8,9 @@ Under ``accelerate launch`` / ``torchrun`` (N processes, :mod:`creditzoo.learner
 trains, but only the main process prepares the run directory, evaluates and writes the metrics, records,
 evaluation grids and checkpoints; the others wait for it and receive its outcome (an error included), and every
 process resumes from the same checkpoint.
+
+One process writes a run directory at a time: the main process holds ``RUN_DIR/.lock`` for the whole run
+(:mod:`creditzoo.learner.rundir`), and a resume falls back past damaged checkpoints to the newest one that loads.
 """
 
 from __future__ import annotations
@@ -158,12 +161,17 @@ def train(
     Args:
         config: the run's configuration (for a resume: the stored one, ``iterations`` may grow).
         run_dir: the run directory.
-        resume: continue from the last checkpoint in ``run_dir``.
+        resume: continue from the newest checkpoint of ``run_dir`` that loads (damaged ones are skipped with a
+            warning, see :func:`restore_newest_checkpoint`).
         overwrite: replace an existing ``run_dir`` (ignored with ``resume``).
         progress: called after every iteration with (iteration, total, metrics line).
 
     Returns:
         :class:`RunSummary`.
+
+    Raises:
+        RunLockedError: another live process writes ``run_dir`` (``RUN_DIR/.lock``); nothing was changed.
+        RunDirectoryError: ``run_dir`` cannot be used as asked (exists, unwritable, damaged beyond resuming).
     """
     run_dir = Path(run_dir)
     task = load_task(config)
@@ -314,7 +322,8 @@ def restore_newest_checkpoint(
     for path in found:
         iteration = int(path.name.removeprefix("iter_"))
         if upto is not None and iteration > upto:
-            problems.append(f"{path.name} is newer than the last intact line of metrics.jsonl (iteration {upto})")
+            last = f"iteration {upto}" if upto >= 0 else "none, not even iteration 0"
+            problems.append(f"{path.name} is newer than the last intact line of metrics.jsonl ({last})")
             continue
         try:
             adapter = load_adapter_file(path / "adapter_model.safetensors")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import datetime
 import json
 import os
@@ -146,7 +147,7 @@ def lock_run_dir(run_dir: str | Path) -> RunLock:
                 raise RunLockedError(_locked_message(run_dir, holder))
             warn(f"{path} was left by {holder.describe()}, which is gone; taking the run directory over")
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (json.dumps(me.__dict__) + "\n").encode(), 0)
+        os.pwrite(descriptor, (json.dumps(dataclasses.asdict(me)) + "\n").encode(), 0)
         os.fsync(descriptor)
     except BaseException:
         if created_dir:
