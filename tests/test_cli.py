@@ -151,7 +151,7 @@ def test_resume_refuses_changed_options(tmp_path) -> None:
     result = invoke("--resume", str(tmp_path / "run"), "--seed", "4")
     assert result.exit_code == 2 and "only --iterations may change" in result.output
     result = invoke("--resume", str(tmp_path / "nothing"))
-    assert result.exit_code == 2 and "nothing to resume" in result.output
+    assert result.exit_code == 2 and "nothing' does not exist" in result.output
 
 
 def test_non_finite_reward_stops_the_run_naming_prompt_and_iteration(tmp_path, monkeypatch) -> None:
