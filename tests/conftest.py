@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# transformers binds its log handler to the stderr of whichever test imports it first (a CliRunner call's capture,
+# gone afterwards); its import-time notices then print "--- Logging error ---" into a later test's output, so
+# which test fails depended on the order. Its warnings are not what these tests check.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
