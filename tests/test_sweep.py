@@ -250,7 +250,16 @@ def test_jobs_run_in_parallel_subprocesses(tmp_path, monkeypatch) -> None:
     assert [s for _, s in seen[:2]] == ["running", "running"]  # both started before either ended
     for name in names:
         assert (out / name / "checkpoints" / "iter_000002" / "trainer_state.pt").exists()
-    here = run_module.train(TrainConfig(**{**TINY_FIELDS, "seed": 1}), tmp_path / "here")
+    import torch
+
+    # the workers trained with cpu_count // jobs threads each; float results depend on the thread count, so the
+    # run trained here for comparison uses the same count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        here = run_module.train(TrainConfig(**{**TINY_FIELDS, "seed": 1}), tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
     assert comparable(read_metrics(out / names[1])) == comparable(here.metrics)
 
 
