@@ -44,7 +44,7 @@ def test_a_run_trains_and_evaluates_on_the_given_files(tmp_path):
             prompts = set(json.loads(record.metadata()["prompts"]))
         assert prompts == {"an orange moon", "a purple star"}  # both groups, from the train file only
     final = json.loads((run / "eval" / "final.json").read_text())
-    assert set(final["per_category"]) == {"colors", "counting"}  # the JSONL tags are the categories
+    assert set(final["summary"]["per_category"]) == {"colors", "counting"}  # the JSONL tags are the categories
     assert len(read_metrics(run)) == 3
 
 

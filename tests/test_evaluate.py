@@ -8,7 +8,15 @@ import torch
 from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
-from creditzoo.learner.evaluate import EvalConfig, evaluate, sample_ode, save_grid, seeded_noise
+from creditzoo.learner.evaluate import (
+    EvalConfig,
+    NoiseTable,
+    evaluate,
+    evaluation_samples,
+    record_json,
+    sample_ode,
+    save_grid,
+)
 from creditzoo.models.toy import DEFAULT_WEIGHTS, LORA_TARGET_MODULES, ToyFlowModel, ToyModelConfig
 from creditzoo.tasks import get_task
 from creditzoo.tasks.geneval import CATEGORIES, VOCABULARY
@@ -43,11 +51,99 @@ def test_config_validation() -> None:
     assert EvalConfig().num_steps == 40
 
 
-def test_seeded_noise_is_per_sample() -> None:
-    whole = seeded_noise((3, 4, 4), 7, range(0, 5))
-    part = seeded_noise((3, 4, 4), 7, range(2, 4))
-    torch.testing.assert_close(whole[2:4], part, rtol=0, atol=0)
-    assert not torch.equal(whole[0], whole[1])
+def test_noise_table_seed_is_the_documented_blake2b_hash() -> None:
+    import hashlib
+
+    key = json.dumps([7, "geneval", "a red circle", 3]).encode()
+    expected = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    table = NoiseTable("geneval", 7)
+    assert table.sample_seed("a red circle", 3) == expected < 2**63
+    row = torch.randn((3, 4, 4), generator=torch.Generator().manual_seed(expected))
+    assert torch.equal(table.noise((3, 4, 4), ["a red circle"], [3])[0], row)
+    assert table.name == "blake2b:geneval:7"
+
+
+def test_noise_table_rows_do_not_depend_on_the_other_rows_or_their_order() -> None:
+    table = NoiseTable("geneval", 0)
+    prompts, indices = ["a", "b", "a", "c"], [0, 0, 1, 5]
+    whole = table.noise((3, 4, 4), prompts, indices)
+    backwards = table.noise((3, 4, 4), prompts[::-1], indices[::-1])
+    assert torch.equal(whole, backwards.flip(0))
+    for i in range(4):
+        assert torch.equal(whole[i], table.noise((3, 4, 4), [prompts[i]], [indices[i]])[0])
+    assert not torch.equal(whole[0], whole[2])  # sample 1 of "a" is not sample 0 of "a"
+
+
+def test_noise_tables_of_other_tasks_or_seeds_differ() -> None:
+    rows = [
+        NoiseTable(task, seed).noise((3, 4, 4), ["a circle"], [0])[0]
+        for task, seed in [("geneval", 0), ("ocr", 0), ("geneval", 1)]
+    ]
+    assert not torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2]) and not torch.equal(rows[1], rows[2])
+
+
+class _Still(ToyFlowModel):
+    """Zero velocity: the ODE keeps the noise, so an image is (noise + 1) / 2 clamped, exactly."""
+
+    def velocity(self, latents, sigma, cond, *, guidance_scale=1.0):
+        return torch.zeros_like(latents)
+
+
+def _by_sample(result) -> dict[tuple[int, int], torch.Tensor]:
+    return {(s.prompt_index, s.sample_index): result.images[i] for i, s in enumerate(result.samples)}
+
+
+def test_evaluation_noise_is_fixed_per_prompt_and_sample_index(task) -> None:
+    """Common random numbers: the same (prompt, sample) starts from the same noise in every evaluation."""
+    still = _Still(TINY).eval()
+    small = evaluate(still, task, EvalConfig(num_steps=1, samples_per_prompt=1, min_images_per_category=0))
+    large = evaluate(
+        still, task, EvalConfig(num_steps=1, samples_per_prompt=3, min_images_per_category=32, batch_size=7)
+    )
+    a, b = _by_sample(small), _by_sample(large)
+    assert len(a) == len(task.test_prompts()) and set(a) < set(b)
+    for key, image in a.items():
+        assert torch.equal(image, b[key])
+    expected = (NoiseTable("geneval", 0).noise((3, 32, 32), [task.test_prompts()[5]], [2])[0] + 1) / 2
+    torch.testing.assert_close(b[(5, 2)], expected.clamp(0, 1), rtol=0, atol=1e-6)  # decode: one affine map
+    assert small.noise_table == "blake2b:geneval:0"
+    other = evaluate(still, task, EvalConfig(num_steps=1, samples_per_prompt=1, min_images_per_category=0, seed=1))
+    assert not torch.equal(small.images, other.images)
+
+
+def test_evaluation_samples_index_the_split(task) -> None:
+    samples = evaluation_samples(task, EvalConfig(samples_per_prompt=2, min_images_per_category=4))
+    split = task.test_prompts()
+    assert all(split[s.prompt_index] == s.prompt and s.category == task.category(s.prompt) for s in samples)
+    single = [s.sample_index for s in samples if s.category == "single_object"]  # one prompt in its category
+    assert single == [0, 1, 2, 3]
+
+
+def test_per_image_records_reproduce_the_summary(model: ToyFlowModel, task) -> None:
+    config = EvalConfig(num_steps=2, samples_per_prompt=2, min_images_per_category=8)
+    result = evaluate(model, task, config)
+    protocol = config.protocol("final", task.name)
+    record = json.loads(record_json(result.to_record(protocol, task.name, iteration=3, adapter="checkpoints/x")))
+    assert set(record) == {"protocol", "task", "iteration", "adapter", "metrics", "summary", "images"}
+    assert record["protocol"] == {
+        "name": "final", "num_steps": 2, "samples_per_prompt": 2, "min_images_per_category": 8,
+        "guidance_scale": 1.0, "shift": 1.0, "split": "test", "noise_table": "blake2b:geneval:0", "sampler": "ode",
+    }  # fmt: skip
+    assert record["metrics"] == ["partial_score", "strict_accuracy", "extra_objects"]
+    images = record["images"]
+    assert len(images) == len(result.prompts)
+    assert set(images[0]) == {"prompt_index", "prompt", "category", "sample_index", *record["metrics"]}
+    # recompute the summary from the records alone: per-category means, then their mean (GenEval's overall);
+    # float32 tensor means against float64 sums of <= 400 values in [0, 1]: they agree to well within 1e-5
+    for metric, key in [("partial_score", "partial_score"), ("strict_accuracy", "strict_accuracy"),
+                        ("extra_objects", "extra_object_rate")]:  # fmt: skip
+        per_category: dict[str, list[float]] = {}
+        for image in images:
+            per_category.setdefault(image["category"], []).append(image[metric])
+        means = {name: sum(v) / len(v) for name, v in per_category.items()}
+        for name, mean in means.items():
+            assert record["summary"]["per_category"][name][key] == pytest.approx(mean, abs=1e-5)
+        assert record["summary"][key] == pytest.approx(sum(means.values()) / len(means), abs=1e-5)
 
 
 def test_sample_ode_zero_velocity_returns_noise_image() -> None:

@@ -152,7 +152,8 @@ def test_manifest_format(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = manifest(out)
-    assert set(data) == {"runs", "grid", "created"}
+    assert set(data) == {"runs", "grid", "created", "provenance"}
+    assert data["provenance"]["torch_threads"] >= 1 and data["provenance"]["resumes"] == []
     assert data["grid"] == {"beta": [0.0, 0.1]}
     assert data["created"].startswith("20") and "T" in data["created"]
     assert len(data["runs"]) == 4
@@ -162,6 +163,7 @@ def test_manifest_format(tmp_path) -> None:
         assert run["config"] == TrainConfig.from_dict(run["config"]).to_dict()
         assert run["config"]["algo"] == run["algo"] and run["config"]["iterations"] == 2
         stored = json.loads((out / run["dir"] / "config.json").read_text())
+        assert isinstance(stored.pop("provenance")["git_dirty"], (bool, type(None)))
         assert stored == run["config"]
         assert [line["iteration"] for line in read_metrics(out / run["dir"])] == [0, 1, 2]
     assert [(r["name"], r["config"]["beta"]) for r in data["runs"]] == [
@@ -170,6 +172,12 @@ def test_manifest_format(tmp_path) -> None:
         ("tp_grpo-beta=0.0-seed4", 0.0),
         ("tp_grpo-beta=0.1-seed4", 0.1),
     ]
+    again = sweep(
+        "--algo", "flow_grpo", "--algo", "tp_grpo", "--seeds", "4", "--grid", "beta=0,0.1", "--out", str(out)
+    )  # reopened: the original provenance stays, this one is appended
+    assert again.exit_code == 0, again.output
+    reopened = manifest(out)["provenance"]
+    assert reopened["started_utc"] == data["provenance"]["started_utc"] and len(reopened["resumes"]) == 1
 
 
 def test_a_sweep_directory_refuses_another_grid_or_changed_options(tmp_path, monkeypatch) -> None:

@@ -31,12 +31,15 @@ class RunData:
         metrics: the metrics lines, in order (iteration 0 is the base evaluation).
         categories: per-category final test scores, ``{category: {"strict_accuracy", "partial_score"}}``
             (empty when the run has no evaluation file).
+        provenance: ``config.json``'s ``"provenance"`` (commit, versions, machine; :mod:`creditzoo.provenance`),
+            kept apart from ``config`` so that it never splits a group; None for runs that did not record it.
     """
 
     path: Path
     config: dict
     metrics: list[dict]
     categories: dict[str, dict[str, float]] = field(default_factory=dict)
+    provenance: dict | None = None
 
     @property
     def name(self) -> str:
@@ -131,6 +134,8 @@ def read_categories(run_dir: str | Path) -> dict[str, dict[str, float]]:
         summary = json.loads(candidates[0].read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{str(candidates[0])!r} is not valid JSON: {error}") from None
+    if isinstance(summary, dict) and isinstance(summary.get("summary"), dict):  # per-image format (final.json)
+        summary = summary["summary"]
     per_category = summary.get("per_category", {}) if isinstance(summary, dict) else {}
     return {name: dict(scores) for name, scores in per_category.items() if isinstance(scores, dict)}
 
@@ -139,7 +144,14 @@ def load_run(run_dir: str | Path) -> RunData:
     """Read one run directory (config, metrics, final per-category scores)."""
     path = Path(run_dir)
     config = read_config(path)
-    return RunData(path=path, config=config, metrics=read_metrics_checked(path), categories=read_categories(path))
+    provenance = config.pop("provenance", None)
+    return RunData(
+        path=path,
+        config=config,
+        metrics=read_metrics_checked(path),
+        categories=read_categories(path),
+        provenance=provenance if isinstance(provenance, dict) else None,
+    )
 
 
 def sweep_run_dirs(directory: str | Path) -> list[Path]:

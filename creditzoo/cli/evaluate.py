@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -135,10 +137,25 @@ def eval_command(
     guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = none).")] = 1.0,
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 64,
     out: Annotated[Path, typer.Option(help="Where to write the PNG grid (one sample per prompt).")] = DEFAULT_GRID,
+    records: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write the per-image scores to this JSON file (the format of eval/final.json)."),
+    ] = None,
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final",
+            help="With --run: the run's final evaluation (its final_eval_steps / final_eval_samples, ignoring "
+            "--steps and --samples-per-prompt), written to RUN_DIR/eval/final.json and base.json.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate the task's model (optionally with a LoRA adapter) on its held-out test prompts."""
     if lora is not None and not (lora.is_dir() and (lora / "adapter_config.json").is_file()):
         fail(f"--lora {lora} is not a peft adapter directory (no adapter_config.json there)")
+    if final:
+        _final_command(run, lora, model, dtype, device, shift, json_output)
+        return
     from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
 
     try:
@@ -165,6 +182,8 @@ def eval_command(
         fail(str(error))
     first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())  # 1/prompt
     grid = save_grid(result.images[first], [result.prompts[i] for i in first], out, marks=result.strict[first] > 0.5)
+    if records is not None:
+        _write_records(records, result.to_record(config.protocol("cli", task.name), task.name, adapter=_name(target)))
     if json_output:
         typer.echo(result.to_json())
         return
@@ -191,3 +210,55 @@ def eval_command(
     console = Console(markup=False, emoji=False)  # prompts and paths are printed literally
     console.print(table)
     console.print(f"sample grid: {grid}")
+
+
+def _name(target: _Target) -> str | None:
+    """The adapter's path as given (None for the base model)."""
+    return None if target.lora is None else str(target.lora)
+
+
+def _write_records(path: Path, record: dict) -> None:
+    from creditzoo.learner.run import write_evaluation_record
+
+    try:
+        write_evaluation_record(path, record)
+    except OSError as error:
+        fail(f"cannot write --records {path}: {error.strerror}")
+
+
+def _final_command(
+    run: Path | None,
+    lora: Path | None,
+    model: str | None,
+    dtype: str | None,
+    device: str | None,
+    shift: float | None,
+    json_output: bool,
+) -> None:
+    """``eval --run DIR --final``: the run's final evaluation and its base model's, as training writes them."""
+    from creditzoo.learner.run import complete_final_evaluation, load_run_config
+
+    if run is None:
+        fail("--final needs --run RUN_DIR (it writes RUN_DIR/eval/final.json and RUN_DIR/eval/base.json)")
+    target = _target(None, run, lora, model, dtype, device, shift)
+    match = re.fullmatch(r"iter_(\d+)", target.lora.name) if target.lora is not None else None
+    if match is None:
+        fail(f"--final needs a run checkpoint named iter_NNNNNN, got {target.lora}")
+    config = load_run_config(run)
+    iteration = int(match.group(1))
+    if iteration != config.iterations:
+        fail(
+            f"--final evaluates the run's last checkpoint: {target.lora} is iteration {iteration} "
+            f"of {config.iterations}"
+        )
+    flow_model = _load_model(target)
+    resolved = float(getattr(flow_model, "default_shift", 1.0)) if target.shift is None else target.shift
+    scores = complete_final_evaluation(flow_model, target.task, config, run, iteration, resolved)
+    if json_output:
+        typer.echo(json.dumps(scores))
+        return
+    typer.echo(
+        f"final evaluation of {run} (iteration {iteration}): partial score {scores['final_test_partial_score']:.4f}, "
+        f"strict accuracy {scores['final_test_strict_accuracy']:.4f}; written to {run / 'eval' / 'final.json'} "
+        f"and {run / 'eval' / 'base.json'}"
+    )

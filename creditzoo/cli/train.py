@@ -80,6 +80,8 @@ def train_command(
     eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),
     eval_min_images_per_category: int = typer.Option(None, help=_help("eval_min_images_per_category")),
     eval_steps: int = typer.Option(None, help=_help("eval_steps")),
+    final_eval_steps: int = typer.Option(None, help=_help("final_eval_steps") + " [default: 40]"),
+    final_eval_samples: int = typer.Option(None, help=_help("final_eval_samples") + " [default: 4]"),
     inner_epochs: int = typer.Option(None, help=_help("inner_epochs")),
     lora_alpha: float = typer.Option(None, help=_help("lora_alpha")),
     weight_decay: float = typer.Option(None, help=_help("weight_decay")),

@@ -110,6 +110,12 @@ class TrainConfig:
     log: tuple[str, ...] = field(
         default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
     )
+    final_eval_steps: int = field(
+        default=40, metadata={"help": "ODE steps of the final evaluation of the run and of its base model"}
+    )
+    final_eval_samples: int = field(
+        default=4, metadata={"help": "final evaluation samples per test prompt (per-image scores in eval/final.json)"}
+    )
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -160,6 +166,11 @@ class TrainConfig:
         need(self.inner_epochs >= 1, f"inner_epochs must be >= 1, got {self.inner_epochs}")
         need(self.eval_every >= 0 and self.checkpoint_every >= 1, "eval_every must be >= 0, checkpoint_every >= 1")
         need(self.eval_steps >= 1 and self.eval_samples_per_prompt >= 1, "eval_steps, eval_samples_per_prompt >= 1")
+        need(
+            self.final_eval_steps >= 1 and self.final_eval_samples >= 1,
+            f"final_eval_steps and final_eval_samples must be >= 1, got {self.final_eval_steps}, "
+            f"{self.final_eval_samples}",
+        )
         need(self.guidance_scale >= 0, f"guidance_scale must be >= 0, got {self.guidance_scale}")
         chunk_ok = self.max_batch is None or self.max_batch >= 0
         need(chunk_ok, f"max_batch must be >= 0 (0: never split), got {self.max_batch}")

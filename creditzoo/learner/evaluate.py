@@ -1,5 +1,9 @@
 """Evaluation: sample a task's test prompts with the deterministic ODE sampler and score the images.
 
+Every evaluation of a task draws its initial noise from one fixed table (:class:`NoiseTable`), indexed by (test
+prompt, sample index): the same for every run, adapter and base model of the task ("common random numbers"), so
+that two models are compared on identical noise and per-image differences can be paired.
+
 Overall scores follow GenEval (Ghosh et al. 2023): the overall strict accuracy is the mean of the
 per-category accuracies (not the mean over prompts, which would let the most numerous category dominate);
 likewise for the partial score (Flow-GRPO's partial GenEval reward).
@@ -7,6 +11,7 @@ likewise for the partial score (Flow-GRPO's partial GenEval reward).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
 from dataclasses import dataclass, field
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 SPLITS = ("test", "train")
+NOISE_TABLE_KIND = "blake2b"
+"""How :class:`NoiseTable` derives a sample's seed; the first part of every table name."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,8 @@ class EvalConfig:
         min_images_per_category: a category with n prompts gets ``max(samples_per_prompt,
             ceil(min_images_per_category / n))`` samples per prompt, so that small categories (the geneval test
             split has one single-object prompt) are measured on enough images; 0 turns this off.
-        seed: sample i (prompt-major order) uses noise from ``torch.Generator().manual_seed(seed * 1_000_003 + i)``,
-            so results do not depend on ``batch_size``.
+        seed: the seed of the task's noise table (:class:`NoiseTable`): sample j of prompt p starts from the same
+            noise whatever ``batch_size``, ``samples_per_prompt`` or ``min_images_per_category`` are.
         batch_size: images per model call (2x that with guidance).
         shift: SD3 time shift of the sigma grid.
         split: "test" (held-out prompts, the default) or "train".
@@ -69,6 +76,85 @@ class EvalConfig:
         if self.split not in SPLITS:
             raise ValueError(f"unknown split {self.split!r}; valid splits: {', '.join(SPLITS)}")
 
+    def protocol(self, name: str, task: str) -> dict[str, object]:
+        """The JSON record naming this evaluation's protocol, stored beside every score it produces.
+
+        Args:
+            name: what the protocol is for ("intermediate", "final", "cli").
+            task: the task's name (it selects the noise table).
+
+        Returns:
+            ``{"name", "num_steps", "samples_per_prompt", "min_images_per_category", "guidance_scale", "shift",
+            "split", "noise_table", "sampler"}``.
+        """
+        return {
+            "name": name,
+            "num_steps": self.num_steps,
+            "samples_per_prompt": self.samples_per_prompt,
+            "min_images_per_category": self.min_images_per_category,
+            "guidance_scale": self.guidance_scale,
+            "shift": self.shift,
+            "split": self.split,
+            "noise_table": NoiseTable(task, self.seed).name,
+            "sampler": "ode",
+        }
+
+
+@dataclass(frozen=True)
+class NoiseTable:
+    """A task's evaluation noise: one fixed standard-normal draw per (prompt, sample index).
+
+    Sample j of prompt p starts from ``torch.randn(shape, generator=torch.Generator().manual_seed(s))`` with
+    ``s`` the first 8 bytes of ``blake2b(json.dumps([seed, task, p, j]))`` (little-endian) shifted right by one
+    bit (63 bits). The draw does not depend on which other samples are evaluated, their order, the batch size or
+    the process, and it is made on the CPU, so every device starts from the same noise.
+
+    Attributes:
+        task: the task's name (different tasks get unrelated tables).
+        seed: the table's seed (different seeds give unrelated tables).
+    """
+
+    task: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        """The table's name, recorded with every evaluation, e.g. ``"blake2b:geneval:0"``."""
+        return f"{NOISE_TABLE_KIND}:{self.task}:{self.seed}"
+
+    def sample_seed(self, prompt: str, sample_index: int) -> int:
+        """The 63-bit generator seed of sample ``sample_index`` of ``prompt``."""
+        key = json.dumps([self.seed, self.task, prompt, sample_index], ensure_ascii=False).encode("utf-8")
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+    def noise(self, shape: tuple[int, ...], prompts: list[str], sample_indices: list[int]) -> torch.Tensor:
+        """The table's noise [N, *shape] (float32, CPU) of the N (prompt, sample index) pairs, row by row."""
+        if len(prompts) != len(sample_indices):
+            raise ValueError(f"need one sample index per prompt, got {len(prompts)} and {len(sample_indices)}")
+        generator = torch.Generator()
+        rows = [
+            torch.randn(shape, generator=generator.manual_seed(self.sample_seed(p, j)))
+            for p, j in zip(prompts, sample_indices, strict=True)
+        ]
+        return torch.stack(rows) if rows else torch.zeros((0, *shape))
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """One image of an evaluation: which prompt of the split, and which of its samples.
+
+    Attributes:
+        prompt_index: the prompt's index in the split (``task.test_prompts()`` or ``task.train_prompts()``).
+        prompt: the prompt text.
+        category: its category (``task.category(prompt)``).
+        sample_index: 0, 1, ... among the prompt's samples; with the prompt it selects the noise.
+    """
+
+    prompt_index: int
+    prompt: str
+    category: str
+    sample_index: int
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -85,6 +171,8 @@ class EvalResult:
         extra_objects: float [N], 1 where the image holds more objects than its prompt names; None when the
             task's scorer does not report "extra_objects". Per category its mean is ``extra_object_rate``.
         extra_object_rate: mean over categories of the per-category extra-object rate (None as above).
+        samples: the N images' :class:`EvalSample` (prompt index, category, sample index), aligned with ``images``.
+        noise_table: the name of the :class:`NoiseTable` the images started from.
     """
 
     strict_accuracy: float
@@ -96,6 +184,8 @@ class EvalResult:
     partial: torch.Tensor = field(repr=False)
     extra_objects: torch.Tensor | None = field(default=None, repr=False)
     extra_object_rate: float | None = None
+    samples: list[EvalSample] = field(default_factory=list, repr=False)
+    noise_table: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The JSON-able summary: strict_accuracy, partial_score, per_category (and extra_object_rate if known)."""
@@ -110,11 +200,53 @@ class EvalResult:
         """:meth:`to_dict` as one line of JSON."""
         return json.dumps(self.to_dict())
 
+    def image_records(self) -> list[dict[str, object]]:
+        """One JSON-ready record per image: prompt index, prompt, category, sample index and its scores.
 
-def seeded_noise(shape: tuple[int, ...], seed: int, indices: range) -> torch.Tensor:
-    """Standard normal noise [len(indices), *shape], row j drawn from seed ``seed * 1_000_003 + indices[j]``."""
-    rows = [torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in indices]
-    return torch.stack(rows)
+        The scores are ``partial_score``, ``strict_accuracy`` and, when the scorer reports it, ``extra_objects``
+        (1.0 where the image holds more objects than its prompt names). Grouped by category and averaged, then
+        averaged over categories, they give :meth:`to_dict`'s summary.
+        """
+        records = []
+        for i, sample in enumerate(self.samples):
+            record: dict[str, object] = {
+                "prompt_index": sample.prompt_index,
+                "prompt": sample.prompt,
+                "category": sample.category,
+                "sample_index": sample.sample_index,
+                "partial_score": float(self.partial[i]),
+                "strict_accuracy": float(self.strict[i]),
+            }
+            if self.extra_objects is not None:
+                record["extra_objects"] = float(self.extra_objects[i])
+            records.append(record)
+        return records
+
+    def to_record(
+        self, protocol: dict[str, object], task: str, *, iteration: int | None = None, adapter: str | None = None
+    ) -> dict[str, object]:
+        """The evaluation file with per-image scores (``eval/final.json``, ``eval/base.json``, ``eval --records``).
+
+        Args:
+            protocol: :meth:`EvalConfig.protocol` of the evaluation.
+            task: the task's name.
+            iteration: the training iteration of the weights (0 for the base model; None outside a run).
+            adapter: the adapter's path relative to the run directory, None for the base model.
+
+        Returns:
+            ``{"protocol", "task", "iteration", "adapter", "metrics", "summary", "images"}``: ``metrics`` lists the
+            per-image score keys, ``summary`` is :meth:`to_dict` and ``images`` is :meth:`image_records`.
+        """
+        metrics = ["partial_score", "strict_accuracy"] + (["extra_objects"] if self.extra_objects is not None else [])
+        return {
+            "protocol": protocol,
+            "task": task,
+            "iteration": iteration,
+            "adapter": adapter,
+            "metrics": metrics,
+            "summary": self.to_dict(),
+            "images": self.image_records(),
+        }
 
 
 @torch.no_grad()
@@ -142,17 +274,37 @@ def sample_ode(
     return info["images"]
 
 
-def evaluation_prompts(task: Task, config: EvalConfig) -> list[str]:
-    """The split's prompts, each repeated as many times as it is sampled (prompt-major, split order)."""
+def record_json(record: dict[str, object]) -> str:
+    """An evaluation record (:meth:`EvalResult.to_record`) as JSON text: indented, one line per image record.
+
+    One image a line keeps the file about three times smaller than fully indented JSON, and diffs readable.
+    """
+    head = json.dumps({key: value for key, value in record.items() if key != "images"}, indent=2)
+    rows = ",\n".join(f"    {json.dumps(image)}" for image in record.get("images", []))  # type: ignore[union-attr]
+    return f'{head[:-2]},\n  "images": [\n{rows}\n  ]\n}}\n'
+
+
+def evaluation_samples(task: Task, config: EvalConfig) -> list[EvalSample]:
+    """Every image an evaluation samples, prompt-major in split order: sample indices 0 .. n-1 of each prompt.
+
+    A prompt gets ``n = max(samples_per_prompt, ceil(min_images_per_category / prompts in its category))``
+    samples, so that small categories are measured on enough images.
+    """
     split = task.test_prompts() if config.split == "test" else task.train_prompts()
+    categories = [task.category(prompt) for prompt in split]
     sizes: dict[str, int] = {}
-    for prompt in split:
-        sizes[task.category(prompt)] = sizes.get(task.category(prompt), 0) + 1
-    prompts = []
-    for prompt in split:
-        repeats = max(config.samples_per_prompt, -(-config.min_images_per_category // sizes[task.category(prompt)]))
-        prompts += [prompt] * repeats
-    return prompts
+    for category in categories:
+        sizes[category] = sizes.get(category, 0) + 1
+    samples = []
+    for index, (prompt, category) in enumerate(zip(split, categories, strict=True)):
+        repeats = max(config.samples_per_prompt, -(-config.min_images_per_category // sizes[category]))
+        samples += [EvalSample(index, prompt, category, j) for j in range(repeats)]
+    return samples
+
+
+def evaluation_prompts(task: Task, config: EvalConfig) -> list[str]:
+    """The split's prompts, each repeated as many times as it is sampled (:func:`evaluation_samples`' prompts)."""
+    return [sample.prompt for sample in evaluation_samples(task, config)]
 
 
 def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
@@ -161,17 +313,20 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
     Args:
         model: any :class:`~creditzoo.models.base.FlowModel` (a peft-wrapped model works too).
         task: supplies the prompts, their categories and the scorer.
-        config: sampler and seed settings.
+        config: sampler and noise-table settings.
 
     Returns:
         :class:`EvalResult` (overall scores are means over categories, as GenEval reports them).
     """
-    prompts = evaluation_prompts(task, config)
+    samples = evaluation_samples(task, config)
+    prompts = [sample.prompt for sample in samples]
+    table = NoiseTable(task.name, config.seed)
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     images, strict, partial, extra = [], [], [], []
     for start in range(0, len(prompts), config.batch_size):
         batch = prompts[start : start + config.batch_size]
-        noise = seeded_noise(tuple(model.sample_shape), config.seed, range(start, start + len(batch)))
+        indices = [sample.sample_index for sample in samples[start : start + config.batch_size]]
+        noise = table.noise(tuple(model.sample_shape), batch, indices)  # [b, *sample_shape]
         batch_images = sample_ode(
             model,
             batch,
@@ -189,7 +344,7 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
     strict_all, partial_all = torch.cat(strict), torch.cat(partial)  # [N], [N]
     extra_all = torch.cat(extra) if extra else None  # [N]
     per_category: dict[str, dict[str, float]] = {}
-    categories = [task.category(p) for p in prompts]
+    categories = [sample.category for sample in samples]
     for name in dict.fromkeys(categories):
         mask = torch.tensor([c == name for c in categories])
         per_category[name] = {
@@ -210,6 +365,8 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
         partial=partial_all,
         extra_objects=extra_all,
         extra_object_rate=sum(rates) / len(rates) if rates else None,
+        samples=samples,
+        noise_table=table.name,
     )
 
 

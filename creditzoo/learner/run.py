@@ -23,6 +23,7 @@ import torch
 
 from creditzoo.learner.checkpoint import (
     CheckpointError,
+    atomic_write_bytes,
     atomic_write_json,
     checkpoint_dirs,
     load_adapter_file,
@@ -40,14 +41,17 @@ from creditzoo.learner.distributed import (
     launched_world_size,
     process_device,
 )
-from creditzoo.learner.evaluate import EvalConfig, evaluate, grid_image
+from creditzoo.learner.evaluate import EvalConfig, EvalResult, evaluate, grid_image, record_json
 from creditzoo.learner.grpo import GRPOLearner, IterationResult
 from creditzoo.learner.rundir import LOCK_NAME, RunLock, clear_run_dir, lock_run_dir, remove_temporaries, warn
 from creditzoo.learner.tracking import NullTracker, Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
 
-EVAL_SEED = 0  # every evaluation, base model included, sees the same noise: scores differ only by the weights
+EVAL_SEED = 0  # the noise table's seed: every evaluation of a task, base model included, starts from the same noise
+FINAL_METRICS = {"partial_score": "final_test_partial_score", "strict_accuracy": "final_test_strict_accuracy"}
+FINAL_METRICS["extra_object_rate"] = "final_test_extra_object_rate"
+"""Summary key of the final evaluation -> its key in the last metrics line."""
 
 
 class RunDirectoryError(ValueError):
@@ -118,7 +122,7 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
-    """The resolved configuration a run directory was started with."""
+    """The resolved configuration a run directory was started with (``config.json`` less its provenance)."""
     import json
 
     if not run_dir.exists():
@@ -142,10 +146,29 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         ) from None
     if not isinstance(values, dict):
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
+    values.pop("provenance", None)
     try:
         return TrainConfig.from_dict(values)
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{str(path)!r}: {str(error).splitlines()[0] if str(error) else error!r}") from None
+
+
+def write_run_config(run_dir: Path, config: TrainConfig, device: torch.device, *, resume: bool) -> None:
+    """Write ``config.json``: the configuration and its provenance (:mod:`creditzoo.provenance`).
+
+    A resume keeps the provenance the run was started with and appends its own to ``"resumes"``.
+    """
+    import json
+
+    from creditzoo import provenance
+
+    current = provenance.collect(device)
+    path = run_dir / "config.json"
+    if resume and path.exists():
+        record = provenance.with_resume(json.loads(path.read_text()).get("provenance"), current)
+    else:
+        record = {**current, "resumes": []}
+    atomic_write_json(path, {**config.to_dict(), "provenance": record})
 
 
 def train(
@@ -211,6 +234,12 @@ def _train_as_writer(
         report = warn if processes.is_main else _quiet
         start = restore_newest_checkpoint(learner, run_dir, report, upto=_last_recorded(lines))
         lines = [line for line in lines if line["iteration"] <= start] if start else []  # later ones: recomputed
+        if start == config.iterations and not processes.on_main(
+            has_final_evaluation, run_dir, config, task, learner.shift
+        ):  # a finished run without its final evaluation (made before it existed, or interrupted in it)
+            processes.on_main(complete_final_evaluation, learner.policy, task, config, run_dir, start, learner.shift)
+            processes.barrier()
+            return RunSummary(run_dir=run_dir, iteration=start, metrics=read_metrics(run_dir))
         if start >= config.iterations:
             raise RunDirectoryError(
                 f"nothing left to do: {str(run_dir)!r} is at iteration {start} and iterations is "
@@ -218,13 +247,13 @@ def _train_as_writer(
             )
     else:
         processes.on_main(prepare_run_dir, run_dir, overwrite=overwrite)
-    processes.on_main(atomic_write_json, run_dir / "config.json", config.to_dict())
+    processes.on_main(write_run_config, run_dir, config, device, resume=resume)
     tracker = _open_tracker(processes, config, run_dir, start, lines)  # flushes on every call
     if start == 0:
-        base = processes.on_main(_evaluate, learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
+        base = processes.on_main(_evaluate, learner, task, config, run_dir, 0, tracker)
         lines = [{"iteration": 0, **base}]
         processes.on_main(write_metrics, run_dir, lines)
-        processes.on_main(tracker.log_metrics, 0, lines[0])
+        processes.on_main(tracker.log_metrics, 0, _trackable(lines[0]))
     for iteration in range(start + 1, config.iterations + 1):
         result = learner.iteration(iteration)
         metrics = result.metrics
@@ -245,7 +274,9 @@ def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, star
     """
     opened: list[Tracker] = []
     processes.on_main(
-        lambda: opened.append(open_tracker(config.log, run_dir, config.to_dict(), start=start, history=history))
+        lambda: opened.append(open_tracker(
+            config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
+        ))
     )
     return opened[0] if opened else NullTracker()
 
@@ -259,20 +290,32 @@ def _write_iteration(
     lines: list[dict],
     tracker: Tracker,
 ) -> dict:
-    """Evaluate when due, write the record and the metrics, mirror them, checkpoint when due; return the scores."""
+    """Evaluate when due, write the record and the metrics, mirror them, checkpoint when due; return the scores.
+
+    After the last iteration the final evaluation runs before the last checkpoint is saved, so a run whose final
+    checkpoint exists (a finished run, for a sweep) has its ``eval/final.json``.
+    """
     iteration = result.metrics["iteration"]
     last = iteration == config.iterations
     scores = {}
     if last or (config.eval_every and iteration % config.eval_every == 0):
-        scores = _evaluate(learner, task, config, run_dir, iteration, tracker, final=last)
-        result.metrics.update(scores)
+        scores = _evaluate(learner, task, config, run_dir, iteration, tracker)
+    if last:
+        scores.update(final_evaluation(learner.policy, task, config, run_dir, iteration, learner.shift))
+    result.metrics.update(scores)
     write_record(run_dir, iteration, result.record, result.prompts, result.shape)
     write_metrics(run_dir, lines)
-    tracker.log_metrics(iteration, result.metrics)
+    tracker.log_metrics(iteration, _trackable(result.metrics))
     if last or iteration % config.checkpoint_every == 0:
         state = {"iteration": iteration, "optimizer": learner.optimizer.state_dict()}
         save_checkpoint(run_dir, iteration, learner.policy, state)
     return scores
+
+
+def _trackable(metrics: dict) -> dict:
+    """A metrics line less its protocol records (a tracker plots numbers; the protocol is in metrics.jsonl)."""
+    return {key: value for key, value in metrics.items() if not key.endswith("eval_protocol")}
+
 
 
 def _become_sole_writer(processes: Processes, run_dir: Path, *, resume: bool) -> RunLock | None:
@@ -359,6 +402,114 @@ def _quiet(message: str) -> None:
     """Drop a warning (processes other than the main one: it reports for all)."""
 
 
+def intermediate_eval_config(config: TrainConfig, shift: float) -> EvalConfig:
+    """The protocol of the in-run evaluations (iteration 0, every ``eval_every``, the last iteration)."""
+    return EvalConfig(
+        num_steps=config.eval_steps,
+        guidance_scale=config.guidance_scale,
+        samples_per_prompt=config.eval_samples_per_prompt,
+        min_images_per_category=config.eval_min_images_per_category,
+        seed=EVAL_SEED,
+        shift=shift,
+    )
+
+
+def final_eval_config(config: TrainConfig, shift: float) -> EvalConfig:
+    """The protocol of a run's final evaluation and of its base model's (``eval/final.json``, ``eval/base.json``)."""
+    return EvalConfig(
+        num_steps=config.final_eval_steps,
+        guidance_scale=config.guidance_scale,
+        samples_per_prompt=config.final_eval_samples,
+        min_images_per_category=config.eval_min_images_per_category,
+        seed=EVAL_SEED,
+        shift=shift,
+    )
+
+
+def final_evaluation(
+    policy: torch.nn.Module, task: Task, config: TrainConfig, run_dir: Path, iteration: int, shift: float
+) -> dict:
+    """Evaluate the adapter and the base model with the final protocol and write their per-image records.
+
+    Writes ``eval/final.json`` (the adapter of ``iteration``), ``eval/final.png`` and, unless it already holds
+    this protocol's scores, ``eval/base.json`` (the same policy with its adapter disabled); both on the task's
+    noise table, so that each image of one pairs with the same (prompt, sample) of the other.
+
+    Args:
+        policy: the peft-wrapped model (``disable_adapter()`` gives the base model).
+        task: the run's task.
+        config: the run's configuration (``final_eval_steps``, ``final_eval_samples``, ...).
+        run_dir: the run directory.
+        iteration: the iteration of the adapter's weights.
+        shift: the time shift the run samples with.
+
+    Returns:
+        The final scores under their metrics-line keys (:data:`FINAL_METRICS`) and ``final_eval_protocol``.
+    """
+    eval_config = final_eval_config(config, shift)
+    protocol = eval_config.protocol("final", task.name)
+    result = evaluate(policy, task, eval_config)
+    adapter = f"checkpoints/iter_{iteration:06d}"
+    write_evaluation_record(
+        run_dir / "eval" / "final.json", result.to_record(protocol, task.name, iteration=iteration, adapter=adapter)
+    )
+    grid_image(*_one_per_prompt(result)).save(run_dir / "eval" / "final.png")
+    if _stored_protocol(run_dir / "eval" / "base.json") != protocol:
+        with policy.disable_adapter():
+            base = evaluate(policy, task, eval_config)
+        write_evaluation_record(run_dir / "eval" / "base.json", base.to_record(protocol, task.name, iteration=0))
+    summary = result.to_dict()
+    scores = {key: summary[name] for name, key in FINAL_METRICS.items() if name in summary}
+    return {**scores, "final_eval_protocol": protocol}
+
+
+def write_evaluation_record(path: Path, record: dict) -> None:
+    """Write an evaluation record with per-image scores atomically (:func:`~creditzoo.learner.evaluate.record_json`)."""
+    atomic_write_bytes(path, record_json(record).encode("utf-8"))
+
+
+def has_final_evaluation(run_dir: Path, config: TrainConfig, task: Task, shift: float) -> bool:
+    """Whether ``eval/final.json`` and ``eval/base.json`` both hold the run's final protocol."""
+    protocol = final_eval_config(config, shift).protocol("final", task.name)
+    return all(_stored_protocol(run_dir / "eval" / name) == protocol for name in ("final.json", "base.json"))
+
+
+def complete_final_evaluation(
+    policy: torch.nn.Module, task: Task, config: TrainConfig, run_dir: Path, iteration: int, shift: float
+) -> dict:
+    """Run :func:`final_evaluation` for a finished run and put its scores into the last metrics line.
+
+    For runs that finished before the final evaluation existed, or were interrupted while it ran. The metrics
+    line is updated only when it is the line of ``iteration``.
+
+    Returns:
+        The scores :func:`final_evaluation` returns.
+    """
+    scores = final_evaluation(policy, task, config, run_dir, iteration, shift)
+    lines = read_metrics(run_dir)
+    if lines and lines[-1].get("iteration") == iteration:
+        lines[-1].update(scores)
+        write_metrics(run_dir, lines)
+    return scores
+
+
+def _stored_protocol(path: Path) -> object:
+    """The ``protocol`` of an evaluation file, or None when the file is missing, unreadable or has none."""
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("protocol") if isinstance(record, dict) else None
+
+
+def _one_per_prompt(result: EvalResult) -> tuple[torch.Tensor, list[str]]:
+    """The first sample of each of the first 48 prompts: images [n, 3, H, W] and their prompts."""
+    first = [i for i, sample in enumerate(result.samples) if sample.sample_index == 0][:48]
+    return result.images[first], [result.prompts[i] for i in first]
+
+
 def _evaluate(
     learner: GRPOLearner,
     task: Task,
@@ -366,27 +517,15 @@ def _evaluate(
     run_dir: Path,
     iteration: int,
     tracker: Tracker,
-    *,
-    final: bool,
-):
-    eval_config = EvalConfig(
-        num_steps=config.eval_steps,
-        guidance_scale=config.guidance_scale,
-        samples_per_prompt=config.eval_samples_per_prompt,
-        min_images_per_category=config.eval_min_images_per_category,
-        seed=EVAL_SEED,
-        shift=learner.shift,
-    )
+) -> dict:
+    """An intermediate evaluation: write ``eval/iter_NNNNNN.json``, mirror it; return its metrics-line keys."""
+    eval_config = intermediate_eval_config(config, learner.shift)
+    protocol = eval_config.protocol("intermediate", task.name)
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()
-    atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", summary)
-    first = [result.prompts.index(prompt) for prompt in dict.fromkeys(result.prompts)][:48]  # one per prompt
-    grid = grid_image(result.images[first], [result.prompts[i] for i in first])
-    tracker.log_evaluation(iteration, summary, grid)
-    if final:
-        atomic_write_json(run_dir / "eval" / "final.json", summary)
-        grid.save(run_dir / "eval" / "final.png")
-    scores = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
+    atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", {**summary, "protocol": protocol})
+    tracker.log_evaluation(iteration, summary, grid_image(*_one_per_prompt(result)))
+    scores: dict = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
     if result.extra_object_rate is not None:
         scores["test_extra_object_rate"] = result.extra_object_rate
-    return scores
+    return {**scores, "eval_protocol": protocol}

@@ -9,7 +9,8 @@ interrupted ones continue from their last checkpoint, and a finished run is neve
 Layout of a sweep directory::
 
     manifest.json        {"runs": [{"name", "dir", "algo", "seed", "config", "status"}, ...],
-                          "grid": {field: [values, ...]}, "created": ISO time}
+                          "grid": {field: [values, ...]}, "created": ISO time,
+                          "provenance": {git commit, versions, machine, ..., "resumes": [...]}}
     <name>/              one run directory per run (``dir`` in the manifest, relative to the sweep directory)
     logs/<name>.log      output of a run trained in a subprocess (``jobs > 1``) or through submitit
     submitit/            submitit's job files (``launcher="submitit"``)
@@ -96,15 +97,21 @@ class SweepRun:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A sweep directory's manifest: its runs, the grid they span and when it was created."""
+    """A sweep directory's manifest: its runs, the grid they span, when it was created and by what.
+
+    ``provenance`` is :func:`creditzoo.provenance.collect` of the process that created the sweep, with one record
+    per reopening in ``"resumes"`` (None in manifests written before provenance was recorded).
+    """
 
     runs: tuple[SweepRun, ...]
     grid: dict[str, list[Any]]
     created: str
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready manifest."""
-        return {"runs": [run.to_dict() for run in self.runs], "grid": self.grid, "created": self.created}
+        manifest = {"runs": [run.to_dict() for run in self.runs], "grid": self.grid, "created": self.created}
+        return manifest if self.provenance is None else {**manifest, "provenance": self.provenance}
 
     def run(self, name: str) -> SweepRun:
         """The run called ``name``."""
@@ -274,7 +281,13 @@ def read_manifest(out: str | Path) -> Sweep | None:
             )
             for entry in data["runs"]
         )
-        return Sweep(runs=runs, grid=dict(data["grid"]), created=str(data["created"]))
+        provenance = data.get("provenance")
+        return Sweep(
+            runs=runs,
+            grid=dict(data["grid"]),
+            created=str(data["created"]),
+            provenance=provenance if isinstance(provenance, dict) else None,
+        )
     except (ValueError, KeyError, TypeError) as error:
         raise SweepError(f"{str(path)!r} is not a sweep manifest ({error})") from error
 
@@ -342,10 +355,24 @@ def prepare(out: str | Path, runs: Sequence[SweepRun], grid: dict[str, list[Any]
         ),
         grid=json.loads(json.dumps(grid)),
         created=old.created if old is not None else datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        provenance=_provenance(old, runs),
     )
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, sweep)
     return sweep
+
+
+def _provenance(old: Sweep | None, runs: Sequence[SweepRun]) -> dict[str, Any]:
+    """The manifest's provenance: this process's for a new sweep, appended to ``resumes`` for a reopened one."""
+    import torch
+
+    from creditzoo import provenance
+
+    device = runs[0].config.device if runs else "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    current = provenance.collect(device)
+    return {**current, "resumes": []} if old is None else provenance.with_resume(old.provenance, current)
 
 
 def _reopened(status: str) -> str:
