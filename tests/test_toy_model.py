@@ -112,6 +112,39 @@ def test_samples_do_not_interact(model: ToyFlowModel) -> None:
     torch.testing.assert_close(whole[1:2], single, atol=1e-5, rtol=1e-4)
 
 
+def test_text_features_cache_gives_the_same_velocity(model: ToyFlowModel) -> None:
+    x, sigma = torch.randn(4, 3, 32, 32), torch.rand(4)
+    cond = model.encode_prompts(["a circle", "a square", "two circles", "a green square"])
+    with torch.no_grad():
+        cached = model.with_text_features(cond)
+        plain = model.velocity(x, sigma, cond)
+        # the same rows in the same batch: the same operations on the same numbers, so exactly equal
+        assert torch.equal(model.velocity(x, sigma, cached), plain)
+        # the cache is really what velocity reads: spoiling it changes the result
+        spoiled = {**cached, "text_tokens": torch.zeros_like(cached["text_tokens"])}
+        assert not torch.allclose(model.velocity(x, sigma, spoiled), plain)
+        # guidance drops the cached keys (the null prompt has none) and encodes both halves itself
+        assert torch.equal(
+            model.velocity(x, sigma, cached, guidance_scale=2.0), model.velocity(x, sigma, cond, guidance_scale=2.0)
+        )
+
+
+def test_environment_reuses_text_features_only_without_gradient(model: ToyFlowModel) -> None:
+    from creditzoo.envs import DenoisingConfig, DenoisingEnv
+
+    prompts = ["a circle", "a square", "two circles", "a green square"]
+    noise = torch.randn(4, 3, 32, 32)
+    env = DenoisingEnv(model, None, num_envs=4, config=DenoisingConfig(num_steps=3, completion=None, max_batch=3))
+    env.reset(options={"prompts": prompts, "noise": noise})
+    assert set(env.cond) == {"input_ids", "attention_mask"}  # the learner's update encodes the text with gradient
+    with torch.no_grad():
+        reference = model.velocity(noise, env.sigmas[0].expand(4), env.cond)
+    # the environment's chunks (3 + 1 rows) gather text features encoded at reset over 4 rows: a row's features do
+    # not depend on its batch on the CPUs measured (bit for bit), but allow float32 rounding of a differently
+    # blocked matrix product elsewhere (1e-6 relative to velocities of order 1)
+    torch.testing.assert_close(env.velocity(), reference, rtol=1e-6, atol=1e-6)
+
+
 def test_lora_targets_cover_the_adaptable_layers(model: ToyFlowModel) -> None:
     peft = pytest.importorskip("peft")
     names = {name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}

@@ -208,6 +208,9 @@ class DenoisingEnv(VectorEnv):
         self._prompts = prompts
         with torch.no_grad():
             self._cond = self.model.encode_prompts(prompts)
+            # the environment's own (no-grad) model calls reuse the text encoder's output for the whole episode
+            prepare = getattr(self.model, "with_text_features", None)
+            self._sampling_cond = prepare(self._cond) if callable(prepare) else self._cond
         self._latent = noise.to(self.device)  # [B, *S]
         self._step = 0
         self._velocity: torch.Tensor | None = None
@@ -284,7 +287,7 @@ class DenoisingEnv(VectorEnv):
             self.model.velocity(
                 latents[start : start + size],
                 sigma[start : start + size],
-                select_conditioning(self._cond, owner[start : start + size]),
+                select_conditioning(self._sampling_cond, owner[start : start + size]),
                 guidance_scale=self.config.guidance_scale,
             )
             for start in range(0, latents.shape[0], size)
