@@ -187,17 +187,19 @@ def check_test_sets(runs: list[RunData]) -> None:
 def provenance_warnings(runs: list[RunData]) -> list[str]:
     """One line when the runs differ in recorded commit, dirty tree or versions; one when some record none."""
     lines = []
-    unknown = [run for run in runs if not isinstance(run.config.get("provenance"), dict)]
+    unknown = [run for run in runs if not isinstance(run.provenance, dict)]
     if unknown:
         lines.append(
             f"provenance unknown for {len(unknown)} of {len(runs)} runs (config.json records no commit or versions)"
         )
     fields: dict[str, dict[str, int]] = {}
     for run in runs:
-        record = run.config.get("provenance")
+        record = run.provenance
         if not isinstance(record, dict):
             continue
-        versions = record.get("versions") if isinstance(record.get("versions"), dict) else {}
+        versions = record.get("versions")  # creditzoo.provenance records them flat; a nested dict is read too
+        if not isinstance(versions, dict):
+            versions = {key: record[key] for key in ("creditzoo", "torch", "diffusers", "python") if key in record}
         items = {"git_commit": record.get("git_commit"), "git_dirty": record.get("git_dirty")}
         items.update({f"versions.{k}": v for k, v in versions.items()})
         for key, value in items.items():
