@@ -25,6 +25,7 @@ from synthetic_runs import write_run
 from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
+from creditzoo.algorithms import ALGORITHMS
 from creditzoo.cli import app
 from creditzoo.learner.config import TrainConfig
 
@@ -318,10 +319,9 @@ def test_geneval_plain_command_of_every_algorithm_resolves() -> None:
         assert config.batch_size >= config.prompts_per_iteration * 2
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["flow_grpo", "tp_grpo_strict", "tempflow", "g2rpo", "branch_grpo", "dense_value"])
-def test_every_shape_trains_one_iteration_without_a_group_size(tmp_path, algo: str) -> None:
-    """The plain command on the tiny task: no --group-size (chain, anchor and tree shapes)."""
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+def test_every_algorithm_trains_one_iteration_without_a_group_size(tmp_path, algo: str) -> None:
+    """The plain command on the tiny task, for every algorithm of ``creditzoo algos``: no --group-size."""
     args = ["--env", "tiny", "--prompts-per-iteration", "2", "--steps", "3", "--lora-rank", "2", "--iterations", "1"]
     args += ["--eval-steps", "2", "--eval-min-images-per-category", "1", "--eval-samples-per-prompt", "1"]
     result = runner.invoke(app, ["train", "--algo", algo, *args, "--run-dir", str(tmp_path / "run")])
