@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 SHOWN_CHARS = 80
-"""The most characters of one echoed value an error line shows (the quotes and the ellipsis not counted)."""
+"""The most characters of one echoed value an error line shows (its start and its end; quotes and ellipsis not
+counted)."""
 
 ELLIPSIS = "…"
 
@@ -25,22 +26,31 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
         limit: the most characters of the value to show.
 
     Returns:
-        e.g. ``'a red circle'``, or ``'a red circle a red …' (10400 characters)`` for a long one.
+        e.g. ``'a red circle'``, or ``'a red circle a red … red circle' (10400 characters)`` for a long one.
     """
     if isinstance(value, str):
         if len(value) <= limit:
             return repr(value)
-        head = repr(value[:limit])  # quoted as repr quotes it: '...' or "..."
-        return f"{head[:-1]}{ELLIPSIS}{head[-1]} ({len(value)} characters)"
+        quoted = repr(_cut(value, limit))  # quoted as repr quotes it: '...' or "..."
+        return f"{quoted} ({len(value)} characters)"
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}{ELLIPSIS} ({len(text)} characters)"
+    return text if len(text) <= limit else f"{_cut(text, limit)} ({len(text)} characters)"
+
+
+def _cut(text: str, limit: int) -> str:
+    """``limit`` characters of ``text``: its first three quarters and last quarter around an ellipsis.
+
+    A prompt keeps its start, a path its file name.
+    """
+    tail = limit // 4
+    return f"{text[: limit - tail]}{ELLIPSIS}{text[len(text) - tail :]}"
 
 
 def cut_long_values(message: str, limit: int = SHOWN_CHARS) -> str:
     """Cut every quoted value longer than ``limit`` characters in ``message``, and the message to one line.
 
     The net under messages that quote a value whole (a library's, or one this package builds without
-    :func:`shown`): ``"unknown model 'sdxl:xxxx…(20000 characters)'"``. Unquoted text is kept, so lists of
+    :func:`shown`): ``unknown model 'sdxl:xxxx…xxxx' (20005 characters)``. Unquoted text is kept, so lists of
     valid choices stay whole.
 
     Args:
@@ -57,7 +67,7 @@ def cut_long_values(message: str, limit: int = SHOWN_CHARS) -> str:
         quote, inner = text[0], text[1:-1]
         if len(inner) <= limit:
             return text
-        return f"{quote}{inner[:limit]}{ELLIPSIS}{quote} ({len(inner)} characters)"
+        return f"{quote}{_cut(inner, limit)}{quote} ({len(inner)} characters)"
 
     line = _QUOTED.sub(cut, line)
     if len(line) > 20 * limit:  # an unquoted value (a list of 10,000 words): keep the start and say so

@@ -411,3 +411,15 @@ def test_a_10000_character_prompt_is_cut_in_the_error(tmp_path) -> None:
     )
     line = one_line_error(result, "more than max_tokens=16")
     assert len(line) < 400 and "…" in line
+
+
+def test_shown_keeps_the_start_and_the_end_of_a_long_value() -> None:
+    from creditzoo.messages import SHOWN_CHARS, cut_long_values, shown
+
+    path = "/data/" + "x" * 500 + "/run-name"
+    text = shown(path)
+    assert text.startswith("'/data/xx") and text.endswith("/run-name' (515 characters)")
+    assert len(text) < SHOWN_CHARS + 30
+    assert shown("a red circle") == "'a red circle'"  # short values are whole
+    line = cut_long_values(f"run directory {path!r} is not writable; valid: a, b\nsecond line")
+    assert line.endswith("/run-name' (515 characters) is not writable; valid: a, b") and "\n" not in line
