@@ -1,7 +1,7 @@
 """What credit-assignment algorithms see of a rollout, and what they return.
 
 A batch holds B rows in groups that share a prompt (``group_ids``), each with K trained (SDE-window) steps.
-What a row is depends on the rollout's ``shape`` (ALGORITHMS.md sections 2, 7.3 and 7.4):
+What a row is depends on the rollout's ``shape`` (docs/math.md sections 2, 9.3 and 9.4):
 
 - ``"chain"``: a row is one trajectory z_0 -> .. -> z_K; for algorithms that need them, K + 1 completion
   rewards R_0 .. R_K (R_k: the reward of completing z_k with the ODE; R_K the trajectory's own final reward).
@@ -169,7 +169,7 @@ class Credit:
         step_rewards: float [B, K], the reward each step is credited with.
         turning_points: bool [B, K], steps credited with their aggregated long-term reward (TP-GRPO);
             all False for algorithms without turning points.
-        advantages: float [B, K], group-normalised step rewards (ALGORITHMS.md section 4), before clipping.
+        advantages: float [B, K], group-normalised step rewards (docs/math.md section 4), before clipping.
         weights: float [B, K] per-(row, step) loss weights, or None for all ones. The learner's policy loss at
             step k is mean_b(weights[b, k] * surrogate[b, k]); ``branch_grpo`` sets 1/m for an edge shared by
             m leaves so that every edge counts once (section 7.4).

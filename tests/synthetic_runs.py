@@ -12,7 +12,7 @@ from creditzoo.learner.checkpoint import atomic_write_json, write_metrics, write
 from creditzoo.learner.config import TrainConfig
 from creditzoo.rollout import Rollout
 
-# Trajectories with K = 5 (see ALGORITHMS.md section 3's worked example for A).
+# Trajectories with K = 5 (see docs/math.md section 3's worked example for A).
 A = [0.50, 0.48, 0.47, 0.52, 0.51, 0.55]  # tp_grpo marks steps 2 (+.08) and 4 (+.04); strict only 2
 B = [0.10, 0.20, 0.30, 0.40, 0.50, 0.60]  # monotone up: only the initial step (r_agg +.5) in both variants
 C = [0.50, 0.52, 0.53, 0.48, 0.49, 0.45]  # mirror of A: steps 2 (-.08) and 4 (-.04); strict only 2

@@ -102,7 +102,7 @@ def sign(x: float) -> int:
 
 
 def reference_step_rewards(name: str, R: list[list[float]], *, balance: bool = True, balance_key: str = "r_agg"):
-    """Loop-based ALGORITHMS.md section 3, one trajectory and one step at a time."""
+    """Loop-based docs/math.md section 3, one trajectory and one step at a time."""
     B, K = len(R), len(R[0]) - 1
     if name == "flow_grpo":
         return [[R[b][K]] * K for b in range(B)], [[False] * K for _ in range(B)]
@@ -207,7 +207,7 @@ def test_other_shapes_are_refused_naming_both(name: str) -> None:
             algorithm(rollout_for(donor, 0))
         kernel_message = message.split(" needs ")[1]  # the kernel names its function, e.g. tp_grpo for *_strict
         with pytest.raises(ValueError, match=re.escape(kernel_message)):
-            _base(ALGORITHMS[name])(rollout_for(donor, 0))  # the pure kernel checks too
+            _base(ALGORITHMS[name].fn)(rollout_for(donor, 0))  # the pure kernel checks too
 
 
 def _base(fn):
@@ -361,7 +361,7 @@ def test_needs_completions() -> None:
 
 
 def test_external_algorithm_by_path() -> None:
-    algorithm = get_algorithm("creditzoo.algorithms.incremental:incremental", std_mode="none")
+    algorithm = get_algorithm("creditzoo.algorithms.incremental:INCREMENTAL", std_mode="none")
     rollout = random_rollout(4)
     torch.testing.assert_close(
         algorithm(rollout).advantages, get_algorithm("incremental", std_mode="none")(rollout).advantages
@@ -370,6 +370,8 @@ def test_external_algorithm_by_path() -> None:
         get_algorithm("creditzoo.nowhere:thing")
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         get_algorithm("creditzoo.algorithms.incremental:nope")
+    with pytest.raises(ValueError, match="is not an AlgorithmSpec"):  # a bare kernel declares no shape or cost
+        get_algorithm("creditzoo.algorithms.incremental:incremental")
 
 
 def test_rollout_validation_names_the_field() -> None:

@@ -10,7 +10,7 @@ from synthetic_runs import write_run, write_sweep
 from typer.testing import CliRunner
 
 from creditzoo.analysis import load_records, recompute
-from creditzoo.analysis.compare import compare_runs, first_crossing, first_crossings
+from creditzoo.analysis.compare import CompareOptions, compare_runs, first_crossing, first_crossings
 from creditzoo.analysis.robustness import counterfactual_study, spearman
 from creditzoo.analysis.runs import load_run
 from creditzoo.analysis.turning_points import turning_point_report
@@ -196,7 +196,7 @@ def test_compare_finds_the_known_crossing_and_ratios(tmp_path) -> None:
     sweep = _curve_sweep(tmp_path)
     from creditzoo.analysis.runs import expand_run_dirs
 
-    comparison = compare_runs([load_run(p) for p in expand_run_dirs([sweep])], resamples=200)
+    comparison = compare_runs([load_run(p) for p in expand_run_dirs([sweep])], CompareOptions(resamples=200))
     assert comparison.baseline == "flow_grpo" and comparison.threshold == pytest.approx(0.7)
     base, tp = comparison.groups
     assert base.to_threshold["iterations"].value == pytest.approx(40)
@@ -206,7 +206,7 @@ def test_compare_finds_the_known_crossing_and_ratios(tmp_path) -> None:
     assert tp.to_threshold["seconds"].ratio == pytest.approx(25 * 2 / 40)
     crossing = tp.to_threshold["iterations"]
     assert crossing.low <= 25 <= crossing.high and crossing.reached_share == 1.0
-    assert tp.difference == pytest.approx(0.12) and tp.p_value < 0.001
+    assert tp.contrast.difference == pytest.approx(0.12) and tp.contrast.p_value < 0.001
     assert tp.categories == {"colors": pytest.approx(0.9), "counting": pytest.approx(0.38)}
     assert tp.test_curve.model_evals == [0, 3000, 6000, 9000, 12000]
     assert len(tp.train_curve.mean) == 40
@@ -240,8 +240,8 @@ def test_compare_command_writes_report_and_figures(tmp_path) -> None:
     result = analyze("compare", str(sweep))
     assert result.exit_code == 0, result.output
     report = (sweep / "analysis" / "report.md").read_text()
-    assert "| tp_grpo_strict | 3 |" in report and "compare_curves.png" in report
-    for name in ("curves", "threshold", "categories"):
+    assert "| 1 | tp_grpo_strict | 3 |" in report and "compare_curves.png" in report
+    for name in ("final", "curves", "budget", "threshold", "categories"):
         assert (sweep / "analysis" / f"compare_{name}.png").stat().st_size > 5000
     runs = sorted(str(p) for p in (sweep / "runs").iterdir())
     unfinished = write_run(tmp_path / "unfinished", algo="incremental", records=[], test_scores={0: 0.5, 10: 0.9})
@@ -249,7 +249,7 @@ def test_compare_command_writes_report_and_figures(tmp_path) -> None:
     (unfinished / "config.json").write_text(json.dumps({**config, "iterations": 40}))
     printed = analyze("compare", *runs, str(unfinished), "--threshold", "0.6", "--json", "--out", str(tmp_path / "o"))
     assert printed.exit_code == 0, printed.output
-    result = json.loads(printed.output)
+    result = json.loads(printed.stdout)  # warnings (provenance unknown) go to stderr
     assert result["groups"][1]["to_threshold"]["iterations"]["value"] == pytest.approx(12.5)
     assert len(result["groups"]) == 2 and "unfinished (iteration 10 of 40)" in result["skipped"][0]
     assert "unfinished (iteration 10 of 40)" in (tmp_path / "o" / "report.md").read_text()

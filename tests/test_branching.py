@@ -68,7 +68,7 @@ def complete_one(model, x, grid, sigmas, prompt):
 
 
 def reference_anchor(model, prompts, group_ids, *, seed, steps, start, size, grids, a=0.7):
-    """Anchor-branch rollout, prompt by prompt and child by child (ALGORITHMS.md section 7.3)."""
+    """Anchor-branch rollout, prompt by prompt and child by child (docs/math.md section 9.3)."""
     sigmas = [float(s) for s in flow_sigmas(steps)]
     batch = len(prompts)
     groups = sorted(set(group_ids.tolist()))
@@ -99,7 +99,7 @@ def reference_anchor(model, prompts, group_ids, *, seed, steps, start, size, gri
 
 
 def reference_tree(model, prompts, group_ids, *, seed, steps, start, size, splits, a=0.7):
-    """Tree rollout, node by node (ALGORITHMS.md section 7.4); leaves in generation order."""
+    """Tree rollout, node by node (docs/math.md section 9.4); leaves in generation order."""
     sigmas = [float(s) for s in flow_sigmas(steps)]
     groups = sorted(set(group_ids.tolist()))
     gen = torch.Generator().manual_seed(seed)

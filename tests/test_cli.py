@@ -151,7 +151,7 @@ def test_resume_refuses_changed_options(tmp_path) -> None:
     result = invoke("--resume", str(tmp_path / "run"), "--seed", "4")
     assert result.exit_code == 2 and "only --iterations may change" in result.output
     result = invoke("--resume", str(tmp_path / "nothing"))
-    assert result.exit_code == 2 and "nothing to resume" in result.output
+    assert result.exit_code == 2 and "nothing' does not exist" in result.output
 
 
 def test_non_finite_reward_stops_the_run_naming_prompt_and_iteration(tmp_path, monkeypatch) -> None:
@@ -194,7 +194,7 @@ def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     assert json.loads(turning.output)["recorded_matches_replay"] is True  # the run's own credit, replayed
     compared = runner.invoke(app, ["analyze", "compare", str(run), "--baseline", "tp_grpo_strict", "--json"])
     assert compared.exit_code == 0, compared.output
-    assert json.loads(compared.output)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
+    assert json.loads(compared.stdout)["groups"][0]["to_threshold"]["iterations"]["ratio"] == 1.0
     replayed = recompute(records, "tp_grpo_strict")
     for record, credit in zip(records, replayed, strict=True):
         torch.testing.assert_close(credit.advantages, record.tensors["advantages"])
@@ -249,8 +249,15 @@ def test_bad_algorithm_options_from_a_config_file(tmp_path, toml: str, message: 
 def test_algos_lists_shape_cost_and_paper() -> None:
     result = runner.invoke(app, ["algos"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    by_name = {line.split()[0]: (line, lines[i + 1]) for i, line in enumerate(lines) if not line.startswith(" ")}
+    blocks: dict[str, list[str]] = {}  # a name line, then its indented description and (wrapped) cost
+    for line in result.output.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = [line, ""]
+        else:
+            block = blocks[list(blocks)[-1]]
+            if line.strip().startswith("cost:") or block[1]:
+                block[1] += " " + line.strip()
+    by_name = {name: (head, cost.strip()) for name, (head, cost) in blocks.items()}
     assert set(by_name) >= {"flow_grpo", "tp_grpo", "dense_value", "tempflow", "g2rpo", "branch_grpo"}
     assert "chain" in by_name["flow_grpo"][0] and "arXiv 2505.05470" in by_name["flow_grpo"][0]
     assert by_name["flow_grpo"][1].split("cost:")[1].strip() == "0"

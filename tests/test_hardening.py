@@ -59,7 +59,7 @@ def test_lockstep_completions_equal_a_plain_euler_loop(device: str, guidance: fl
         obs, reward, _, _, info = env.step(step.prev_sample)
         states.append(obs["latent"])
     assert states[0].device.type == device and info["completion_rewards"].shape == (4, T)
-    # z_0 is the trajectory's own initial noise, drawn on the CPU from the seed (ALGORITHMS.md section 2)
+    # z_0 is the trajectory's own initial noise, drawn on the CPU from the seed (docs/math.md section 2)
     own_noise = torch.randn((4, *model.sample_shape), generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(states[0].cpu(), own_noise, rtol=0, atol=0)
     sigmas = diffusers_sigmas(T, shift)
@@ -185,7 +185,7 @@ def test_make_vec_builds_the_registered_task_with_its_training_reward() -> None:
 
     register_envs()
     try:
-        env = gymnasium.make_vec("creditzoo/TinyTest-v0", num_envs=3)
+        env = gymnasium.make_vec("creditzoo/TinyTest-v0", num_envs=3, arrays="torch")
         assert isinstance(env, DenoisingEnv) and isinstance(env.model, TinyFlowModel) and env.num_envs == 3
         task = get_task("tiny")
         trained_with = build_reward(task, TrainConfig(env="tiny", prompts_per_iteration=2)).reward_fn
@@ -194,8 +194,8 @@ def test_make_vec_builds_the_registered_task_with_its_training_reward() -> None:
         assert obs["latent"].shape == (3, 3, 8, 8)
     finally:
         gymnasium.registry.pop("creditzoo/TinyTest-v0", None)
-    geneval = gymnasium.make_vec("creditzoo/GenEval-v0", num_envs=1)
-    assert geneval.reward is build_reward(get_task("geneval"), TrainConfig()).reward_fn
+    geneval = gymnasium.make_vec("creditzoo/GenEval-v0", num_envs=1)  # numpy-facing: the reward is underneath
+    assert geneval.unwrapped.reward is build_reward(get_task("geneval"), TrainConfig()).reward_fn
 
 
 # -------------------------------------------------------------------------------------------- bad input

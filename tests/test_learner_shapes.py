@@ -41,7 +41,7 @@ def make_learner(algo: str, options: dict, **overrides) -> GRPOLearner:
 
 
 def expected_counts(algo: str, config: TrainConfig) -> tuple[int, int, int]:
-    """Sampling evals, completion evals and reward calls per iteration, from ALGORITHMS.md sections 5, 7.3, 7.4."""
+    """Sampling evals, completion evals and reward calls per iteration, from docs/math.md sections 7, 9.3, 9.4."""
     steps, start, size = config.num_steps, config.window_start, config.resolved_window_size
     prompts, group = config.prompts_per_iteration, config.group_size
     if algo == "tempflow":  # T anchor calls per prompt, C children per window step completed with the ODE
@@ -145,7 +145,7 @@ def test_record_stores_the_shape(tmp_path) -> None:
 
 @pytest.mark.parametrize(("algo", "options"), [("tempflow", {}), ("branch_grpo", {"split_steps": [0]})])
 def test_branched_rollouts_follow_a_sliding_window(algo, options) -> None:
-    """slide:2:1:1 on T = 5: iteration 1 trains grid steps 0-1, iteration 2 steps 1-2 (ALGORITHMS.md 7.1)."""
+    """slide:2:1:1 on T = 5: iteration 1 trains grid steps 0-1, iteration 2 steps 1-2 (docs/math.md section 9.1)."""
     learner = make_learner(algo, options, window_schedule="slide:2:1:1", group_size=2 if algo == "branch_grpo" else 4)
     starts = []
     for iteration in (1, 2):

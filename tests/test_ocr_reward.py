@@ -177,7 +177,11 @@ def test_ocr_environment_scores_its_final_images_with_the_ocr_reward():
     from creditzoo.sampling import ode_step
 
     env = gymnasium.make_vec(
-        "creditzoo/OCR-v0", num_envs=2, model=TinyFlowModel(), config=DenoisingConfig(num_steps=2, completion=None)
+        "creditzoo/OCR-v0",
+        num_envs=2,
+        arrays="torch",
+        model=TinyFlowModel(),
+        config=DenoisingConfig(num_steps=2, completion=None),
     )
     prompts = ocr_test_prompts()[:2]
     obs, _ = env.reset(seed=0, options={"prompts": prompts})

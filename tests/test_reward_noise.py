@@ -1,4 +1,4 @@
-"""Reward noise models (ALGORITHMS.md section 6): parsing, repeatability, and each kind's distribution."""
+"""Reward noise models (docs/math.md section 8): parsing, repeatability, and each kind's distribution."""
 
 from __future__ import annotations
 

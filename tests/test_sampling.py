@@ -1,4 +1,4 @@
-"""Sampler math against diffusers, torch.distributions and Monte Carlo (ALGORITHMS.md section 1)."""
+"""Sampler math against diffusers, torch.distributions and Monte Carlo (docs/math.md section 1)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Step schedules and step weights of ALGORITHMS.md section 7.1: sliding window, random subset, noise weights."""
+"""Step schedules and step weights of docs/math.md section 9.1: sliding window, random subset, noise weights."""
 
 import pytest
 import torch

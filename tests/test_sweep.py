@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from threads import torch_threads
 from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
@@ -242,7 +243,10 @@ def test_jobs_run_in_parallel_subprocesses(tmp_path, monkeypatch) -> None:
     assert [s for _, s in seen[:2]] == ["running", "running"]  # both started before either ended
     for name in names:
         assert (out / name / "checkpoints" / "iter_000002" / "trainer_state.pt").exists()
-    here = run_module.train(TrainConfig(**{**TINY_FIELDS, "seed": 1}), tmp_path / "here")
+    # each worker runs with cpu_count // jobs torch threads (creditzoo.learner.sweep.execute); a float sum over
+    # another thread count is reduced in another order, so the in-process reference runs with the workers' count
+    with torch_threads(max(1, (os.cpu_count() or 1) // 2)):
+        here = run_module.train(TrainConfig(**{**TINY_FIELDS, "seed": 1}), tmp_path / "here")
     assert comparable(read_metrics(out / names[1])) == comparable(here.metrics)
 
 

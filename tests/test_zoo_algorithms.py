@@ -1,4 +1,4 @@
-"""Section-7 credit schemes: worked examples of ALGORITHMS.md, exactly, and slow loop references from the spec."""
+"""Section-9 credit schemes: worked examples of docs/math.md section 9, exactly, and slow loop references."""
 
 import math
 

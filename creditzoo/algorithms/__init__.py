@@ -1,12 +1,12 @@
 """The zoo: interchangeable credit-assignment algorithms over one rollout format.
 
-``ALGORITHMS`` is the table of contents: a name maps to a pure function ``(rollout, **options) -> Credit``;
-variants are ``functools.partial`` entries. :func:`get_algorithm` binds and checks options and also accepts
-``"package.module:function"`` for an algorithm that lives outside the package.
-
-Each function declares, as attributes, what it needs and where it comes from: ``needs_completions``,
-``rollout_shape`` ("chain", "anchor" or "tree", see :class:`creditzoo.rollout.Rollout`), ``paper`` and
-``completion_cost`` (its extra model calls in T steps, window start w and size K, ALGORITHMS.md sections 5, 7).
+``ALGORITHMS`` is the table of contents: a name maps to an :class:`~creditzoo.algorithms.spec.AlgorithmSpec`, the
+one record that holds the pure kernel ``(rollout, **options) -> Credit``, the rollout shape it reads, whether it
+needs completion rewards, its paper, its cost (extra model calls in T steps, window start w and size K,
+docs/math.md sections 7 and 9) and its one-line description. Variants are records whose kernel is a
+``functools.partial``. Adding an algorithm is one file (the kernel and its record) and one entry here.
+:func:`get_algorithm` binds and checks options; it also accepts ``"package.module:RECORD"`` for an algorithm that
+lives outside the package (the attribute must be an ``AlgorithmSpec``).
 """
 
 from __future__ import annotations
@@ -17,46 +17,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms.branch_grpo import branch_grpo, check_split_steps, default_split_steps
-from creditzoo.algorithms.dense_value import dense_value
-from creditzoo.algorithms.flow_grpo import flow_grpo
-from creditzoo.algorithms.g2rpo import g2rpo
-from creditzoo.algorithms.incremental import incremental
-from creditzoo.algorithms.tempflow import tempflow
-from creditzoo.algorithms.tp_grpo import tp_grpo
+from creditzoo.algorithms.branch_grpo import BRANCH_GRPO, check_split_steps, default_split_steps
+from creditzoo.algorithms.dense_value import DENSE_VALUE
+from creditzoo.algorithms.flow_grpo import FLOW_GRPO
+from creditzoo.algorithms.g2rpo import G2RPO
+from creditzoo.algorithms.incremental import INCREMENTAL
+from creditzoo.algorithms.spec import AlgorithmFn, AlgorithmSpec
+from creditzoo.algorithms.tempflow import TEMPFLOW
+from creditzoo.algorithms.tp_grpo import TP_GRPO, TP_GRPO_NOINIT, TP_GRPO_STRICT, TP_GRPO_STRICT_NOINIT
 from creditzoo.registry import lookup
-from creditzoo.rollout import ROLLOUT_SHAPES, Credit, Rollout, shape_mismatch
+from creditzoo.rollout import Credit, Rollout, shape_mismatch
 
-AlgorithmFn = Callable[..., Credit]
-
-ALGORITHMS: dict[str, AlgorithmFn] = {
-    "flow_grpo": flow_grpo,
-    "incremental": incremental,
-    "tp_grpo": tp_grpo,
-    "tp_grpo_strict": functools.partial(tp_grpo, strict=True),
-    "tp_grpo_noinit": functools.partial(tp_grpo, initial_step=False),
-    "tp_grpo_strict_noinit": functools.partial(tp_grpo, strict=True, initial_step=False),
-    "dense_value": dense_value,
-    "tempflow": tempflow,
-    "g2rpo": g2rpo,
-    "branch_grpo": branch_grpo,
-}
-
-DESCRIPTIONS: dict[str, str] = {
-    "flow_grpo": "Flow-GRPO: terminal reward R_K broadcast to every step",
-    "incremental": "incremental step reward d_k = R_{k+1} - R_k",
-    "tp_grpo": "TP-GRPO w/o constraint (Def. 4.1) + initial step (Rem. 4.2)",
-    "tp_grpo_strict": "TP-GRPO w/ consistency constraint (Def. 5.1) + initial step",
-    "tp_grpo_noinit": "TP-GRPO w/o constraint, no initial-step extension",
-    "tp_grpo_strict_noinit": "TP-GRPO w/ consistency constraint, no initial-step extension",
-    "dense_value": "DenseGRPO's dense reward baseline: R_{k+1} as the step reward",
-    "tempflow": "TempFlow-GRPO: C SDE children of an ODE anchor per step, noise-aware step weights",
-    "g2rpo": "G2RPO: anchor children completed at several granularities, advantages summed",
-    "branch_grpo": "BranchGRPO: binary tree, node values fused from leaves, depth-wise advantages",
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "flow_grpo": FLOW_GRPO,
+    "incremental": INCREMENTAL,
+    "tp_grpo": TP_GRPO,
+    "tp_grpo_strict": TP_GRPO_STRICT,
+    "tp_grpo_noinit": TP_GRPO_NOINIT,
+    "tp_grpo_strict_noinit": TP_GRPO_STRICT_NOINIT,
+    "dense_value": DENSE_VALUE,
+    "tempflow": TEMPFLOW,
+    "g2rpo": G2RPO,
+    "branch_grpo": BRANCH_GRPO,
 }
 
 
-def _base_function(fn: AlgorithmFn) -> Callable[..., Any]:
+def base_function(fn: AlgorithmFn) -> Callable[..., Any]:
+    """The kernel under any ``functools.partial`` layers of a variant."""
     while isinstance(fn, functools.partial):
         fn = fn.func
     return fn
@@ -67,18 +54,14 @@ class Algorithm:
     """A registered algorithm with its options bound: call it on a :class:`Rollout`.
 
     Attributes:
-        name: registry name or "package.module:function".
-        fn: the underlying function (or partial).
+        name: registry name or "package.module:RECORD".
+        spec: its record (kernel, shape, completions, paper, cost, description).
         options: keyword options bound at construction.
-        needs_completions: whether the rollout must carry completion rewards (R_0 .. R_K, or R_{k,i}).
-        rollout_shape: the rollout shape it needs: "chain", "anchor" or "tree".
     """
 
     name: str
-    fn: AlgorithmFn
+    spec: AlgorithmSpec
     options: dict[str, Any] = field(default_factory=dict)
-    needs_completions: bool = True
-    rollout_shape: str = "chain"
 
     def __call__(self, rollout: Rollout) -> Credit:
         """Assign credit: step_rewards, turning_points and advantages, each [B, K] (and weights, if any).
@@ -91,19 +74,34 @@ class Algorithm:
         return self.fn(rollout, **self.options)
 
     @property
+    def fn(self) -> AlgorithmFn:
+        """The kernel (or partial) the record registers."""
+        return self.spec.fn
+
+    @property
+    def needs_completions(self) -> bool:
+        """Whether the rollout must carry completion rewards (R_0 .. R_K, or R_{k,i})."""
+        return self.spec.needs_completions
+
+    @property
+    def rollout_shape(self) -> str:
+        """The rollout shape it needs: "chain", "anchor" or "tree"."""
+        return self.spec.shape
+
+    @property
     def paper(self) -> str:
-        """The paper it comes from (arXiv id), "?" if the function does not say."""
-        return str(getattr(_base_function(self.fn), "paper", "?"))
+        """The paper it comes from (arXiv id)."""
+        return self.spec.paper
 
     @property
     def completion_cost(self) -> str:
-        """Its extra model calls for T steps, window start w and size K (ALGORITHMS.md sections 5, 7)."""
-        return str(getattr(_base_function(self.fn), "completion_cost", "?"))
+        """Its extra model calls for T steps, window start w and size K (docs/math.md sections 7, 9)."""
+        return self.spec.cost
 
     @property
     def default_step_weight(self) -> str:
         """The step weighting it trains with unless told otherwise ("none", or "noise" for tempflow)."""
-        return str(getattr(_base_function(self.fn), "default_step_weight", "none"))
+        return self.spec.default_step_weight
 
     @property
     def bound_options(self) -> dict[str, Any]:
@@ -111,15 +109,30 @@ class Algorithm:
         return resolved_options(self.fn, self.options)
 
 
+def algorithm_spec(name: str) -> AlgorithmSpec:
+    """The record of a registered name or of a ``"package.module:RECORD"`` path.
+
+    Raises:
+        ValueError: unknown name (listing the valid ones), or a path whose attribute is not an AlgorithmSpec.
+    """
+    spec = lookup(name, ALGORITHMS, "algorithm")
+    if not isinstance(spec, AlgorithmSpec):
+        raise ValueError(
+            f"algorithm {name!r} is not an AlgorithmSpec (a plain function says nothing about the rollout it needs); "
+            "register AlgorithmSpec(fn, shape, needs_completions, paper, cost, description)"
+        )
+    return spec
+
+
 def option_names(fn: AlgorithmFn) -> list[str]:
     """Keyword-only options an algorithm accepts."""
-    parameters = inspect.signature(_base_function(fn)).parameters.values()
+    parameters = inspect.signature(base_function(fn)).parameters.values()
     return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def resolved_options(fn: AlgorithmFn, options: dict[str, Any]) -> dict[str, Any]:
     """Keyword options of ``fn`` with their values: signature defaults, then partial keywords, then ``options``."""
-    parameters = inspect.signature(_base_function(fn)).parameters.values()
+    parameters = inspect.signature(base_function(fn)).parameters.values()
     values = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
     partials = []
     while isinstance(fn, functools.partial):
@@ -135,7 +148,7 @@ def get_algorithm(name: str, **options: Any) -> Algorithm:
     """Look up an algorithm and bind its options.
 
     Args:
-        name: a key of ``ALGORITHMS`` or "package.module:function".
+        name: a key of ``ALGORITHMS`` or "package.module:RECORD" (an AlgorithmSpec).
         **options: keyword options of that algorithm (e.g. ``std_mode="global"``, ``balance=False``).
 
     Returns:
@@ -144,19 +157,12 @@ def get_algorithm(name: str, **options: Any) -> Algorithm:
     Raises:
         ValueError: unknown name or option (the message lists the valid ones), or an invalid option value.
     """
-    fn = lookup(name, ALGORITHMS, "algorithm")
-    if not callable(fn):
-        raise ValueError(f"algorithm {name!r} is not callable")
-    valid = option_names(fn)
+    spec = algorithm_spec(name)
+    valid = option_names(spec.fn)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for algorithm {name!r}; valid: {', '.join(valid)}")
-    base = _base_function(fn)
-    shape = str(getattr(base, "rollout_shape", "chain"))
-    if shape not in ROLLOUT_SHAPES:
-        raise ValueError(f"algorithm {name!r} declares rollout_shape {shape!r}; valid: {', '.join(ROLLOUT_SHAPES)}")
-    needs = bool(getattr(base, "needs_completions", True))
-    algorithm = Algorithm(name=name, fn=fn, options=dict(options), needs_completions=needs, rollout_shape=shape)
+    algorithm = Algorithm(name=name, spec=spec, options=dict(options))
     _validate(algorithm)
     return algorithm
 
@@ -197,8 +203,10 @@ def _validate(algorithm: Algorithm) -> None:
 
 __all__ = [
     "ALGORITHMS",
-    "DESCRIPTIONS",
     "Algorithm",
+    "AlgorithmSpec",
+    "algorithm_spec",
+    "base_function",
     "check_split_steps",
     "default_split_steps",
     "get_algorithm",

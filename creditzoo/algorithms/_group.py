@@ -1,4 +1,4 @@
-"""Kernels shared by the algorithms: group-relative advantages (ALGORITHMS.md section 4) and option checks.
+"""Kernels shared by the algorithms: group-relative advantages (docs/math.md section 4) and option checks.
 
 Everything is vectorised over the batch: groups are found with ``torch.unique`` and reduced with
 ``index_add_`` / ``scatter_reduce_``, never with a Python loop over samples or groups.

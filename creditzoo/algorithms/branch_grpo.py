@@ -1,7 +1,7 @@
 """BranchGRPO: a binary tree of SDE paths per prompt, node values fused from leaves, depth-wise advantages.
 
 Li et al. 2025, "BranchGRPO: Stable and Efficient GRPO with Structured Branching in Diffusion Models"
-(arXiv 2509.06040), as specified in ALGORITHMS.md section 7.4. Every node takes an SDE step at every window
+(arXiv 2509.06040), as specified in docs/math.md section 9.4. Every node takes an SDE step at every window
 step; at the split steps S each node has two children. A node's value fuses the rewards of its descendant
 leaves (``fusion="mean"``, or ``fusion="path"``: weights proportional to exp(beta * the path log-probability
 from the node to the leaf)); its advantage is the section-4 normalisation over the nodes of its tree at its
@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from creditzoo.algorithms._group import check_std_options, group_advantages, no_turning_points, require_shape
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 FUSIONS = ("mean", "path")
@@ -161,9 +162,11 @@ def branch_grpo(
     )
 
 
-branch_grpo.needs_completions = False  # type: ignore[attr-defined]
-branch_grpo.rollout_shape = "tree"  # type: ignore[attr-defined]
-branch_grpo.paper = "arXiv 2509.06040"  # type: ignore[attr-defined]
-branch_grpo.completion_cost = (  # type: ignore[attr-defined]
-    "0; a tree samples w + sum_k 2^|S<k| + 2^|S|(T-w-K) calls (2^|S| T as chains)"
+BRANCH_GRPO = AlgorithmSpec(
+    fn=branch_grpo,
+    shape="tree",
+    needs_completions=False,
+    paper="arXiv 2509.06040",
+    cost="0; a tree samples w + sum_k 2^|S<k| + 2^|S|(T-w-K) calls (2^|S| T as chains)",
+    description="BranchGRPO: binary tree, node values fused from leaves, depth-wise advantages",
 )

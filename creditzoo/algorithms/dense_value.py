@@ -2,13 +2,14 @@
 
 Deng et al. 2026, "DenseGRPO" (arXiv 2601.20218): the value of the state after step k, estimated by completing
 it with the ODE and scoring the image (R_{k+1}), is the step reward; advantages are the section-4 ones
-(ALGORITHMS.md section 7.2). DenseGRPO's main method, the increment d_k normalised per group and step, is
+(docs/math.md section 9.2). DenseGRPO's main method, the increment d_k normalised per group and step, is
 :mod:`creditzoo.algorithms.incremental`.
 """
 
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_completions
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -29,9 +30,11 @@ def dense_value(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4)
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
-dense_value.needs_completions = True  # type: ignore[attr-defined]
-dense_value.rollout_shape = "chain"  # type: ignore[attr-defined]
-dense_value.paper = "arXiv 2601.20218"  # type: ignore[attr-defined]
-dense_value.completion_cost = (  # type: ignore[attr-defined]
-    "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+DENSE_VALUE = AlgorithmSpec(
+    fn=dense_value,
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2601.20218",
+    cost="ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)",
+    description="DenseGRPO's dense reward baseline: R_{k+1} as the step reward",
 )

@@ -2,12 +2,13 @@
 
 Liu et al. 2025, "Flow-GRPO: Training Flow Matching Models via Online RL" (arXiv 2505.05470): every
 denoising step of a trajectory is credited with the trajectory's final reward R_K; advantages are normalised
-per group at each step (ALGORITHMS.md sections 3 and 4).
+per group at each step (docs/math.md sections 3 and 4).
 """
 
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_shape
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -28,9 +29,11 @@ def flow_grpo(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) -
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
-flow_grpo.needs_completions = False  # type: ignore[attr-defined]
-flow_grpo.rollout_shape = "chain"  # type: ignore[attr-defined]
-flow_grpo.paper = "arXiv 2505.05470"  # type: ignore[attr-defined]
-flow_grpo.completion_cost = (  # type: ignore[attr-defined]
-    "0"
+FLOW_GRPO = AlgorithmSpec(
+    fn=flow_grpo,
+    shape="chain",
+    needs_completions=False,
+    paper="arXiv 2505.05470",
+    cost="0",
+    description="Flow-GRPO: terminal reward R_K broadcast to every step",
 )

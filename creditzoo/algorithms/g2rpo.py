@@ -1,7 +1,7 @@
 """G2RPO: anchor-branch children completed at several granularities, advantages summed over them.
 
 Zhou et al. 2025, "G2RPO: Granular GRPO for Precise Reward in Flow Models" (arXiv 2510.01982). Each child
-c_{k,i} of the anchor (ALGORITHMS.md section 7.3) is completed once per granularity g, by Euler steps over every
+c_{k,i} of the anchor (docs/math.md section 9.3) is completed once per granularity g, by Euler steps over every
 g-th point of the grid from index j + 1, always ending at sigma = 0, and scored: R^g_{k,i}. The advantage is
 the sum over g of the section-4 advantages of R^g (clipped afterwards by the learner, as every advantage).
 """
@@ -9,6 +9,7 @@ the sum over g of the section-4 advantages of R^g (clipped afterwards by the lea
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, group_advantages, no_turning_points, require_shape
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 DEFAULT_GRANULARITIES = (1, 2)
@@ -60,9 +61,11 @@ def g2rpo(
     return Credit(step_rewards=step_rewards, turning_points=no_turning_points(step_rewards), advantages=advantages)
 
 
-g2rpo.needs_completions = True  # type: ignore[attr-defined]
-g2rpo.rollout_shape = "anchor"  # type: ignore[attr-defined]
-g2rpo.paper = "arXiv 2510.01982"  # type: ignore[attr-defined]
-g2rpo.completion_cost = (  # type: ignore[attr-defined]
-    "ode: sum over g, k of ceil((T-w-k-1)/g) calls, K|G| reward calls per row; T anchor calls per prompt"
+G2RPO = AlgorithmSpec(
+    fn=g2rpo,
+    shape="anchor",
+    needs_completions=True,
+    paper="arXiv 2510.01982",
+    cost="ode: sum over g, k of ceil((T-w-k-1)/g) calls, K|G| reward calls per row; T anchor calls per prompt",
+    description="G2RPO: anchor children completed at several granularities, advantages summed",
 )

@@ -2,12 +2,13 @@
 
 The step-wise incremental reward d_k = R_{k+1} - R_k of TP-GRPO (Tong et al. 2026, "Alleviating Sparse
 Rewards by Modeling Step-Wise and Long-Term Sampling Effects in Flow-Based GRPO", arXiv 2602.06422,
-section 4.1), used alone, without turning points (ALGORITHMS.md section 3).
+section 4.1), used alone, without turning points (docs/math.md section 3).
 """
 
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_completions
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -28,9 +29,11 @@ def incremental(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4)
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
-incremental.needs_completions = True  # type: ignore[attr-defined]
-incremental.rollout_shape = "chain"  # type: ignore[attr-defined]
-incremental.paper = "arXiv 2602.06422"  # type: ignore[attr-defined]
-incremental.completion_cost = (  # type: ignore[attr-defined]
-    "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+INCREMENTAL = AlgorithmSpec(
+    fn=incremental,
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422",
+    cost="ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)",
+    description="incremental step reward d_k = R_{k+1} - R_k",
 )

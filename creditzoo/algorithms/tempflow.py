@@ -3,13 +3,14 @@
 He et al. 2025, "TempFlow-GRPO: When Timing Matters for GRPO in Flow Models" (arXiv 2508.04324). Per prompt,
 one ODE anchor o_0 .. o_T; at window step k the anchor spawns C SDE children c_{k,i}, each completed and
 scored, R_{k,i}. The step reward of row (prompt, i) at step k is R_{k,i}, normalised over the C children of
-(prompt, k) (ALGORITHMS.md sections 7.3 and 4). Its default step weighting is the noise-aware one
+(prompt, k) (docs/math.md sections 9.3 and 4). Its default step weighting is the noise-aware one
 (``step_weight="noise"``, section 7.1), applied by the learner.
 """
 
 from __future__ import annotations
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_shape
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 
@@ -33,10 +34,12 @@ def tempflow(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) ->
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 
 
-tempflow.needs_completions = True  # type: ignore[attr-defined]
-tempflow.rollout_shape = "anchor"  # type: ignore[attr-defined]
-tempflow.paper = "arXiv 2508.04324"  # type: ignore[attr-defined]
-tempflow.completion_cost = (  # type: ignore[attr-defined]
-    "ode: K(T-w-1) - K(K-1)/2 calls, K reward calls per row (T(T-1)/2 at w=0, K=T-1); T anchor calls per prompt"
+TEMPFLOW = AlgorithmSpec(
+    fn=tempflow,
+    shape="anchor",
+    needs_completions=True,
+    paper="arXiv 2508.04324",
+    cost="ode: K(T-w-1) - K(K-1)/2 calls, K reward calls per row (T(T-1)/2 at w=0, K=T-1); T anchor calls per prompt",
+    description="TempFlow-GRPO: C SDE children of an ODE anchor per step, noise-aware step weights",
+    default_step_weight="noise",
 )
-tempflow.default_step_weight = "noise"  # type: ignore[attr-defined]

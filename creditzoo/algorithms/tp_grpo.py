@@ -1,7 +1,7 @@
 """TP-GRPO: incremental step rewards, with turning points credited by their aggregated long-term reward.
 
 Tong et al. 2026, "Alleviating Sparse Rewards by Modeling Step-Wise and Long-Term Sampling Effects in
-Flow-Based GRPO" (arXiv 2602.06422). Implements ALGORITHMS.md section 3:
+Flow-Based GRPO" (arXiv 2602.06422). Implements docs/math.md section 3:
 
 - Definition 4.1 (``strict=False``, "w/o constraint"): with d_k = R_{k+1} - R_k, g = sign(R_K - R_0) and
   s_k = sign(d_k) * g, step k >= 1 is a turning point iff s_{k-1} < 0 and s_k > 0.
@@ -18,9 +18,12 @@ Flow-Based GRPO" (arXiv 2602.06422). Implements ALGORITHMS.md section 3:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from creditzoo.algorithms._group import check_std_options, make_credit, require_completions
+from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 BALANCE_KEYS = ("r_agg", "trajectory")
@@ -122,9 +125,41 @@ def tp_grpo(
     return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
 
 
-tp_grpo.needs_completions = True  # type: ignore[attr-defined]
-tp_grpo.rollout_shape = "chain"  # type: ignore[attr-defined]
-tp_grpo.paper = "arXiv 2602.06422"  # type: ignore[attr-defined]
-tp_grpo.completion_cost = (  # type: ignore[attr-defined]
-    "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+TP_GRPO_COST = "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
+"""Extra model calls of ``ode`` completions and reward calls, shared by the four variants."""
+
+TP_GRPO = AlgorithmSpec(
+    fn=tp_grpo,
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO w/o constraint (Def. 4.1) + initial step (Rem. 4.2)",
+)
+
+TP_GRPO_STRICT = AlgorithmSpec(
+    fn=functools.partial(tp_grpo, strict=True),
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO w/ consistency constraint (Def. 5.1) + initial step",
+)
+
+TP_GRPO_NOINIT = AlgorithmSpec(
+    fn=functools.partial(tp_grpo, initial_step=False),
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO w/o constraint, no initial-step extension",
+)
+
+TP_GRPO_STRICT_NOINIT = AlgorithmSpec(
+    fn=functools.partial(tp_grpo, strict=True, initial_step=False),
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO w/ consistency constraint, no initial-step extension",
 )

@@ -3,7 +3,10 @@
 - :mod:`.credit`: rollout records, replaying any algorithm on them, noisy vs clean credit.
 - :mod:`.runs`: reading run and sweep directories (config, metrics, evaluations).
 - :mod:`.turning_points`: turning-point statistics of every TP-GRPO variant on the same rollouts.
-- :mod:`.compare`: learning curves, cost to a threshold and final-score tests across seeds.
+- :mod:`.compare`: groups, strata, budgets, curves and threshold costs of a comparison of runs.
+- :mod:`.stats`: t intervals, Welch contrasts, Holm, interactions, the paired bootstrap (scipy, statsmodels).
+- :mod:`.evaluation`: per-image final evaluations (``eval/final.json``) and test-set identity.
+- :mod:`.report`: the comparison's markdown report, verdict sentences first.
 - :mod:`.robustness`: the counterfactual reward-noise study and the noise sweep.
 - :mod:`.plots`: the figures (the only module importing seaborn/matplotlib; import it explicitly).
 

@@ -1,20 +1,27 @@
-"""Comparing training runs: learning curves with bootstrap bands, cost to reach a threshold, final scores.
+"""Comparing groups of training runs: final scores with honest small-sample statistics, budgets, curves.
 
-Runs are grouped by their configuration minus the seed (and minus ``run_dir`` / ``device``, which do not change what
-is learned); the seeds of a group are its samples. Everything is computed from what the runs recorded
-(``metrics.jsonl``, ``eval/``); nothing is sampled.
+Runs are grouped by their configuration minus the seed (and minus ``run_dir``, ``device`` and ``provenance``, which
+do not change what is learned); the seeds of a group are its samples. Everything is computed from what the runs
+recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are in :mod:`.stats`, the report in
+:mod:`.report`.
 
-* Curves: the clean train reward (``reward_clean_mean``, iterations >= 1) and the test score (eval iterations,
-  iteration 0 being the base model) against iterations, cumulative model evaluations (sum of ``model_evals``) and
-  cumulative wall-clock seconds (sum of ``seconds.total``). At each iteration the band is a seeded percentile
-  bootstrap of the mean over seeds (95%); the cost axes use the seeds' mean cumulative cost at that iteration.
-* Cost to reach a threshold (the paper's "steps to reach Flow-GRPO's reward", TP-GRPO, Tong et al. 2026,
-  arXiv 2602.06422): the first crossing of the group's mean test-score curve, linearly interpolated between the
-  two evaluations around it, in iterations and in the cumulative model evaluations and seconds interpolated at
-  the same place. The default threshold is the baseline group's final mean test score. Ratios to the baseline come
-  with a bootstrap interval (seeds of each group resampled independently; resamples that never cross are
-  dropped and counted).
-* Final score: mean of each run's last test score; the difference to the baseline with Welch's t-test.
+* Scores: when every run holds a per-image final evaluation (``eval/final.json``) under one protocol, each run's
+  scores come from it (same prompts and noise for every run: the comparison is paired); otherwise from the last
+  in-run test score in ``metrics.jsonl``. The report says which, and why.
+* Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (strict
+  accuracy, extra-object rate) beside the score.
+* Contrasts: each group against the baseline scheme's group in the same stratum (a grid key that varies within
+  both the baseline and another scheme, e.g. ``reward_noise``): Welch's t, Hedges' g, P(improvement), Holm over
+  the report's family (``--primary A:B`` tests one contrast alone); paired designs add a hierarchical bootstrap
+  interval (seeds, then prompts). Interactions: does a scheme's lead change between strata (difference in
+  differences, Welch-Satterthwaite t).
+* Budgets: each run's test curve interpolated at 25/50/100% of its stratum baseline's mean total cost on every
+  cost axis the runs record; the area under the test curve (its mean level) and the mean of the last k evaluations.
+* Curves: the mean test score (and clean train reward) over seeds at each iteration with a t band, against
+  iterations, cumulative model evaluations and seconds.
+* Cost to reach a threshold (default: the baseline's final mean): the first crossing of the running maximum of
+  the group's mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
+  "not reached" (censored at the group's budget), never dropped.
 """
 
 from __future__ import annotations
@@ -27,12 +34,70 @@ from pathlib import Path
 import numpy as np
 
 from creditzoo.analysis.runs import RunData
+from creditzoo.analysis.stats import Contrast, Estimate, Interaction, running_max
 
-IGNORED_KEYS = ("seed", "run_dir", "device")
+IGNORED_KEYS = ("seed", "run_dir", "device", "provenance")
 """Configuration keys that do not define a group (seeds are a group's samples)."""
 
 COST_AXES = ("iterations", "model_evals", "seconds")
+"""The x axes of the learning curves and of the cost to reach a threshold."""
+
+BUDGET_AXES = {
+    "model_evals": "model evaluations",
+    "sampling_evals": "sampling model evaluations",
+    "completion_evals": "completion model evaluations",
+    "train_evals": "training model evaluations",
+    "reward_calls": "reward calls (decodes)",
+    "seconds": "wall-clock seconds",
+    "iterations": "iterations",
+}
+"""Cost axes a budget can be matched on (metrics.jsonl keys, summed over iterations) and their names."""
+
+METRICS = ("test_partial_score", "test_strict_accuracy", "test_extra_object_rate")
+"""The test metrics a comparison reports: the chosen one, the others as guards."""
+
 CONFIDENCE = 0.95
+BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What :func:`compare_runs` computes.
+
+    Attributes:
+        baseline: baseline group label or algorithm name.
+        metric: the test metric the verdicts are about (the others are reported as guards).
+        threshold: the test score to reach (default: the baseline's final mean).
+        primary: ``"A:B"``, one contrast (group labels or algorithm names) tested alone, outside Holm's family.
+        budget_axes: cost axes to match budgets on (default: every axis of :data:`BUDGET_AXES` the runs record).
+        last_k: how many of the last test evaluations the late-training mean averages.
+        alpha: the level at which a verdict calls a difference established.
+        resamples: bootstrap resamples (threshold crossings, the paired bootstrap).
+        seed: bootstrap seed.
+    """
+
+    baseline: str = "flow_grpo"
+    metric: str = "test_partial_score"
+    threshold: float | None = None
+    primary: str | None = None
+    budget_axes: tuple[str, ...] | None = None
+    last_k: int = 3
+    alpha: float = 0.05
+    resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS[:2]:
+            raise ValueError(f"unknown metric {self.metric!r}; valid: {', '.join(METRICS[:2])}")
+        if self.resamples < 1:
+            raise ValueError(f"--resamples must be >= 1, got {self.resamples}")
+        if self.last_k < 1:
+            raise ValueError(f"--last-k must be >= 1, got {self.last_k}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"--alpha must be in (0, 1), got {self.alpha}")
+        for axis in self.budget_axes or ():
+            if axis not in BUDGET_AXES:
+                raise ValueError(f"unknown budget axis {axis!r}; valid: {', '.join(BUDGET_AXES)}")
 
 
 def bootstrap_interval(
@@ -103,6 +168,51 @@ def check_comparable(runs: list[RunData]) -> None:
             raise ValueError(f"runs of different {key}s in one comparison: {listing}")
 
 
+def check_test_sets(runs: list[RunData]) -> None:
+    """Fail unless all runs were evaluated on one test set (``--prompts``), naming the sets.
+
+    Raises:
+        ValueError: naming each test set and a run evaluated on it.
+    """
+    from creditzoo.analysis.evaluation import evaluation_set_name
+
+    seen: dict[str, str] = {}
+    for run in runs:
+        seen.setdefault(evaluation_set_name(run.config), str(run.path))
+    if len(seen) > 1:
+        listing = "; ".join(f"{name} ({path})" for name, path in seen.items())
+        raise ValueError(f"runs evaluated on different test sets cannot be compared: {listing}")
+
+
+def provenance_warnings(runs: list[RunData]) -> list[str]:
+    """One line when the runs differ in recorded commit, dirty tree or versions; one when some record none."""
+    lines = []
+    unknown = [run for run in runs if not isinstance(run.config.get("provenance"), dict)]
+    if unknown:
+        lines.append(
+            f"provenance unknown for {len(unknown)} of {len(runs)} runs (config.json records no commit or versions)"
+        )
+    fields: dict[str, dict[str, int]] = {}
+    for run in runs:
+        record = run.config.get("provenance")
+        if not isinstance(record, dict):
+            continue
+        versions = record.get("versions") if isinstance(record.get("versions"), dict) else {}
+        items = {"git_commit": record.get("git_commit"), "git_dirty": record.get("git_dirty")}
+        items.update({f"versions.{k}": v for k, v in versions.items()})
+        for key, value in items.items():
+            fields.setdefault(key, {}).setdefault(str(value), 0)
+            fields[key][str(value)] += 1
+    differing = [
+        f"{key} ({', '.join(f'{v} in {n}' for v, n in counts.items())})"
+        for key, counts in fields.items()
+        if len(counts) > 1
+    ]
+    if differing:
+        lines.append("runs differ in provenance: " + "; ".join(differing))
+    return lines
+
+
 def group_runs(
     runs: list[RunData], *, ignore: tuple[str, ...] = IGNORED_KEYS, check_seeds: bool = True
 ) -> list[RunGroup]:
@@ -163,15 +273,16 @@ def _short(value: object) -> str:
 
 @dataclass(frozen=True)
 class Curve:
-    """A group's mean curve over seeds, with a bootstrap band, at the iterations every seed recorded.
+    """A group's mean curve over seeds, with a Student-t band, at the iterations every seed recorded.
 
     Attributes:
         iterations: [J] iteration numbers.
         model_evals: [J] seeds' mean cumulative model evaluations at those iterations.
         seconds: [J] seeds' mean cumulative wall-clock seconds.
         mean: [J] mean value over seeds.
-        low: [J] lower end of the band.
+        low: [J] lower end of the band (95% t interval of the mean at each iteration).
         high: [J] upper end of the band.
+        per_seed: [n][J] each seed's values.
     """
 
     iterations: list[int]
@@ -180,9 +291,12 @@ class Curve:
     mean: list[float]
     low: list[float]
     high: list[float]
+    per_seed: list[list[float]] = field(default_factory=list)
 
 
-def _aligned(group: RunGroup, metric: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _aligned(
+    group: RunGroup, metric: str, axes: tuple[str, ...] = ("model_evals", "seconds")
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Iterations [J] that every seed recorded ``metric`` at, values [n, J], and cumulative costs [n, J] per axis."""
     per_run = [run.series(metric) for run in group.runs]
     common = sorted(set.intersection(*(set(its.tolist()) for its, _ in per_run)))
@@ -190,7 +304,7 @@ def _aligned(group: RunGroup, metric: str) -> tuple[np.ndarray, np.ndarray, dict
         raise ValueError(f"the runs of group {group.label!r} share no iteration with {metric!r} recorded")
     values = np.array([[dict(zip(its.tolist(), vals, strict=True))[i] for i in common] for its, vals in per_run])
     costs = {}
-    for axis in ("model_evals", "seconds"):
+    for axis in axes:
         rows = []
         for run in group.runs:
             lookup = dict(zip(run.iterations().tolist(), run.cumulative(axis), strict=True))
@@ -199,22 +313,24 @@ def _aligned(group: RunGroup, metric: str) -> tuple[np.ndarray, np.ndarray, dict
     return np.array(common), values, costs
 
 
-def group_curve(group: RunGroup, metric: str, *, resamples: int = 2000, seed: int = 0) -> Curve:
-    """The group's mean ``metric`` curve over seeds with a percentile-bootstrap band (module docstring)."""
+def group_curve(group: RunGroup, metric: str) -> Curve:
+    """The group's mean ``metric`` curve over seeds with a 95% Student-t band at each iteration."""
+    from scipy.stats import t
+
     iterations, values, costs = _aligned(group, metric)
+    mean = values.mean(0)  # [J]
     if values.shape[0] > 1:
-        means = bootstrap_means(values, resamples=resamples, rng=np.random.default_rng(seed))  # [R, J]
-        tail = 100 * (1 - CONFIDENCE) / 2
-        low, high = np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+        half = t.ppf(0.5 + CONFIDENCE / 2, values.shape[0] - 1) * values.std(0, ddof=1) / np.sqrt(values.shape[0])
     else:
-        low = high = values[0]
+        half = np.zeros_like(mean)
     return Curve(
         iterations=[int(i) for i in iterations],
         model_evals=[round(float(x), 3) for x in costs["model_evals"].mean(0)],
         seconds=[round(float(x), 4) for x in costs["seconds"].mean(0)],
-        mean=[round(float(x), 6) for x in values.mean(0)],
-        low=[round(float(x), 6) for x in low],
-        high=[round(float(x), 6) for x in high],
+        mean=[round(float(x), 6) for x in mean],
+        low=[round(float(x), 6) for x in mean - half],
+        high=[round(float(x), 6) for x in mean + half],
+        per_seed=[[round(float(x), 6) for x in row] for row in values],
     )
 
 
@@ -249,13 +365,14 @@ class Crossing:
     """Cost for a group to reach the threshold on one axis, and its ratio to the baseline.
 
     Attributes:
-        value: the crossing of the group's mean curve (None if it never reaches the threshold).
-        low: lower end of the bootstrap interval of the crossing (None if no resample crosses).
-        high: upper end.
+        value: the crossing of the running maximum of the group's mean curve (None if it never reaches it).
+        low: lower end of the bootstrap interval of the crossing (None: the lower tail never reaches).
+        high: upper end (None: the upper tail never reaches; the interval is open).
         ratio: value / the baseline's value (None when either is missing or the baseline's is 0).
-        ratio_low: lower end of the bootstrap interval of the ratio.
-        ratio_high: upper end.
-        reached_share: share of bootstrap resamples whose mean curve reaches the threshold.
+        ratio_low: lower end of the bootstrap interval of the ratio (None: not reached in that tail).
+        ratio_high: upper end (None: not reached in that tail).
+        reached_share: share of bootstrap resamples whose curve reaches the threshold.
+        not_reached: how many resamples never reach it (counted as not reached, censored at the budget).
     """
 
     value: float | None
@@ -265,23 +382,22 @@ class Crossing:
     ratio_low: float | None
     ratio_high: float | None
     reached_share: float
+    not_reached: int = 0
 
 
 def _bootstrap_crossings(group: RunGroup, metric: str, threshold: float, resamples: int, seed: int):
-    """Crossing of the full-sample mean curve, and of ``resamples`` resampled mean curves ([R] per axis, NaN = none)."""
+    """Crossing of the running-max mean curve, and of ``resamples`` resampled ones ([R] per axis, inf = never)."""
     iterations, values, costs = _aligned(group, metric)
-    point = first_crossing(iterations, values.mean(0), {a: c.mean(0) for a, c in costs.items()}, threshold)
+    mean_costs = {a: c.mean(0) for a, c in costs.items()}
+    point = first_crossing(iterations, running_max(values.mean(0)), mean_costs, threshold)
     rng = np.random.default_rng([seed, zlib.crc32(group.label.encode())])  # groups resampled independently
     index = rng.integers(0, values.shape[0], size=(resamples, values.shape[0]))  # [R, n]
-    curves = values[index].mean(1)  # [R, J]
+    curves = running_max(values[index].mean(1))  # [R, J]
     axes = {
         "iterations": np.broadcast_to(iterations.astype(float), curves.shape),
-        **{
-            axis: cost[index].mean(1)
-            for axis, cost in costs.items()  # [R, J]
-        },
+        **{axis: cost[index].mean(1) for axis, cost in costs.items()},  # [R, J]
     }
-    samples = first_crossings(curves, axes, threshold)
+    samples = {axis: np.where(np.isnan(x), np.inf, x) for axis, x in first_crossings(curves, axes, threshold).items()}
     return point, samples
 
 
@@ -302,12 +418,16 @@ def first_crossings(curves: np.ndarray, axes: dict[str, np.ndarray], threshold: 
     return result
 
 
-def _interval(samples: np.ndarray) -> tuple[float | None, float | None]:
-    kept = samples[np.isfinite(samples)]
-    if kept.size == 0:
-        return None, None
-    tail = 100 * (1 - CONFIDENCE) / 2
-    return round(float(np.percentile(kept, tail)), 4), round(float(np.percentile(kept, 100 - tail)), 4)
+def censored_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """Percentile interval of ``samples`` [R] in which ``inf`` marks "not reached": an end that falls on one is None.
+
+    The ends are order statistics (no interpolation), so a tail of never-crossing resamples shows as an open end
+    instead of being dropped.
+    """
+    tail = (1 - confidence) / 2
+    low = float(np.quantile(samples, tail, method="lower"))
+    high = float(np.quantile(samples, 1 - tail, method="higher"))
+    return (round(low, 4) if np.isfinite(low) else None), (round(high, 4) if np.isfinite(high) else None)
 
 
 def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
@@ -317,9 +437,13 @@ def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
         base = None if base_point is None else base_point[axis]
         ratio = value / base if value is not None and base else None
         with np.errstate(divide="ignore", invalid="ignore"):
+            # a group that never reaches is censored at +inf (cost larger than any); a baseline that never reaches
+            # gives no ratio for that resample (inf / inf): those resamples are counted in the baseline's row
             ratios = samples[axis] / np.where(base_samples[axis] > 0, base_samples[axis], np.nan)
-        low, high = _interval(samples[axis])
-        ratio_low, ratio_high = _interval(ratios)
+        ratios = ratios[~np.isnan(ratios)]
+        low, high = censored_interval(samples[axis])
+        ratio_low, ratio_high = censored_interval(ratios) if ratios.size else (None, None)
+        never = int(np.isinf(samples[axis]).sum())
         result[axis] = Crossing(
             value=None if value is None else round(value, 4),
             low=low,
@@ -327,9 +451,150 @@ def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
             ratio=None if ratio is None else round(ratio, 4),
             ratio_low=ratio_low,
             ratio_high=ratio_high,
-            reached_share=round(float(np.isfinite(samples[axis]).mean()), 4),
+            reached_share=round(1 - never / samples[axis].size, 4),
+            not_reached=never,
         )
     return result
+
+
+# ----------------------------------------------------------------------------------------------- strata and labels
+
+KEY_NAMES = {
+    "reward_noise": "noise",
+    "learning_rate": "lr",
+    "window_size": "window",
+    "window_start": "window start",
+    "group_size": "G",
+    "num_steps": "K",
+    "std_mode": "std",
+    "algo_options": "options",
+}
+"""Short names of configuration keys in automatic group labels."""
+
+
+def _varying(groups: list[RunGroup]) -> list[str]:
+    """Configuration keys (other than the algorithm) whose value differs between groups."""
+    configs = [g.config for g in groups]
+    keys = {k for c in configs for k in c} - {"algo"}
+    return sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1)
+
+
+def find_strata(groups: list[RunGroup], base: RunGroup) -> list[str]:
+    """Grid keys: varying keys that take several values within the baseline's algorithm and within another's."""
+    strata = []
+    for key in _varying(groups):
+        values: dict[str, set[str]] = {}
+        for g in groups:
+            values.setdefault(g.algo, set()).add(json.dumps(g.config.get(key), sort_keys=True, default=str))
+        others = [len(v) > 1 for algo, v in values.items() if algo != base.algo]
+        if len(values.get(base.algo, ())) > 1 and any(others):
+            strata.append(key)
+    return strata
+
+
+def _parts(config: dict, keys: list[str]) -> list[str]:
+    return [f"{k}={_short(config.get(k))}" for k in keys]
+
+
+def short_label(label: str) -> str:
+    """A group label with long key names shortened (``reward_noise=gaussian:0.02`` -> ``noise=gaussian:0.02``)."""
+    words = []
+    for word in label.split(" "):
+        key, sep, value = word.partition("=")
+        words.append(f"{KEY_NAMES.get(key, key)}={value}" if sep else word)
+    return " ".join(words)
+
+
+def _resolve(name: str, groups: list[RunGroup], stratum_of: dict[str, str], reference: str) -> RunGroup | None:
+    """The group labelled ``name``, else the group of algorithm ``name`` in the reference stratum, else the first."""
+    for group in groups:
+        if group.label == name:
+            return group
+    matches = [g for g in groups if g.algo == name]
+    preferred = [g for g in matches if stratum_of[g.label] == reference]
+    return (preferred or matches or [None])[0]
+
+
+def parse_primary(spec: str, groups: list[RunGroup], stratum_of: dict[str, str], reference: str):
+    """``A:B`` -> (group A, group B); labels may hold colons, so every split that names two groups is tried.
+
+    Raises:
+        ValueError: no split names two distinct groups (listing the groups).
+    """
+    for i, char in enumerate(spec):
+        if char != ":":
+            continue
+        first = _resolve(spec[:i], groups, stratum_of, reference)
+        second = _resolve(spec[i + 1 :], groups, stratum_of, reference)
+        if first is not None and second is not None and first is not second:
+            return first, second
+    listing = ", ".join(g.label for g in groups)
+    raise ValueError(f"--primary {spec!r} does not name two groups as A:B; groups: {listing}")
+
+
+# ----------------------------------------------------------------------------------------------- per-run values
+
+
+def _final_value(run: RunData, metric: str) -> float | None:
+    _, values = run.series(metric)
+    return float(values[-1]) if values.size else None
+
+
+def _fallback_scores(group: RunGroup, metric: str) -> dict[str, list[float] | None]:
+    """Each run's last in-run test value per metric (the chosen metric must exist; a guard may be missing)."""
+    scores: dict[str, list[float] | None] = {metric: [final_score(run, metric) for run in group.runs]}
+    for guard in METRICS:
+        if guard != metric:
+            values = [_final_value(run, guard) for run in group.runs]
+            scores[guard] = None if None in values else values
+    return scores
+
+
+def _paired_scores(group: RunGroup, paired) -> dict[str, list[float] | None]:
+    """Each run's category-balanced final-evaluation score per metric."""
+    scores: dict[str, list[float] | None] = {}
+    for metric in METRICS:
+        key = metric.removeprefix("test_")
+        images = [paired.runs[str(run.path)] for run in group.runs]
+        scores[metric] = [s.summary(key) for s in images] if all(key in s.scores for s in images) else None
+    return scores
+
+
+def recorded_axes(runs: list[RunData]) -> list[str]:
+    """The budget axes every run recorded on every training iteration."""
+
+    def has(run: RunData, axis: str) -> bool:
+        lines = [line for line in run.metrics if line["iteration"] >= 1]
+        if axis == "iterations":
+            return True
+        if axis == "seconds":
+            return bool(lines) and all(isinstance(line.get("seconds"), dict) for line in lines)
+        return bool(lines) and all(isinstance(line.get(axis), int | float) for line in lines)
+
+    return [axis for axis in BUDGET_AXES if all(has(run, axis) for run in runs)]
+
+
+def _choose_axes(runs: list[RunData], requested: tuple[str, ...] | None) -> list[str]:
+    recorded = recorded_axes(runs)
+    if requested is None:
+        return [axis for axis in ("model_evals", "reward_calls", "seconds") if axis in recorded]
+    for axis in requested:
+        if axis not in recorded:
+            raise ValueError(f"budget axis {axis!r} is not recorded by every run; recorded: {', '.join(recorded)}")
+    return list(dict.fromkeys(requested))
+
+
+def _cost_curve(run: RunData, metric: str, axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative cost [M] on ``axis`` at each evaluation of ``metric``, and the values [M]."""
+    its, values = run.series(metric)
+    if axis == "iterations":
+        return its.astype(float), values
+    lookup = dict(zip(run.iterations().tolist(), run.cumulative(axis), strict=True))
+    return np.array([lookup[i] for i in its.tolist()], dtype=float), values
+
+
+def _total_cost(run: RunData, axis: str) -> float:
+    return float(run.metrics[-1]["iteration"]) if axis == "iterations" else float(run.cumulative(axis)[-1])
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
@@ -340,31 +605,45 @@ class GroupSummary:
     """One group's results in a comparison.
 
     Attributes:
-        label: the group's label.
+        label: the group's label (algorithm plus the options in which groups differ).
+        name: its display name (automatic short label, or ``--label``).
         algo: its algorithm.
+        scheme: its label without the stratum keys.
+        stratum: its stratum (``key=value`` of the grid keys; empty without a grid).
+        baseline: the label of the group it is compared with (itself for a baseline).
         runs: the run directories (one per seed).
-        final_scores: each run's last test score, [n].
-        final_mean: their mean.
-        final_low: lower end of the bootstrap interval of the mean.
-        final_high: upper end.
-        difference: final_mean minus the baseline's (0 for the baseline itself).
-        p_value: Welch's t-test of the final scores against the baseline's (None with < 2 runs on either side,
-            for the baseline itself, or when both sides have zero variance).
+        final: the chosen metric's final value per seed, mean and t interval.
+        guards: metric -> the same for the other test metrics (None when a run did not record it).
+        contrast: the final score against ``baseline`` (None for a baseline).
+        budget: axis -> ``"25%"``/``"50%"``/``"100%"`` -> score at that share of the baseline's budget.
+        budget_contrasts: axis -> share -> the difference to the baseline at the same budget (unadjusted).
+        baseline_budget: axis -> the baseline's mean total cost the shares are of.
+        area: the area under the test curve over iterations, divided by their span (the curve's mean level).
+        last_k: the mean of each run's last k test evaluations.
+        cost_per_iteration: axis -> mean cost of one training iteration.
         to_threshold: axis -> :class:`Crossing`.
         categories: category -> mean final score of the runs.
         train_curve: the clean train reward, :class:`Curve`.
         test_curve: the test score, :class:`Curve`.
+        config: the group's configuration.
     """
 
     label: str
+    name: str
     algo: str
+    scheme: str
+    stratum: str
+    baseline: str
     runs: list[str]
-    final_scores: list[float]
-    final_mean: float
-    final_low: float
-    final_high: float
-    difference: float
-    p_value: float | None
+    final: Estimate
+    guards: dict[str, Estimate | None]
+    contrast: Contrast | None
+    budget: dict[str, dict[str, Estimate]]
+    budget_contrasts: dict[str, dict[str, Contrast]]
+    baseline_budget: dict[str, float]
+    area: Estimate
+    last_k: Estimate
+    cost_per_iteration: dict[str, float]
     to_threshold: dict[str, Crossing]
     categories: dict[str, float]
     train_curve: Curve | None
@@ -374,21 +653,47 @@ class GroupSummary:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A comparison of run groups against a baseline group.
+    """A comparison of run groups against baseline groups.
 
     Attributes:
-        metric: the test metric (``test_partial_score`` or ``test_strict_accuracy``).
-        baseline: the baseline group's label.
+        metric: the test metric the verdicts are about.
+        baseline: the baseline group's label (in the reference stratum).
+        scores_source: which scores the final values come from, and why.
+        paired: whether they come from per-image final evaluations under one protocol.
+        protocol: that protocol (None when not paired).
+        strata: grid keys within which groups are compared with the baseline.
+        reference: the baseline's stratum (interactions are measured from it).
+        base_score: metric -> the base model's score (None when unknown).
         threshold: the score the threshold costs are measured to.
         threshold_source: how the threshold was chosen.
         groups: per group, :class:`GroupSummary` (the baseline first).
+        interactions: differences in differences between strata.
+        primary: the contrast tested alone, when one was declared.
+        family: how many tests share Holm's adjustment.
+        alpha: the level of the verdicts.
+        last_k: the k of the late-training mean.
+        budget_axes: the axes budgets were matched on.
+        warnings: one line each (provenance, fallbacks).
     """
 
     metric: str
     baseline: str
+    scores_source: str
+    paired: bool
+    protocol: dict | None
+    strata: list[str]
+    reference: str
+    base_score: dict[str, float | None]
     threshold: float
     threshold_source: str
     groups: list[GroupSummary]
+    interactions: list[Interaction]
+    primary: Contrast | None
+    family: int
+    alpha: float
+    last_k: int
+    budget_axes: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
@@ -406,172 +711,317 @@ def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
     raise ValueError(f"no baseline group {baseline!r} among the runs; groups: {', '.join(g.label for g in groups)}")
 
 
-def _welch(values: list[float], base: list[float]) -> float | None:
-    from scipy.stats import ttest_ind
-
-    if len(values) < 2 or len(base) < 2 or (np.var(values) == 0 and np.var(base) == 0):
-        return None
-    return round(float(ttest_ind(values, base, equal_var=False).pvalue), 6)
+def _base_scores(runs: list[RunData], paired) -> dict[str, float | None]:
+    """The base model's score per metric: eval/base.json when paired, else the runs' mean iteration-0 test score."""
+    result: dict[str, float | None] = {}
+    for metric in METRICS:
+        key = metric.removeprefix("test_")
+        if paired is not None:
+            result[metric] = paired.base.summary(key) if paired.base and key in paired.base.scores else None
+            continue
+        first = [run.series(metric) for run in runs]
+        values = [float(v[0]) for its, v in first if its.size and its[0] == 0]
+        result[metric] = float(np.mean(values)) if len(values) == len(runs) else None
+    return result
 
 
 def compare_runs(
-    runs: list[RunData],
-    *,
-    baseline: str = "flow_grpo",
-    threshold: float | None = None,
-    metric: str = "test_partial_score",
-    resamples: int = 1000,
-    seed: int = 0,
+    runs: list[RunData], options: CompareOptions | None = None, *, labels: dict[str, str] | None = None
 ) -> Comparison:
-    """Group the runs, compute curves, threshold costs and final-score tests (module docstring).
+    """Group the runs and compute final-score contrasts, budgets, interactions, curves and threshold costs.
 
     Args:
         runs: the runs (see :func:`creditzoo.analysis.runs.load_run`).
-        baseline: baseline group label or algorithm name.
-        threshold: the test score to reach (default: the baseline's final mean).
-        metric: ``test_partial_score`` or ``test_strict_accuracy``.
-        resamples: bootstrap resamples.
-        seed: bootstrap seed.
+        options: what to compute (:class:`CompareOptions`; defaults when None).
+        labels: display names, group label or algorithm -> text (``--label NAME=TEXT``).
 
     Raises:
-        ValueError: runs of different environments or rewards, no baseline, a run without ``metric``, or a
-            threshold no group reaches.
+        ValueError: runs of different environments, rewards or test sets, no baseline, a run without the metric,
+            an unrecorded budget axis, a bad ``--primary`` or ``--label``, or a threshold no group reaches.
     """
-    if metric not in ("test_partial_score", "test_strict_accuracy"):
-        raise ValueError(f"unknown metric {metric!r}; valid: test_partial_score, test_strict_accuracy")
+    from creditzoo.analysis.evaluation import paired_evaluation
+
+    options = options or CompareOptions()
     if not runs:
         raise ValueError("no runs to compare")
     check_comparable(runs)
+    check_test_sets(runs)
     groups = group_runs(runs)
-    base = pick_baseline(groups, baseline)
+    base = pick_baseline(groups, options.baseline)
     groups = [base, *[g for g in groups if g is not base]]
-    finals = {g.label: [final_score(run, metric) for run in g.runs] for g in groups}
-    source = "given (--threshold)"
-    if threshold is None:
-        threshold = float(np.mean(finals[base.label]))
-        source = f"final mean {metric} of the baseline {base.label!r}"
-    crossings = {g.label: _bootstrap_crossings(g, metric, threshold, resamples, seed) for g in groups}
-    if all(point is None for point, _ in crossings.values()):
-        best = max(float(np.mean(v)) for v in finals.values())
-        raise ValueError(f"no group reaches the threshold {threshold:.4f} ({metric}; best final group mean {best:.4f})")
-    summaries = [_summarise(g, finals, base, crossings, metric=metric, resamples=resamples, seed=seed) for g in groups]
-    return Comparison(metric, base.label, round(threshold, 6), source, summaries)
+    axes = _choose_axes(runs, options.budget_axes)
+    layout = _layout(groups, base)
+    names = _display_names(groups, labels or {})
+    paired, source = paired_evaluation([run.path for run in runs])
+    scores = {g.label: (_paired_scores(g, paired) if paired else _fallback_scores(g, options.metric)) for g in groups}
+    by_label = {g.label: g for g in groups}
+    summaries = [
+        _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label])
+        for g in groups
+    ]
+    primary = None
+    if options.primary is not None:
+        first, second = parse_primary(options.primary, groups, layout.stratum_of, layout.stratum_of[base.label])
+        primary = _contrast(first, second, scores, options.metric, primary=True)
+    if paired is not None:
+        summaries, primary = _add_paired_bootstrap(summaries, primary, groups, paired, options)
+    interactions = _interactions(groups, layout, scores, options.metric)
+    summaries, interactions, primary, family = _adjust(summaries, interactions, primary)
+    threshold, threshold_source, summaries = _threshold(groups, summaries, scores, options)
+    warnings = provenance_warnings(runs)
+    if paired is None:
+        warnings.append(f"scores: {source}")
+    return Comparison(
+        metric=options.metric,
+        baseline=base.label,
+        scores_source=source,
+        paired=paired is not None,
+        protocol=None if paired is None else paired.protocol,
+        strata=layout.strata,
+        reference=layout.stratum_of[base.label],
+        base_score=_base_scores(runs, paired),
+        threshold=round(threshold, 6),
+        threshold_source=threshold_source,
+        groups=summaries,
+        interactions=interactions,
+        primary=primary,
+        family=family,
+        alpha=options.alpha,
+        last_k=options.last_k,
+        budget_axes=axes,
+        warnings=warnings,
+    )
 
 
-def _summarise(group, finals, base, crossings, *, metric: str, resamples: int, seed: int) -> GroupSummary:
-    scores = finals[group.label]
-    low, high = bootstrap_interval(np.array(scores), resamples=resamples, seed=seed)
-    key = "partial_score" if metric == "test_partial_score" else "strict_accuracy"
+@dataclass(frozen=True)
+class _Layout:
+    """Where each group sits in the grid: its stratum, its scheme and its baseline group."""
+
+    strata: list[str]
+    stratum_of: dict[str, str]
+    scheme_of: dict[str, str]
+    baseline_of: dict[str, str]
+
+
+def _layout(groups: list[RunGroup], base: RunGroup) -> _Layout:
+    strata = find_strata(groups, base)
+    others = [k for k in _varying(groups) if k not in strata]
+    stratum_of = {g.label: " ".join(_parts(g.config, strata)) for g in groups}
+    scheme_of = {g.label: " ".join([g.algo, *_parts(g.config, others)]) for g in groups}
+    baseline_of = {}
+    for g in groups:
+        candidates = [h for h in groups if h.algo == base.algo and stratum_of[h.label] == stratum_of[g.label]]
+        preferred = [h for h in candidates if scheme_of[h.label] == scheme_of[base.label]]
+        baseline_of[g.label] = (preferred or candidates or [base])[0].label
+    return _Layout(strata, stratum_of, scheme_of, baseline_of)
+
+
+def _display_names(groups: list[RunGroup], labels: dict[str, str]) -> dict[str, str]:
+    """Display name per group label: ``labels`` by label or algorithm, else :func:`short_label`.
+
+    Raises:
+        ValueError: a ``--label`` that names no group, or two groups given one name.
+    """
+    known = {g.label for g in groups} | {g.algo for g in groups}
+    for name in labels:
+        if name not in known:
+            raise ValueError(f"--label {name!r} names no group; groups: {', '.join(g.label for g in groups)}")
+    names = {g.label: labels.get(g.label) or _relabel(g, labels) for g in groups}
+    if len(set(names.values())) != len(names):
+        raise ValueError("--label gives two groups the same name; names: " + ", ".join(names.values()))
+    return names
+
+
+def _relabel(group: RunGroup, labels: dict[str, str]) -> str:
+    rest = group.label[len(group.algo) :]
+    return short_label(labels[group.algo] + rest) if group.algo in labels else short_label(group.label)
+
+
+def _contrast(group: RunGroup, base: RunGroup, scores: dict, metric: str, *, primary: bool = False) -> Contrast:
+    from creditzoo.analysis.stats import welch_contrast
+
+    result = welch_contrast(
+        scores[group.label][metric], scores[base.label][metric], group=group.label, baseline=base.label
+    )
+    return Contrast(**{**result.__dict__, "primary": primary})
+
+
+def _summarise(
+    group: RunGroup, baseline: RunGroup, scores: dict, options: CompareOptions, axes: list[str], layout, name: str
+) -> GroupSummary:
+    from creditzoo.analysis.stats import area_under_curve, t_interval, value_at_cost, welch_contrast
+
+    metric = options.metric
+    own = scores[group.label]
+    is_base = group is baseline
+    budget: dict[str, dict[str, Estimate]] = {}
+    budget_contrasts: dict[str, dict[str, Contrast]] = {}
+    totals = {}
+    for axis in axes:
+        totals[axis] = float(np.mean([_total_cost(run, axis) for run in baseline.runs]))
+        budget[axis], budget_contrasts[axis] = {}, {}
+        for share in BUDGET_FRACTIONS:
+            key = f"{share:.0%}"
+            mine = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in group.runs]
+            theirs = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in baseline.runs]
+            budget[axis][key] = t_interval(mine)
+            if not is_base:
+                budget_contrasts[axis][key] = welch_contrast(mine, theirs, group=group.label, baseline=baseline.label)
+    curves = [run.series(metric) for run in group.runs]
+    key = metric.removeprefix("test_")
     categories: dict[str, list[float]] = {}
     for run in group.runs:
-        for name, values in run.categories.items():
+        for category, values in run.categories.items():
             if key in values:
-                categories.setdefault(name, []).append(float(values[key]))
+                categories.setdefault(category, []).append(float(values[key]))
     has_train = all(run.series("reward_clean_mean")[1].size for run in group.runs)
+    per_iteration = {
+        axis: float(np.mean([_total_cost(run, axis) / max(run.metrics[-1]["iteration"], 1) for run in group.runs]))
+        for axis in axes
+    }
     return GroupSummary(
         label=group.label,
+        name=name,
         algo=group.algo,
+        scheme=layout.scheme_of[group.label],
+        stratum=layout.stratum_of[group.label],
+        baseline=baseline.label,
         runs=[str(run.path) for run in group.runs],
-        final_scores=[round(s, 6) for s in scores],
-        final_mean=round(float(np.mean(scores)), 6),
-        final_low=round(low, 6),
-        final_high=round(high, 6),
-        difference=round(float(np.mean(scores) - np.mean(finals[base.label])), 6),
-        p_value=None if group is base else _welch(scores, finals[base.label]),
-        to_threshold=_crossings(*crossings[group.label], *crossings[base.label]),
-        categories={name: round(float(np.mean(v)), 6) for name, v in sorted(categories.items())},
-        train_curve=group_curve(group, "reward_clean_mean", resamples=resamples, seed=seed) if has_train else None,
-        test_curve=group_curve(group, metric, resamples=resamples, seed=seed),
+        final=t_interval(own[metric]),
+        guards={m: None if own[m] is None else t_interval(own[m]) for m in METRICS if m != metric},
+        contrast=None if is_base else _contrast(group, baseline, scores, metric),
+        budget=budget,
+        budget_contrasts=budget_contrasts,
+        baseline_budget=totals,
+        area=t_interval([area_under_curve(its, v) for its, v in curves]),
+        last_k=t_interval([float(v[-options.last_k :].mean()) for _, v in curves]),
+        cost_per_iteration=per_iteration,
+        to_threshold={},
+        categories={c: round(float(np.mean(v)), 6) for c, v in sorted(categories.items())},
+        train_curve=group_curve(group, "reward_clean_mean") if has_train else None,
+        test_curve=group_curve(group, metric),
         config=group.config,
     )
 
 
-# ----------------------------------------------------------------------------------------------- report
+def _add_paired_bootstrap(summaries, primary, groups, paired, options):
+    """Hierarchical bootstrap intervals (seeds, then prompts jointly) beside each contrast's t interval."""
+    from creditzoo.analysis.stats import paired_bootstrap
 
+    key = options.metric.removeprefix("test_")
+    paths = [str(run.path) for g in groups for run in g.runs]
+    table = [paired.runs[p].prompt_means(key) for p in paths]
+    prompt_scores = np.stack([means for _, _, means in table])  # [N, P]
+    categories = np.array(table[0][1])  # [P]
+    index, start = {}, 0
+    for g in groups:
+        index[g.label] = np.arange(start, start + len(g.runs))
+        start += len(g.runs)
+    pairs = [(s.label, s.baseline) for s in summaries if s.contrast is not None]
+    if primary is not None:
+        pairs.append((primary.group, primary.baseline))
+    intervals = paired_bootstrap(
+        prompt_scores, categories, index, pairs, resamples=options.resamples, seed=options.seed
+    )
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    def with_interval(contrast: Contrast) -> Contrast:
+        low, high = intervals[(contrast.group, contrast.baseline)]
+        return Contrast(**{**contrast.__dict__, "bootstrap_low": low, "bootstrap_high": high})
 
-
-def _cost(crossing: Crossing, digits: int) -> str:
-    if crossing.value is None:
-        return f"not reached ({crossing.reached_share:.0%} of resamples)"
-    return f"{crossing.value:.{digits}f} [{_fmt(crossing.low, digits)}, {_fmt(crossing.high, digits)}]"
-
-
-def _ratio(crossing: Crossing) -> str:
-    if crossing.ratio is None:
-        return "n/a"
-    return f"{crossing.ratio:.2f} [{_fmt(crossing.ratio_low, 2)}, {_fmt(crossing.ratio_high, 2)}]"
-
-
-def render_report(
-    comparison: Comparison,
-    figures: dict[str, str],
-    *,
-    title: str = "Comparison",
-    notes: list[str] | None = None,
-    command: str | None = None,
-) -> str:
-    """A self-contained markdown report of a :class:`Comparison`.
-
-    Args:
-        comparison: the result of :func:`compare_runs`.
-        figures: caption -> PNG path relative to the report.
-        title: the report's heading.
-        notes: lines listed under "Left out" (e.g. unfinished runs).
-        command: the command line that produced the report, quoted at its top.
-    """
-    metric, groups = comparison.metric, comparison.groups
-    lines = [f"# {title}", ""]
-    if command:
-        lines += ["```bash", command, "```", ""]
-    lines += [
-        f"{sum(len(g.runs) for g in groups)} runs in {len(groups)} groups (configuration minus seed). "
-        f"Test metric: `{metric}`. Baseline: `{comparison.baseline}`. "
-        f"Threshold {comparison.threshold:.4f} ({comparison.threshold_source}).",
-        "",
-        "Intervals are 95% percentile-bootstrap intervals over seeds; the threshold cost is the first crossing of "
-        "the group's mean test curve, interpolated linearly between evaluations; ratios are to the baseline "
-        "(below 1: cheaper). p: Welch's t-test of the final scores against the baseline.",
-        "",
-        "## Final test score",
-        "",
-        "| group | seeds | final mean [95% CI] | difference to baseline | p |",
-        "|---|---|---|---|---|",
+    summaries = [
+        s if s.contrast is None else GroupSummary(**{**s.__dict__, "contrast": with_interval(s.contrast)})
+        for s in summaries
     ]
-    for g in groups:
-        lines.append(
-            f"| {g.label} | {len(g.runs)} | {g.final_mean:.4f} [{g.final_low:.4f}, {g.final_high:.4f}] "
-            f"| {g.difference:+.4f} | {_fmt(g.p_value, 4)} |"
+    return summaries, None if primary is None else with_interval(primary)
+
+
+def _interactions(groups: list[RunGroup], layout: _Layout, scores: dict, metric: str) -> list[Interaction]:
+    """For every scheme and every stratum other than the reference: the change of its lead over the baseline."""
+    from creditzoo.analysis.stats import difference_in_differences
+
+    if not layout.strata:
+        return []
+    base = groups[0]
+    reference = layout.stratum_of[base.label]
+    cell = {(layout.scheme_of[g.label], layout.stratum_of[g.label]): g.label for g in groups}
+    base_scheme = layout.scheme_of[base.label]
+    results = []
+    for (scheme, level), label in cell.items():
+        if scheme == base_scheme or level == reference or (scheme, reference) not in cell:
+            continue
+        if (base_scheme, level) not in cell:
+            continue
+        values = {
+            "a_ref": scores[cell[(scheme, reference)]][metric],
+            "b_ref": scores[cell[(base_scheme, reference)]][metric],
+            "a_level": scores[label][metric],
+            "b_level": scores[cell[(base_scheme, level)]][metric],
+        }
+        difference, low, high, df, p = difference_in_differences(values)
+        results.append(
+            Interaction(
+                group=scheme,
+                baseline=base_scheme,
+                reference=reference,
+                level=level,
+                lead_reference=float(np.mean(values["a_ref"]) - np.mean(values["b_ref"])),
+                lead_level=float(np.mean(values["a_level"]) - np.mean(values["b_level"])),
+                difference=difference,
+                low=low,
+                high=high,
+                df=df,
+                p_value=p,
+            )
         )
-    lines += [
-        "",
-        f"## Cost to reach {comparison.threshold:.4f}",
-        "",
-        "| group | iterations | ratio | model evaluations | ratio | seconds | ratio |",
-        "|---|---|---|---|---|---|---|",
+    return results
+
+
+def _adjust(summaries, interactions, primary):
+    """Holm over every contrast's and interaction's p (the primary contrast, when declared, stays unadjusted)."""
+    from creditzoo.analysis.stats import holm
+
+    skip = None if primary is None else (primary.group, primary.baseline)
+    tests = [
+        ("contrast", i, s.contrast.p_value)
+        for i, s in enumerate(summaries)
+        if s.contrast is not None and s.contrast.p_value is not None and (s.label, s.baseline) != skip
     ]
-    for g in groups:
-        t = g.to_threshold
-        lines.append(
-            f"| {g.label} | {_cost(t['iterations'], 1)} | {_ratio(t['iterations'])} "
-            f"| {_cost(t['model_evals'], 0)} | {_ratio(t['model_evals'])} "
-            f"| {_cost(t['seconds'], 1)} | {_ratio(t['seconds'])} |"
+    tests += [("interaction", i, x.p_value) for i, x in enumerate(interactions) if x.p_value is not None]
+    adjusted = dict(zip([(kind, i) for kind, i, _ in tests], holm([p for _, _, p in tests]), strict=True))
+    summaries = list(summaries)
+    for i, s in enumerate(summaries):
+        if s.contrast is None:
+            continue
+        is_primary = (s.label, s.baseline) == skip
+        p = s.contrast.p_value if is_primary else adjusted.get(("contrast", i))
+        contrast = Contrast(**{**s.contrast.__dict__, "p_adjusted": p, "primary": is_primary})
+        summaries[i] = GroupSummary(**{**s.__dict__, "contrast": contrast})
+    interactions = [
+        Interaction(**{**x.__dict__, "p_adjusted": adjusted.get(("interaction", i))})
+        for i, x in enumerate(interactions)
+    ]
+    if primary is not None:
+        primary = Contrast(**{**primary.__dict__, "p_adjusted": primary.p_value})
+    return summaries, interactions, primary, len(tests)
+
+
+def _threshold(groups, summaries, scores, options: CompareOptions):
+    """The threshold, its source, and every summary with its cost to reach it (running-max curves)."""
+    base = groups[0]
+    threshold, source = options.threshold, "given (--threshold)"
+    if threshold is None:
+        threshold = float(np.mean(scores[base.label][options.metric]))
+        source = f"final mean {options.metric} of the baseline {base.label!r}"
+    crossings = {
+        g.label: _bootstrap_crossings(g, options.metric, threshold, options.resamples, options.seed) for g in groups
+    }
+    if all(point is None for point, _ in crossings.values()):
+        best = max(float(np.max(run.series(options.metric)[1])) for g in groups for run in g.runs)
+        raise ValueError(
+            f"no group reaches the threshold {threshold:.4f} ({options.metric}; best test score of a run {best:.4f})"
         )
-    names = sorted({name for g in groups for name in g.categories})
-    if names:
-        lines += ["", "## Final score per category", "", "| group | " + " | ".join(names) + " |"]
-        lines.append("|---|" + "---|" * len(names))
-        for g in groups:
-            lines.append(f"| {g.label} | " + " | ".join(_fmt(g.categories.get(n)) for n in names) + " |")
-    if figures:
-        lines += ["", "## Figures", ""]
-        for caption, path in figures.items():
-            lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
-    if notes:
-        lines += ["", "## Left out", "", *[f"- {note}" for note in notes]]
-    lines += ["", "## Runs", ""]
-    for g in groups:
-        lines.append(f"- {g.label}: " + ", ".join(f"`{run}`" for run in g.runs))
-    return "\n".join(lines) + "\n"
+    summaries = [
+        GroupSummary(**{**s.__dict__, "to_threshold": _crossings(*crossings[s.label], *crossings[base.label])})
+        for s in summaries
+    ]
+    return threshold, source, summaries

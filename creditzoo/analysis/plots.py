@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter  # noqa: E402
 
-from creditzoo.analysis.compare import COST_AXES, Comparison  # noqa: E402
+from creditzoo.analysis.compare import KEY_NAMES, Comparison, short_label  # noqa: E402
 from creditzoo.analysis.robustness import NoiseEffect, NoiseScore  # noqa: E402
 from creditzoo.analysis.turning_points import TurningPointReport  # noqa: E402
 
@@ -203,70 +203,277 @@ def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) 
 
 # ----------------------------------------------------------------------------------------------- compare
 
+METRIC_NAMES = {
+    "test_partial_score": "partial score",
+    "test_strict_accuracy": "strict accuracy",
+    "test_extra_object_rate": "extra-object rate",
+}
 
-def compare_figures(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
-    """Learning curves, threshold-cost ratios and per-category scores.
+
+def _colours(names: list[str]) -> dict[str, tuple]:
+    """Colour-blind-safe distinct colours (seaborn "colorblind", 10; beyond, "husl" at even hue steps)."""
+    palette = sns.color_palette("colorblind", len(names)) if len(names) <= 10 else sns.color_palette("husl", len(names))
+    return dict(zip(names, palette, strict=True))
+
+
+def _scheme_name(group, strata: list[str]) -> str:
+    """A group's display name without its stratum (the panel or the axis already names it)."""
+    if not strata:
+        return group.name
+    drop = set(short_label(group.stratum).split(" "))
+    return " ".join(word for word in group.name.split(" ") if word not in drop) or group.name
+
+
+def _level_name(stratum: str) -> str:
+    """``reward_noise=gaussian:0.02`` -> ``gaussian:0.02`` (the axis label names the key)."""
+    return " ".join(part.partition("=")[2] for part in stratum.split(" ")) or "all"
+
+
+def _dodge(count: int, width: float = 0.7) -> np.ndarray:
+    return (np.arange(count) - (count - 1) / 2) * (width / max(count, 1))
+
+
+def compare_figures(
+    comparison: Comparison, out_dir: Path, *, panels: tuple[str, ...] = ("iterations", "model_evals")
+) -> dict[str, Path]:
+    """Final scores with per-seed points, test curves as small multiples, budget-matched scores, threshold costs.
+
+    Args:
+        comparison: the comparison.
+        out_dir: where to write.
+        panels: learning-curve x axes (``iterations``, ``model_evals``, ``seconds``) and ``train`` for the clean
+            train reward's curves beside the test score's.
 
     Returns:
-        caption -> path of ``compare_curves.png``, ``compare_threshold.png`` and (with categories)
-        ``compare_categories.png``.
+        caption -> path of ``compare_final.png``, ``compare_curves.png``, (``compare_train.png``),
+        ``compare_budget.png``, ``compare_threshold.png`` and (with categories) ``compare_categories.png``.
     """
     _theme()
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "Final scores: each seed a point, the mean with its 95% t interval; dashed: the base model": _final_figure(
+            comparison, out_dir / "compare_final.png"
+        )
+    }
+    axes = tuple(p for p in panels if p != "train") or ("iterations",)
+    paths["Test score during training: mean over seeds, 95% t band, each seed a dot; one row per stratum"] = (
+        _curve_figure(comparison, out_dir / "compare_curves.png", attribute="test_curve", axes=axes)
+    )
+    if "train" in panels and all(g.train_curve is not None for g in comparison.groups):
+        paths["Clean train reward during training (mean over seeds, 95% t band)"] = _curve_figure(
+            comparison, out_dir / "compare_train.png", attribute="train_curve", axes=axes
+        )
+    if comparison.budget_axes:
+        paths["Test score at 25/50/100% of the baseline's budget (mean, 95% t interval, seeds as dots)"] = (
+            _budget_figure(comparison, out_dir / "compare_budget.png")
+        )
+    paths["Cost to reach the threshold, as a ratio to the baseline (log scale)"] = _threshold_figure(
+        comparison, out_dir / "compare_threshold.png"
+    )
     groups = comparison.groups
-    palette = dict(zip([g.label for g in groups], _palette(len(groups)), strict=True))
-    figure, axes = plt.subplots(2, 3, figsize=(16, 8.5), squeeze=False)
-    for row, (attribute, ylabel) in enumerate(
-        (("train_curve", "clean train reward"), ("test_curve", comparison.metric))
-    ):
-        for col, axis in enumerate(COST_AXES):
-            ax = axes[row, col]
-            for g in groups:
-                curve = getattr(g, attribute)
-                if curve is None:
-                    continue
-                x = np.array(getattr(curve, axis), dtype=float)
-                ax.plot(x, curve.mean, color=palette[g.label], label=g.label, marker="." if row else None)
-                ax.fill_between(x, curve.low, curve.high, color=palette[g.label], alpha=0.2, linewidth=0)
-            if row == 1:
-                ax.axhline(comparison.threshold, color="0.3", linestyle=":", linewidth=1, label="threshold")
-            ax.set(xlabel=AXIS_NAMES[axis], ylabel=ylabel)
-            if axis == "model_evals":
-                ax.xaxis.set_major_formatter(EngFormatter())
-    handles, labels = axes[1, 0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9, frameon=False)
-    figure.suptitle("Learning curves: mean over seeds, 95% bootstrap band")
-    figure.tight_layout(rect=(0, 0.04 + 0.025 * ((len(labels) + 3) // 4), 1, 1))
-    figure.savefig(out_dir / "compare_curves.png", dpi=DPI, bbox_inches="tight")
-    plt.close(figure)
-    paths = {"Learning curves (mean over seeds, 95% bootstrap band)": out_dir / "compare_curves.png"}
-
-    figure, axes = plt.subplots(1, 3, figsize=(15, 0.6 * len(groups) + 2.5), squeeze=False)
-    labels = [g.label for g in groups]
-    for ax, axis in zip(axes[0], COST_AXES, strict=True):
-        for y, g in enumerate(groups):
-            c = g.to_threshold[axis]
-            if c.ratio is None:
-                ax.text(1.0, y, " not reached", va="center", fontsize=8, color="0.4")
-                continue
-            low = c.ratio - (c.ratio_low if c.ratio_low is not None else c.ratio)
-            high = (c.ratio_high if c.ratio_high is not None else c.ratio) - c.ratio
-            ax.errorbar(
-                [c.ratio], [y], xerr=[[max(low, 0)], [max(high, 0)]], fmt="o", capsize=4, color=palette[g.label]
-            )
-        ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1)
-        ax.set_yticks(range(len(groups)))
-        ax.set_yticklabels(labels if axis == "iterations" else [""] * len(groups))
-        ax.invert_yaxis()
-        ax.set(xlabel=f"{AXIS_NAMES[axis]} to threshold / baseline's")
-    figure.suptitle(f"Cost to reach {comparison.threshold:.3f} relative to {comparison.baseline} (95% bootstrap)")
-    paths["Cost to reach the threshold, as a ratio to the baseline"] = _save(figure, out_dir / "compare_threshold.png")
-
     names = sorted({name for g in groups for name in g.categories})
     if names:
         matrix = np.array([[g.categories.get(n, np.nan) for n in names] for g in groups])
         figure, ax = plt.subplots(figsize=(1.3 * len(names) + 4, 0.5 * len(groups) + 2))
-        sns.heatmap(matrix, annot=True, fmt=".3f", cmap="crest", xticklabels=names, yticklabels=labels, ax=ax)
-        ax.set_title(f"final {comparison.metric} per category (mean over seeds)")
+        sns.heatmap(
+            matrix, annot=True, fmt=".3f", cmap="crest", xticklabels=names, yticklabels=[g.name for g in groups], ax=ax
+        )
+        ax.set_title(f"final {METRIC_NAMES[comparison.metric]} per category (mean over seeds)")
         paths["Final score per category"] = _save(figure, out_dir / "compare_categories.png")
     return paths
+
+
+def _final_figure(comparison: Comparison, path: Path) -> Path:
+    """One panel per metric (the chosen one, then the guards): x = stratum level (or group), hue = scheme."""
+    groups, strata = comparison.groups, comparison.strata
+    metrics = [comparison.metric, *[m for m, e in groups[0].guards.items() if e is not None]]
+    schemes = list(dict.fromkeys(_scheme_name(g, strata) for g in groups))
+    colours = _colours(schemes)
+    levels = list(dict.fromkeys(g.stratum for g in groups)) if strata else [g.name for g in groups]
+    width = max(4.2, 0.55 * len(levels) * (len(schemes) if strata else 1) + 1.5)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.2), squeeze=False)
+    offsets = _dodge(len(schemes)) if strata else np.zeros(len(schemes))
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for g in groups:
+            estimate = g.final if metric == comparison.metric else g.guards[metric]
+            scheme = _scheme_name(g, strata)
+            x = levels.index(g.stratum if strata else g.name) + offsets[schemes.index(scheme)]
+            colour = colours[scheme]
+            ax.scatter([x] * len(estimate.values), estimate.values, s=14, color=colour, alpha=0.55, linewidths=0)
+            ax.errorbar(
+                [x],
+                [estimate.mean],
+                yerr=[[estimate.mean - estimate.low], [estimate.high - estimate.mean]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+                markersize=6,
+                label=scheme,
+            )
+        base = comparison.base_score.get(metric)
+        if base is not None:
+            ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+        ax.set_xticks(range(len(levels)))
+        ax.set_xticklabels(
+            [_level_name(v) for v in levels] if strata else levels,
+            rotation=0 if strata else 30,
+            ha="center" if strata else "right",
+        )
+        ax.set(ylabel=METRIC_NAMES[metric], xlabel=", ".join(KEY_NAMES.get(k, k) for k in strata) if strata else "")
+        ax.set_title(METRIC_NAMES[metric] + (" (guard)" if metric != comparison.metric else ""))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if strata:
+        figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
+        figure.tight_layout(rect=(0, 0.14, 1, 1))
+    elif "base model" in unique:
+        axes[0, 0].legend([unique["base model"]], ["base model"], fontsize=8)
+    return _save(figure, path)
+
+
+def _curve_rows(comparison: Comparison) -> list[tuple[str, list]]:
+    """(row title, its groups) of the learning-curve figure.
+
+    One row per stratum; without a grid and with more than three groups, one row per group beside its baseline
+    (instead of every curve in one panel).
+    """
+    groups = comparison.groups
+    if comparison.strata:
+        strata = list(dict.fromkeys(g.stratum for g in groups))
+        return [(_level_name(s), [g for g in groups if g.stratum == s]) for s in strata]
+    if len(groups) <= 3:
+        return [("", groups)]
+    by_label = {g.label: g for g in groups}
+    return [(g.name, [by_label[g.baseline], g]) for g in groups if g.contrast is not None]
+
+
+def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: tuple[str, ...]) -> Path:
+    """Small multiples: one row per stratum (or per group beside its baseline), one column per x axis."""
+    groups, strata = comparison.groups, comparison.strata
+    rows = _curve_rows(comparison)
+    schemes = list(dict.fromkeys(_scheme_name(g, strata) for g in groups))
+    colours = _colours(schemes)
+    figure, grid = plt.subplots(
+        len(rows), len(axes), figsize=(5.2 * len(axes), 3.0 * len(rows) + 0.6), squeeze=False, sharey=True
+    )
+    base = comparison.base_score.get(comparison.metric) if attribute == "test_curve" else None
+    ylabel = METRIC_NAMES[comparison.metric] if attribute == "test_curve" else "clean train reward"
+    for r, (title, members) in enumerate(rows):
+        for c, axis in enumerate(axes):
+            ax = grid[r, c]
+            for g in members:
+                curve = getattr(g, attribute)
+                colour = colours[_scheme_name(g, strata)]
+                x = np.array(getattr(curve, axis), dtype=float)
+                ax.plot(x, curve.mean, color=colour, label=_scheme_name(g, strata), linewidth=1.6)
+                ax.fill_between(x, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
+                for seed in curve.per_seed:
+                    ax.plot(x, seed, linestyle="none", marker=".", markersize=3, color=colour, alpha=0.5)
+            if base is not None:
+                ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+            ax.set(xlabel=AXIS_NAMES[axis] if r == len(rows) - 1 else "")
+            if c == 0:
+                ax.set_ylabel(f"{title}\n{ylabel}" if title else ylabel)
+            if axis == "model_evals":
+                ax.xaxis.set_major_formatter(EngFormatter())
+    if strata:
+        grid[0, 0].set_title("rows: " + ", ".join(KEY_NAMES.get(k, k) for k in strata), loc="left", fontsize=9)
+    unique: dict = {}
+    for ax in grid[:, 0]:
+        handles, labels = ax.get_legend_handles_labels()
+        unique.update(zip(labels, handles, strict=True))
+    figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), frameon=False)
+    figure.tight_layout(rect=(0, 0.045 * ((len(unique) + 3) // 4) * 3 / (len(rows) + 2), 1, 1))
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _budget_figure(comparison: Comparison, path: Path) -> Path:
+    """One panel per budget axis and stratum: x = share of the baseline's budget, hue = scheme."""
+    from creditzoo.analysis.compare import BUDGET_AXES, BUDGET_FRACTIONS
+
+    groups, strata = comparison.groups, comparison.strata
+    rows = list(dict.fromkeys(g.stratum for g in groups))
+    schemes = list(dict.fromkeys(_scheme_name(g, strata) for g in groups))
+    colours = _colours(schemes)
+    shares = [f"{s:.0%}" for s in BUDGET_FRACTIONS]
+    axes = comparison.budget_axes
+    figure, grid = plt.subplots(
+        len(rows), len(axes), figsize=(4.6 * len(axes), 3.2 * len(rows)), squeeze=False, sharey=True
+    )
+    for r, stratum in enumerate(rows):
+        members = [g for g in groups if g.stratum == stratum]
+        offsets = _dodge(len(members))
+        for c, axis in enumerate(axes):
+            ax = grid[r, c]
+            for offset, g in zip(offsets, members, strict=True):
+                colour = colours[_scheme_name(g, strata)]
+                for i, share in enumerate(shares):
+                    e = g.budget[axis][share]
+                    ax.scatter([i + offset] * len(e.values), e.values, s=10, color=colour, alpha=0.5, linewidths=0)
+                    ax.errorbar(
+                        [i + offset],
+                        [e.mean],
+                        yerr=[[e.mean - e.low], [e.high - e.mean]],
+                        fmt="o",
+                        color=colour,
+                        capsize=2,
+                        markersize=4,
+                        label=_scheme_name(g, strata) if i == 0 else None,
+                    )
+            base = comparison.base_score.get(comparison.metric)
+            if base is not None:
+                ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+            ax.set_xticks(range(len(shares)), shares)
+            ax.set(xlabel=f"share of the baseline's {BUDGET_AXES[axis]}" if r == len(rows) - 1 else "")
+            if c == 0:
+                ylabel = METRIC_NAMES[comparison.metric]
+                ax.set_ylabel(f"{_level_name(stratum)}\n{ylabel}" if strata else ylabel)
+    handles, labels = grid[0, 0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
+    figure.tight_layout(rect=(0, 0.08 / max(len(rows), 1) * 2, 1, 1))
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _threshold_figure(comparison: Comparison, path: Path) -> Path:
+    """Ratio of the cost to reach the threshold to the baseline's, per axis, on a log scale."""
+    groups = comparison.groups
+    colours = _colours(list(dict.fromkeys(_scheme_name(g, comparison.strata) for g in groups)))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(groups) + 2.2), squeeze=False)
+    for ax, axis in zip(axes[0], ("iterations", "model_evals"), strict=True):
+        finite = []
+        for y, g in enumerate(groups):
+            c = g.to_threshold[axis]
+            colour = colours[_scheme_name(g, comparison.strata)]
+            if c.ratio is None:
+                ax.text(1.0, y, "  not reached", va="center", fontsize=8, color="0.4")
+                continue
+            low = c.ratio_low if c.ratio_low is not None else c.ratio
+            high = c.ratio_high if c.ratio_high is not None else c.ratio * 4
+            if c.ratio <= 0:  # reached at iteration 0: no place on a log axis
+                ax.text(1.0, y, "  at the start", va="center", fontsize=8, color="0.4")
+                continue
+            low = max(low, c.ratio / 100)
+            finite += [low, high, c.ratio]
+            ax.errorbar([c.ratio], [y], xerr=[[c.ratio - low], [high - c.ratio]], fmt="o", capsize=3, color=colour)
+            if c.ratio_high is None:
+                ax.annotate("", xy=(high, y), xytext=(c.ratio, y), arrowprops={"arrowstyle": "->", "color": colour})
+        ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if finite:
+            ax.set_xlim(min(min(finite), 1.0) / 1.5, max(max(finite), 1.0) * 1.5)
+        ax.set_yticks(range(len(groups)))
+        ax.set_yticklabels([g.name for g in groups] if axis == "iterations" else [""] * len(groups))
+        ax.invert_yaxis()
+        ax.set(xlabel=f"{AXIS_NAMES[axis]} to threshold / baseline's (log)")
+    figure.suptitle(
+        f"Cost to reach {comparison.threshold:.3f} relative to the baseline (running maximum; 95% bootstrap, "
+        "arrow: upper end not reached)"
+    )
+    return _save(figure, path)

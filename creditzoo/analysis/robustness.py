@@ -1,6 +1,6 @@
 """Robustness of credit assignment to reward noise: the counterfactual study and the noise sweep.
 
-Counterfactual study: on a run's recorded **clean** completion rewards R_0 .. R_K (ALGORITHMS.md section 2), inject
+Counterfactual study: on a run's recorded **clean** completion rewards R_0 .. R_K (docs/math.md section 2), inject
 a noise model (section 6, :mod:`creditzoo.rewards.noise`) many times with different seeds, replay every algorithm
 (section 3) on the clean and on each noisy copy, record by record (one training batch each, so balancing and group
 statistics are those of training), and measure what the noise changed:

@@ -3,7 +3,7 @@
 Turning points follow TP-GRPO (Tong et al. 2026, "Alleviating Sparse Rewards by Modeling Step-Wise and Long-Term
 Sampling Effects in Flow-Based GRPO", arXiv 2602.06422): Definition 4.1 (``tp_grpo``), Definition 5.1 with the
 consistency constraint (``tp_grpo_strict``), Remark 4.2's initial step (off in the ``*_noinit`` variants) and the
-batch balancing of ALGORITHMS.md section 3. Every variant is replayed on the same recorded completion rewards
+batch balancing of docs/math.md section 3. Every variant is replayed on the same recorded completion rewards
 R_0 .. R_K, one record (one training batch) at a time, exactly as the learner would have balanced it, so the
 variants can be compared on identical rollouts.
 

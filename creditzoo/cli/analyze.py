@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from creditzoo.cli.app import app, fail
+from creditzoo.cli.app import app, error_console, fail
 
 analyze_app = typer.Typer(
     name="analyze",
@@ -56,8 +56,8 @@ def _emit(result: dict, path: Path, as_json: bool) -> bool:
 
 def _console() -> Console:
     """Standard output; wide when it is not a terminal (pipes, logs), so that tables keep their columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    console = Console(markup=False, emoji=False)  # run names and paths are printed literally
+    return console if console.is_terminal else Console(width=200, markup=False, emoji=False)
 
 
 def _pct(value: float | None) -> str:
@@ -249,6 +249,10 @@ def _counterfactual_run(runs: list) -> Path:
 # ----------------------------------------------------------------------------------------------- compare
 
 
+PANELS = ("iterations", "model_evals", "seconds", "train")
+"""Learning-curve panels ``--panels`` can ask for (default: iterations and model_evals)."""
+
+
 @analyze_app.command("compare")
 def compare_command(
     dirs: list[Path] = typer.Argument(..., help="run directories, or a sweep directory"),
@@ -257,61 +261,112 @@ def compare_command(
         None, "--threshold", help="test score to reach (default: the baseline's final mean test score)"
     ),
     metric: str = typer.Option("test_partial_score", "--metric", help="test_partial_score or test_strict_accuracy"),
+    primary: str | None = typer.Option(
+        None, "--primary", help="A:B, one contrast (group labels or algorithms) tested alone, outside Holm's family"
+    ),
+    budget: list[str] = typer.Option(
+        [], "--budget", help="cost axis to match budgets on (repeat; default: model_evals, reward_calls, seconds)"
+    ),
+    last_k: int = typer.Option(3, "--last-k", help="mean of the last K test evaluations"),
+    alpha: float = typer.Option(0.05, "--alpha", help="level at which a verdict calls a difference established"),
+    label: list[str] = typer.Option([], "--label", help="NAME=TEXT: display TEXT for a group label or algorithm"),
+    panels: list[str] = typer.Option(
+        [], "--panels", help="learning-curve panels: iterations, model_evals, seconds, train (repeat)"
+    ),
     resamples: int = typer.Option(1000, "--resamples", help="bootstrap resamples"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
 ) -> None:
-    """Compare groups of runs (configuration minus seed): curves, cost to a threshold, final scores; report.md."""
-    from creditzoo.analysis.compare import compare_runs, render_report
+    """Compare groups of runs (configuration minus seed): verdicts, intervals, budgets, curves; report.md."""
+    from creditzoo.analysis.compare import CompareOptions, compare_runs
+    from creditzoo.analysis.report import render_report
     from creditzoo.analysis.runs import expand_run_dirs, load_run, split_finished
 
     try:
-        if resamples < 1:
-            raise ValueError(f"--resamples must be >= 1, got {resamples}")
+        options = CompareOptions(
+            baseline=baseline,
+            metric=metric,
+            threshold=threshold,
+            primary=primary,
+            budget_axes=tuple(budget) or None,
+            last_k=last_k,
+            alpha=alpha,
+            resamples=resamples,
+            seed=seed,
+        )
+        names = _parse_labels(label)
+        chosen = _parse_panels(panels)
         runs, skipped = split_finished([load_run(path) for path in expand_run_dirs(dirs)])
         _check_out(out, dirs)
-        comparison = compare_runs(
-            runs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
-        )
+        comparison = compare_runs(runs, options, labels=names)
     except ValueError as error:
         fail(str(error))
     from creditzoo.analysis.plots import compare_figures
 
     destination = _out_dir(out, dirs)
-    figures = compare_figures(comparison, destination)
+    for warning in comparison.warnings:
+        error_console.print(f"warning: {warning}", markup=False, highlight=False)
+    figures = compare_figures(comparison, destination, panels=chosen)
     captions = {caption: path.name for caption, path in figures.items()}
-    (destination / "report.md").write_text(
-        render_report(
-            comparison,
-            captions,
-            title=f"Comparison of {len(runs)} runs",
-            notes=skipped,
-            command=_compare_command_line(
-                dirs, baseline=baseline, threshold=threshold, metric=metric, resamples=resamples, seed=seed
-            ),
-        )
+    command = _compare_command_line(dirs, options, label, panels)
+    report = render_report(
+        comparison, captions, title=f"Comparison of {len(runs)} runs", notes=skipped, command=command
     )
+    (destination / "report.md").write_text(report)
     result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
     if not _emit(result, destination / "compare.json", as_json):
         _print_comparison(comparison, skipped, destination, figures)
 
 
+def _parse_labels(items: list[str]) -> dict[str, str]:
+    """``NAME=TEXT`` items -> {NAME: TEXT}.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty side.
+    """
+    names = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name or not text:
+            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group label or an algorithm)")
+        names[name] = text
+    return names
+
+
+def _parse_panels(items: list[str]) -> tuple[str, ...]:
+    """The learning-curve panels asked for (default: iterations and model evaluations).
+
+    Raises:
+        ValueError: an unknown panel, listing the valid ones.
+    """
+    for item in items:
+        if item not in PANELS:
+            raise ValueError(f"unknown panel {item[:80]!r}; valid: {', '.join(PANELS)}")
+    return tuple(dict.fromkeys(items)) or ("iterations", "model_evals")
+
+
 def _print_comparison(comparison, skipped: list[str], destination: Path, figures: dict) -> None:
-    table = Table(title=f"{comparison.metric}: threshold {comparison.threshold:.4f} ({comparison.threshold_source})")
-    for column in ("group", "seeds", "final [95% CI]", "diff", "p", "iters to thr.", "evals ratio", "seconds ratio"):
-        table.add_column(column, justify="left" if column == "group" else "right")
+    from creditzoo.analysis.report import established
+
+    table = Table(title=f"{comparison.metric}: {comparison.scores_source}")
+    guards = [
+        m for m in ("test_partial_score", "test_strict_accuracy", "test_extra_object_rate") if m != comparison.metric
+    ]
+    columns = ["group", "seeds", "mean [95% CI]", "per seed", "diff [95% CI]", "p (Holm)", "holds", *guards]
+    for column in columns:
+        table.add_column(column.removeprefix("test_"), justify="left" if column == "group" else "right")
     for g in comparison.groups:
-        t = g.to_threshold
+        c = g.contrast
         table.add_row(
-            g.label,
+            g.name,
             str(len(g.runs)),
-            f"{g.final_mean:.4f} [{g.final_low:.4f}, {g.final_high:.4f}]",
-            f"{g.difference:+.4f}",
-            _num(g.p_value, 4),
-            _num(t["iterations"].value, 1),
-            _ratio(t["model_evals"]),
-            _ratio(t["seconds"]),
+            f"{g.final.mean:.4f} [{g.final.low:.4f}, {g.final.high:.4f}]",
+            ", ".join(f"{v:.3f}" for v in g.final.values),
+            "baseline" if c is None else f"{c.difference:+.4f} [{_num(c.low, 4)}, {_num(c.high, 4)}]",
+            "" if c is None else _num(c.p_adjusted, 4),
+            "" if c is None else ("yes" if established(c, comparison.alpha) else "no"),
+            *[_num(g.guards[m] and g.guards[m].mean) for m in guards],
         )
     _console().print(table)
     for note in skipped:
@@ -319,19 +374,20 @@ def _print_comparison(comparison, skipped: list[str], destination: Path, figures
     _console().print(f"wrote {destination / 'report.md'}, compare.json and {len(figures)} figures", highlight=False)
 
 
-def _compare_command_line(
-    dirs: list[Path], *, baseline: str, threshold: float | None, metric: str, resamples: int, seed: int
-) -> str:
+def _compare_command_line(dirs: list[Path], options, labels: list[str], panels: list[str]) -> str:
     """The command that reproduces a comparison (quoted in its report)."""
     import shlex
 
-    words = ["creditzoo", "analyze", "compare", *map(str, dirs), "--baseline", baseline, "--metric", metric]
-    words += [] if threshold is None else ["--threshold", str(threshold)]
-    words += ["--resamples", str(resamples), "--seed", str(seed)]
+    words = ["creditzoo", "analyze", "compare", *map(str, dirs), "--baseline", options.baseline]
+    words += ["--metric", options.metric]
+    words += [] if options.threshold is None else ["--threshold", str(options.threshold)]
+    words += [] if options.primary is None else ["--primary", options.primary]
+    for axis in options.budget_axes or ():
+        words += ["--budget", axis]
+    words += ["--last-k", str(options.last_k), "--alpha", str(options.alpha)]
+    for item in labels:
+        words += ["--label", item]
+    for item in panels:
+        words += ["--panels", item]
+    words += ["--resamples", str(options.resamples), "--seed", str(options.seed)]
     return shlex.join(words)
-
-
-def _ratio(crossing) -> str:
-    if crossing.ratio is None:
-        return "n/a"
-    return f"{crossing.ratio:.2f} [{_num(crossing.ratio_low, 2)}, {_num(crossing.ratio_high, 2)}]"

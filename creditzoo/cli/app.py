@@ -14,10 +14,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: at 80 columns rich's option table cut 13 option names
 )
 
-console = Console()
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# user text (paths, prompts, noise specs like student_t:-1:1) is printed literally: no markup, no :emoji: codes
+console = Console(markup=False, emoji=False, soft_wrap=True)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def is_main_process() -> bool:

@@ -64,7 +64,7 @@ def _target(
     if lora is None:
         lora = latest_checkpoint(run)
         if lora is None:
-            fail(f"--run {run} holds no checkpoint yet (no checkpoints/latest); evaluate the base model without it")
+            fail(f"--run {run} holds no checkpoint yet (no checkpoints/iter_*); evaluate the base model without it")
     spec = model or config.model or task.default_model
     if spec is None:
         fail(f"the run's task {config.env!r} has no default model; give one with --model")
@@ -80,9 +80,15 @@ def _target(
 
 
 def _load_model(target: _Target):  # noqa: ANN202 - returns a FlowModel
+    from creditzoo.learner.checkpoint import CheckpointError, load_adapter_file
     from creditzoo.learner.run import resolve_device
     from creditzoo.models import load_model, parse_dtype
 
+    if target.lora is not None:  # before the model loads: a truncated or corrupt file is one line naming it
+        try:
+            load_adapter_file(target.lora / "adapter_model.safetensors")
+        except CheckpointError as error:
+            fail(f"cannot load the LoRA adapter: {error}")
     try:
         device = resolve_device(target.device)
         model = load_model(target.spec, device=device, dtype=parse_dtype(target.dtype), **target.model_options)
@@ -200,6 +206,6 @@ def eval_command(
         *((f"{result.extra_object_rate:.3f}",) if extra else ()),
         style="bold",
     )
-    console = Console()
+    console = Console(markup=False, emoji=False)  # prompts and paths are printed literally
     console.print(table)
     console.print(f"sample grid: {grid}")

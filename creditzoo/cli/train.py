@@ -162,44 +162,25 @@ def train_command(
     base = summary.metrics[0]
     if not is_main_process():
         return
-    console.print(
+    typer.echo(  # plain and unwrapped: the run directory is printed literally, on one line
         f"done: {summary.run_dir}  test partial score {base['test_partial_score']:.4f} -> "
         f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
-        f"{last.get('test_strict_accuracy', float('nan')):.4f}",
-        highlight=False,
+        f"{last.get('test_strict_accuracy', float('nan')):.4f}"
     )
 
 
 def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from creditzoo.cli.terminal import TrainProgress
     from creditzoo.learner.run import train
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        transient=False,
-        disable=not is_main_process(),
-    ) as progress:
-        bar = progress.add_task(f"{config.algo} on {config.env}", total=config.iterations, status="sampling...")
+    description = f"{config.algo} on {config.env}"
+    with TrainProgress(description, config.iterations, console=console, enabled=is_main_process()) as progress:
 
         def report(iteration: int, total: int, metrics: dict) -> None:
-            status = f"reward {metrics['reward_mean']:.4f}  tp {metrics['tp_rate']:.3f}"
-            if "test_partial_score" in metrics:
-                status += f"  test {metrics['test_partial_score']:.4f}"
-            progress.update(bar, completed=iteration, status=status)
+            progress.update(iteration, metrics)
 
         try:
             return train(config, directory, resume=resume, overwrite=overwrite, progress=report)
-        except BaseException:
-            if not progress.tasks[0].completed:  # refused before the first iteration: the error line, no bar
-                progress.remove_task(bar)
-                progress.live.transient = True
-            raise
         finally:
             import torch.distributed
 
@@ -208,11 +189,20 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 
 
 @app.command("envs")
-def envs_command() -> None:
-    """List the environments (tasks), one line each."""
+def envs_command(
+    wide: bool = typer.Option(False, "--wide", help="one long line per environment, never wrapped"),
+) -> None:
+    """List the environments (tasks): name and gymnasium id, then what the task is."""
+    from creditzoo.cli.terminal import echo_wrapped, text_width
     from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
 
-    for name, gym_id in env_ids().items():
+    ids = env_ids()
+    width, column = text_width(), max(len(name) for name in ids)
+    for name, gym_id in ids.items():
         task = get_task(name)
-        typer.echo(f"{name:<10} {gym_id:<22} {task.description}")
+        if wide:
+            typer.echo(f"{name:<{column}}  {gym_id:<26} {task.description}")
+            continue
+        typer.echo(f"{name:<{column}}  {gym_id}")
+        echo_wrapped(task.description, width)

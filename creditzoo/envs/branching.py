@@ -1,6 +1,6 @@
 """Anchor-branch and tree rollouts: rows of (input, output) transitions, sampled in lockstep.
 
-Two rollout shapes beside the chains of :class:`~creditzoo.envs.denoising.DenoisingEnv` (ALGORITHMS.md section 7):
+Two rollout shapes beside the chains of :class:`~creditzoo.envs.denoising.DenoisingEnv` (docs/math.md section 9):
 
 - **Anchor-branch** (section 7.3; TempFlow-GRPO, He et al. 2025, arXiv 2508.04324; G2RPO, Zhou et al. 2025,
   arXiv 2510.01982). Per prompt one ODE anchor o_0 = x_T, o_{j+1} = Euler step from o_j over the whole grid. At
@@ -268,7 +268,7 @@ def sample_anchor_branches(
     granularities: tuple[int, ...] | None = None,
     shard: Shard | None = None,
 ) -> BranchedEpisode:
-    """Sample an anchor-branch episode (ALGORITHMS.md section 7.3): C children per prompt at each window step.
+    """Sample an anchor-branch episode (docs/math.md section 9.3): C children per prompt at each window step.
 
     Args:
         env: the environment (its model is the policy; its config gives the grid, window and completion mode).
@@ -348,7 +348,7 @@ def sample_tree(
     window_start: int | None = None,
     shard: Shard | None = None,
 ) -> BranchedEpisode:
-    """Sample a tree episode (ALGORITHMS.md section 7.4): binary splits at ``split_steps``, leaves as rows.
+    """Sample a tree episode (docs/math.md section 9.4): binary splits at ``split_steps``, leaves as rows.
 
     Args:
         env: the environment (its model is the policy; its config gives the grid and window).

@@ -1,4 +1,4 @@
-"""Completion modes: how an intermediate latent z_k is turned into an image to score (ALGORITHMS.md section 2).
+"""Completion modes: how an intermediate latent z_k is turned into an image to score (docs/math.md section 2).
 
 - ``ode``: all remaining steps of the sampling grid with the Euler ODE (the paper's choice, the default).
 - ``ode:N``: N Euler steps over the remaining sigma range, on a sub-grid of the sampling grid.

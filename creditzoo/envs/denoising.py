@@ -4,7 +4,7 @@ One sub-environment is one trajectory. ``reset(seed=..., options={"prompts": [..
 noise x_T; each ``step(action)`` takes the next latent, chosen by the agent (an ODE or SDE step, see
 :mod:`creditzoo.sampling`); the terminal reward is the score of the decoded final image.
 
-Branching (ALGORITHMS.md sections 2 and 5): with a completion mode, every state z_k entering a window step
+Branching (docs/math.md sections 2 and 7): with a completion mode, every state z_k entering a window step
 is completed with the ODE (current model, no gradient) and scored, giving completion rewards R_0 .. R_K.
 Completions advance in lockstep with the trajectories: at grid step j, the trajectories and every live branch
 go through one batched model call, so the sequential depth stays T whatever the window. A branch's first
@@ -183,7 +183,7 @@ class DenoisingEnv(VectorEnv):
             options: ``{"prompts": list of B strings}`` (required); optionally ``"noise"``: the initial
                 latents x_T [B, *S] to start from instead of drawing them from ``seed``, and ``"window_start"``:
                 the SDE window's first step for this episode (its size stays the configured one), e.g. from a
-                sliding window schedule (ALGORITHMS.md section 7.1); without it, the configured window.
+                sliding window schedule (docs/math.md section 9.1); without it, the configured window.
 
         Returns:
             (observation, info) with ``info["prompts"]``.
@@ -318,6 +318,9 @@ class DenoisingEnv(VectorEnv):
     def step(self, action: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Move every trajectory to the latent ``action`` [B, *S].
 
+        A tensor is taken as it is (moved to the model's device); anything else (a numpy array, e.g. from
+        ``action_space.sample()``) is converted to float32 first.
+
         Returns:
             (observation, reward [B], terminated [B], truncated [B], info); at the last step the terminal
             rewards, completion rewards, images and counters are in ``info``.
@@ -325,6 +328,8 @@ class DenoisingEnv(VectorEnv):
         j = self.step_index
         if j >= self.config.num_steps:
             raise RuntimeError("the episode has ended; call reset()")
+        if not isinstance(action, torch.Tensor):
+            action = torch.as_tensor(np.asarray(action, dtype=np.float32))
         expected = (self.num_envs, *self.model.sample_shape)
         if tuple(action.shape) != expected:
             raise ValueError(f"action must be the next latent of shape {list(expected)}, got {list(action.shape)}")

@@ -1,7 +1,7 @@
 """Rollout collection: sample one episode in the shape the algorithm needs and record what the update needs.
 
 Every shape is recorded as B rows of K (input, output) transitions with the log-probability of each output
-recorded while sampling, so one update trains them all (ALGORITHMS.md sections 2, 7.3, 7.4):
+recorded while sampling, so one update trains them all (docs/math.md sections 2, 9.3, 9.4):
 
 - "chain": inputs z_0 .. z_{K-1}, outputs z_1 .. z_K of one trajectory (views of ``states``).
 - "anchor": inputs o_{w+k} (the prompt's ODE anchor), outputs c_{k,i} (row i's child at window step k).

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import ALGORITHMS, _base_function, check_split_steps
+from creditzoo.algorithms import algorithm_spec, check_split_steps
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -278,10 +278,7 @@ class TrainConfig:
         """The step weighting: ``step_weight`` if set, else the algorithm's default ("noise" for tempflow)."""
         if self.step_weight is not None:
             return self.step_weight
-        algorithm = ALGORITHMS.get(self.algo)
-        while hasattr(algorithm, "func"):
-            algorithm = algorithm.func
-        return str(getattr(algorithm, "default_step_weight", "none"))
+        return algorithm_spec(self.algo).default_step_weight
 
     @property
     def resolved_noise_level(self) -> float:
@@ -326,13 +323,10 @@ class TrainConfig:
 
 def rollout_shape(algo: str) -> str:
     """The rollout shape algorithm ``algo`` needs ("chain" for a name that does not resolve: that fails later)."""
-    from creditzoo.registry import lookup
-
     try:
-        fn = lookup(algo, ALGORITHMS, "algorithm")
+        return algorithm_spec(algo).shape
     except (ValueError, ImportError, AttributeError):  # reported with the valid names by get_algorithm
         return "chain"
-    return str(getattr(_base_function(fn), "rollout_shape", "chain"))  # type: ignore[arg-type]
 
 
 TYPE_WORDS: dict[type, str] = {

@@ -2,7 +2,7 @@
 
 GRPO for flow models as in Flow-GRPO (Liu et al. 2025, arXiv 2505.05470), with the credit-assignment step
 swappable for any algorithm of :mod:`creditzoo.algorithms` (e.g. TP-GRPO, Tong et al. 2026,
-arXiv 2602.06422). Loss, advantages and defaults: ALGORITHMS.md section 4. The policy is the base model plus
+arXiv 2602.06422). Advantages, loss and defaults: docs/math.md sections 4-6. The policy is the base model plus
 a peft LoRA adapter; the reference model is the same network with the adapter disabled.
 """
 

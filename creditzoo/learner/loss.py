@@ -1,4 +1,4 @@
-"""The GRPO loss as pure functions (ALGORITHMS.md section 4).
+"""The GRPO loss as pure functions (docs/math.md section 5).
 
 Per trained step k, with ratio = exp(logp_theta - logp_old):
 L_k = mean_b max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) + beta * KL_k, and

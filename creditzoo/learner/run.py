@@ -8,11 +8,13 @@ Under ``accelerate launch`` / ``torchrun`` (N processes, :mod:`creditzoo.learner
 trains, but only the main process prepares the run directory, evaluates and writes the metrics, records,
 evaluation grids and checkpoints; the others wait for it and receive its outcome (an error included), and every
 process resumes from the same checkpoint.
+
+One process writes a run directory at a time: the main process holds ``RUN_DIR/.lock`` for the whole run
+(:mod:`creditzoo.learner.rundir`), and a resume falls back past damaged checkpoints to the newest one that loads.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,11 @@ from pathlib import Path
 import torch
 
 from creditzoo.learner.checkpoint import (
+    CheckpointError,
     atomic_write_json,
-    latest_checkpoint,
+    checkpoint_dirs,
+    load_adapter_file,
+    load_trainer_state,
     read_metrics,
     save_checkpoint,
     write_metrics,
@@ -38,6 +43,7 @@ from creditzoo.learner.distributed import (
 from creditzoo.learner.evaluate import EvalConfig, evaluate, grid_image
 from creditzoo.learner.grpo import GRPOLearner, IterationResult
 from creditzoo.learner.preflight import check_before_start, check_run_dir
+from creditzoo.learner.rundir import LOCK_NAME, RunLock, clear_run_dir, lock_run_dir, remove_temporaries, warn
 from creditzoo.learner.tracking import NullTracker, Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
@@ -96,13 +102,13 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
     """Create an empty run directory, refusing to clobber an existing one unless ``overwrite``."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirectoryError(f"run directory {str(run_dir)!r} exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(child.name != LOCK_NAME for child in run_dir.iterdir()):
         if not overwrite:
             raise RunDirectoryError(
                 f"run directory {str(run_dir)!r} already exists; pass --overwrite to replace it "
                 f"or --resume {str(run_dir)!r} to continue it"
             )
-        shutil.rmtree(run_dir)
+        clear_run_dir(run_dir)  # everything but the lock this process holds
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -116,10 +122,31 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     """The resolved configuration a run directory was started with."""
     import json
 
+    if not run_dir.exists():
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} does not exist")
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"{str(run_dir)!r} is not a run directory (not a directory)")
     path = run_dir / "config.json"
     if not path.exists():
         raise RunDirectoryError(f"nothing to resume: {str(path)!r} does not exist")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError:
+        raise RunDirectoryError(f"{str(path)!r} is not text (a damaged file?)") from None
+    if not text.strip():
+        raise RunDirectoryError(f"{str(path)!r} is empty (a damaged file?)")
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunDirectoryError(
+            f"{str(path)!r} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
+    if not isinstance(values, dict):
+        raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
+    try:
+        return TrainConfig.from_dict(values)
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{str(path)!r}: {str(error).splitlines()[0] if str(error) else error!r}") from None
 
 
 def train(
@@ -135,12 +162,17 @@ def train(
     Args:
         config: the run's configuration (for a resume: the stored one, ``iterations`` may grow).
         run_dir: the run directory.
-        resume: continue from the last checkpoint in ``run_dir``.
+        resume: continue from the newest checkpoint of ``run_dir`` that loads (damaged ones are skipped with a
+            warning, see :func:`restore_newest_checkpoint`).
         overwrite: replace an existing ``run_dir`` (ignored with ``resume``).
         progress: called after every iteration with (iteration, total, metrics line).
 
     Returns:
         :class:`RunSummary`.
+
+    Raises:
+        RunLockedError: another live process writes ``run_dir`` (``RUN_DIR/.lock``); nothing was changed.
+        RunDirectoryError: ``run_dir`` cannot be used as asked (exists, unwritable, damaged beyond resuming).
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume=resume)  # before any work: a read-only directory, a path under a file
@@ -148,6 +180,28 @@ def train(
     check_split(config.prompts_per_iteration, launched_world_size())  # before joining the other processes
     device = process_device(resolve_device(config.device))
     processes = from_environment(device)
+    lock = _become_sole_writer(processes, run_dir, resume=resume)
+    try:
+        return _train_as_writer(
+            config, task, run_dir, device, processes, resume=resume, overwrite=overwrite, progress=progress
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_as_writer(
+    config: TrainConfig,
+    task: Task,
+    run_dir: Path,
+    device: torch.device,
+    processes: Processes,
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: Callable[[int, int, dict], None] | None,
+) -> RunSummary:
+    """The body of :func:`train`, run while this process (the main one) holds the run directory's lock."""
     spec = config.model or task.default_model
     if spec is None:
         raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
@@ -157,10 +211,10 @@ def train(
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device, processes)
     start, lines = 0, []
     if resume:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            start = _restore(learner, checkpoint)
-            lines = [line for line in read_metrics(run_dir) if line["iteration"] <= start]
+        lines = processes.on_main(read_metrics, run_dir, drop_truncated_tail=True)
+        report = warn if processes.is_main else _quiet
+        start = restore_newest_checkpoint(learner, run_dir, report, upto=_last_recorded(lines))
+        lines = [line for line in lines if line["iteration"] <= start] if start else []  # later ones: recomputed
         if start >= config.iterations:
             raise RunDirectoryError(
                 f"nothing left to do: {str(run_dir)!r} is at iteration {start} and iterations is "
@@ -169,7 +223,7 @@ def train(
     else:
         processes.on_main(prepare_run_dir, run_dir, overwrite=overwrite)
     processes.on_main(atomic_write_json, run_dir / "config.json", config.to_dict())
-    tracker = _open_tracker(processes, config, run_dir, start)  # flushes on every call
+    tracker = _open_tracker(processes, config, run_dir, start, lines)  # flushes on every call
     if start == 0:
         base = processes.on_main(_evaluate, learner, task, config, run_dir, 0, tracker, final=config.iterations == 0)
         lines = [{"iteration": 0, **base}]
@@ -187,10 +241,16 @@ def train(
     return RunSummary(run_dir=run_dir, iteration=config.iterations, metrics=lines)
 
 
-def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, start: int) -> Tracker:
-    """The run's tracker on the main process (an error opening it is raised on every process); none elsewhere."""
+def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, start: int, history: list[dict]) -> Tracker:
+    """The run's tracker on the main process (an error opening it is raised on every process); none elsewhere.
+
+    A resumed run passes its kept metrics lines as ``history``: a backend that starts mirroring only now
+    (``--resume --log tensorboard`` on a run trained without it) is given them first.
+    """
     opened: list[Tracker] = []
-    processes.on_main(lambda: opened.append(open_tracker(config.log, run_dir, config.to_dict(), start=start)))
+    processes.on_main(
+        lambda: opened.append(open_tracker(config.log, run_dir, config.to_dict(), start=start, history=history))
+    )
     return opened[0] if opened else NullTracker()
 
 
@@ -219,13 +279,88 @@ def _write_iteration(
     return scores
 
 
-def _restore(learner: GRPOLearner, checkpoint: Path) -> int:
-    from safetensors.torch import load_file
+def _become_sole_writer(processes: Processes, run_dir: Path, *, resume: bool) -> RunLock | None:
+    """Take the run directory's lock on the main process and clear a killed writer's leftovers; None elsewhere.
 
-    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
-    learner.load_adapter_state(load_file(str(checkpoint / "adapter_model.safetensors")))
-    learner.optimizer.load_state_dict(state["optimizer"])
-    return int(state["iteration"])
+    Raises (on every process):
+        RunDirectoryError: nothing to resume at ``run_dir``, or it cannot be written.
+        RunLockedError: another live process writes ``run_dir``.
+    """
+    if resume and not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} does not exist; nothing to resume")
+    held: list[RunLock] = []
+
+    def lock() -> None:
+        try:
+            held.append(lock_run_dir(run_dir))
+        except OSError as error:
+            raise RunDirectoryError(f"run directory {str(run_dir)!r} is not writable: {error.strerror}") from None
+        try:
+            for path in remove_temporaries(run_dir):
+                warn(f"removed {path}, left half-written by a process that was killed")
+        except BaseException:
+            held[0].release()
+            raise
+
+    processes.on_main(lock)
+    return held[0] if held else None
+
+
+def restore_newest_checkpoint(
+    learner: GRPOLearner, run_dir: Path, report: Callable[[str], None] = warn, *, upto: int | None = None
+) -> int:
+    """Load the newest checkpoint of ``run_dir`` whose files load into ``learner``; return its iteration.
+
+    A checkpoint with a missing, truncated or corrupt adapter or trainer state is skipped with one line to
+    ``report`` naming the file and the checkpoint used instead; so is one after iteration ``upto`` (the last
+    metrics line kept). A ``checkpoints/latest`` that is missing or names another checkpoint is reported too:
+    checkpoints are found by scanning ``checkpoints/iter_*``. Without any checkpoint directory the run starts at 0.
+
+    Raises:
+        RunDirectoryError: checkpoints exist but none of them can be resumed (naming the newest one's problem).
+    """
+    found = checkpoint_dirs(run_dir)
+    pointer = run_dir / "checkpoints" / "latest"
+    named = pointer.read_text(errors="replace").strip() if pointer.is_file() else None
+    problems: list[str] = []
+    for path in found:
+        iteration = int(path.name.removeprefix("iter_"))
+        if upto is not None and iteration > upto:
+            last = f"iteration {upto}" if upto >= 0 else "none, not even iteration 0"
+            problems.append(f"{path.name} is newer than the last intact line of metrics.jsonl ({last})")
+            continue
+        try:
+            adapter = load_adapter_file(path / "adapter_model.safetensors")
+            state = load_trainer_state(path / "trainer_state.pt")
+            if state["iteration"] != iteration:
+                raise CheckpointError(f"{path / 'trainer_state.pt'} holds iteration {state['iteration']}")
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        learner.load_adapter_state(adapter)
+        learner.optimizer.load_state_dict(state["optimizer"])
+        for problem in problems:
+            report(f"{problem}; resuming from {path.name} instead")
+        if not problems and named != path.name:
+            said = f"names {named!r}" if named is not None else "is missing"
+            report(f"{pointer} {said}; resuming from {path.name}, the newest complete checkpoint")
+        return state["iteration"]
+    if problems:
+        raise RunDirectoryError(f"no checkpoint of {str(run_dir)!r} can be resumed: {problems[0]}")
+    return 0
+
+
+def _last_recorded(lines: list[dict]) -> int:
+    """The last iteration n with metrics lines for all of 0..n (-1 when line 0 is missing)."""
+    seen = {line["iteration"] for line in lines}
+    last = -1
+    while last + 1 in seen:
+        last += 1
+    return last
+
+
+def _quiet(message: str) -> None:
+    """Drop a warning (processes other than the main one: it reports for all)."""
 
 
 def _evaluate(

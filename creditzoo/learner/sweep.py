@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ from typing import Any
 
 from creditzoo.learner.checkpoint import atomic_write_json, read_metrics
 from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
+from creditzoo.learner.rundir import RunLockedError, die_with_parent
 
 STATUSES = ("pending", "running", "finished", "failed")
 LAUNCHERS = ("local", "submitit")
@@ -50,6 +52,8 @@ NOT_GRIDDABLE = ("algo_options", "device", "log")
 NOT_A_CHOICE = ("device", "log")
 """Fields a reopened sweep may change: they do not change what a run computes (on the same device kind)."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+LOCKED_EXIT = 3
+"""Exit status of a worker whose run another live process holds (it trained nothing)."""
 
 
 class SweepError(ValueError):
@@ -466,10 +470,17 @@ class _StatusBook:
         if self.report is not None:
             self.report(name, status)
 
-    def finish(self, name: str, ok: bool) -> None:
+    def finish(self, name: str, ok: bool, busy: bool = False) -> None:
+        """Record how a run's training ended.
+
+        The files on disk decide "finished" (whoever trained it); a run another live process holds (``busy``)
+        stays "pending"; anything else is "failed".
+        """
         run = self.sweep.run(name)
-        done = ok and run_status(self.out / name, run.config) == "finished"
-        self.set(name, "finished" if done else "failed")
+        if run_status(self.out / name, run.config) == "finished":
+            self.set(name, "finished")
+        else:
+            self.set(name, "pending" if busy else "failed")
 
 
 def _execute_here(out: Path, names: Sequence[str], options: LaunchOptions, book: _StatusBook) -> None:
@@ -477,6 +488,10 @@ def _execute_here(out: Path, names: Sequence[str], options: LaunchOptions, book:
         book.set(name, "running")
         try:
             train_run(str(out), name, None, options.imports)
+        except RunLockedError as error:  # another process (an old sweep's worker?) trains it: leave it be
+            _log(out, name, f"not started: {error}")
+            book.finish(name, ok=False, busy=True)
+            continue
         except Exception as error:  # noqa: BLE001 - one failed run must not stop the others
             _log(out, name, f"failed: {type(error).__name__}: {error}")
             book.finish(name, ok=False)
@@ -503,19 +518,32 @@ def _execute_subprocesses(out: Path, names: Sequence[str], options: LaunchOption
                 log = (out / "logs" / f"{name}.log").open("ab")
                 command = [sys.executable, "-m", "creditzoo.learner.sweep", str(out), name, "--threads", str(threads)]
                 command += [f"--import={module}" for module in options.imports]
-                active[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+                command += [f"--parent={os.getpid()}"]  # the worker dies with this process (die_with_parent)
+                # a session of its own: a Ctrl-C reaches only this process, which stops the workers' groups
+                worker = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+                active[name] = (worker, log)
                 book.set(name, "running")
             time.sleep(0.1)
             for name, (process, log) in list(active.items()):
                 if process.poll() is not None:
                     log.close()
                     del active[name]
-                    book.finish(name, ok=process.returncode == 0)
+                    book.finish(name, ok=process.returncode == 0, busy=process.returncode == LOCKED_EXIT)
     finally:  # interrupted: stop the workers this sweep started; their runs resume from checkpoints next time
         for process, log in active.values():
-            process.terminate()
-            process.wait()
+            _stop(process)
             log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM a worker's process group (its own session: the worker and anything it started) and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, AttributeError):  # gone already, or no process groups here
+        process.terminate()
+    process.wait()
 
 
 def _execute_submitit(out: Path, names: Sequence[str], options: LaunchOptions, book: _StatusBook) -> None:
@@ -562,8 +590,15 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("name")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--import", dest="imports", action="append", default=[])
+    parser.add_argument("--parent", type=int, default=None, help="pid of the sweep; the worker dies with it")
     args = parser.parse_args(argv)
-    line = train_run(args.out, args.name, args.threads, args.imports)
+    if args.parent is not None:
+        die_with_parent(args.parent)
+    try:
+        line = train_run(args.out, args.name, args.threads, args.imports)
+    except RunLockedError as error:
+        print(f"not started: {error}", file=sys.stderr)
+        raise SystemExit(LOCKED_EXIT) from None
     print(json.dumps({"run": args.name, "last": line}))
 
 

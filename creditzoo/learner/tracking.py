@@ -77,6 +77,7 @@ class TensorBoardTracker:
             raise TrackerUnavailableError(
                 "--log tensorboard needs the tensorboard package: pip install 'creditzoo[tensorboard]'"
             ) from error
+        self.fresh = not (run_dir / "tensorboard").exists()  # no history mirrored yet: a resume backfills it
         # a resumed run drops what it logged after its checkpoint, so the curves never double back
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
         if not start:
@@ -114,6 +115,7 @@ class WandbTracker:
                 "--log wandb needs the wandb package: pip install 'creditzoo[wandb]'"
             ) from error
         id_file = run_dir / "wandb_id"
+        self.fresh = not id_file.exists()  # a new W&B run: a resume backfills the history
         run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)  # W&B ids: [0-9a-z]
         id_file.write_text(run_id)
         self.wandb = wandb
@@ -177,7 +179,14 @@ def check_available(names: Sequence[str]) -> None:
             )
 
 
-def open_tracker(names: Sequence[str], run_dir: Path, config: Mapping[str, Any], *, start: int = 0) -> Tracker:
+def open_tracker(
+    names: Sequence[str],
+    run_dir: Path,
+    config: Mapping[str, Any],
+    *,
+    start: int = 0,
+    history: Sequence[Mapping[str, Any]] = (),
+) -> Tracker:
     """The tracker for ``TrainConfig.log``: a :class:`NullTracker` for none, else every named backend.
 
     Args:
@@ -185,6 +194,10 @@ def open_tracker(names: Sequence[str], run_dir: Path, config: Mapping[str, Any],
         run_dir: the run directory (backends write below it).
         config: the run's configuration, recorded by the backend.
         start: the iteration the run continues from (0 for a new run).
+        history: a resumed run's metrics lines up to ``start``; a backend that has mirrored nothing of this run
+            yet (``--resume --log tensorboard`` on a run trained without it) logs them first, so its curves
+            begin at iteration 0. Evaluation grids and per-category scores of those iterations are not
+            backfilled.
 
     Raises:
         ValueError: for an unknown name (listing the valid ones) or a backend that is not installed.
@@ -195,4 +208,8 @@ def open_tracker(names: Sequence[str], run_dir: Path, config: Mapping[str, Any],
     if not names:
         return NullTracker()
     trackers = [BACKENDS[name](run_dir, config, start=start) for name in dict.fromkeys(names)]
+    for tracker in trackers:
+        if start and tracker.fresh:
+            for line in history:
+                tracker.log_metrics(line["iteration"], line)
     return trackers[0] if len(trackers) == 1 else _Several(trackers)

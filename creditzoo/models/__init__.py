@@ -22,20 +22,44 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass
 
 import torch
 
 from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
 
-MODELS: dict[str, str] = {
-    "toy": "creditzoo.models.toy:load_toy",
-    "sd3": "creditzoo.models.diffusers_sd3:load_sd3",
-    "flux": "creditzoo.models.diffusers_flux:load_flux",
-}
-"""Backend name -> ``"package.module:loader"``; a loader is ``(path | None, *, device, dtype, **options)``."""
 
-PATH_REQUIRED: frozenset[str] = frozenset({"sd3", "flux"})
-"""Backends that have no default weights and need ``kind:PATH``."""
+@dataclass(frozen=True)
+class Backend:
+    """One registered model backend: how a ``--model`` spec of its name is loaded.
+
+    Attributes:
+        loader: ``"package.module:function"``, imported only when the backend is used; the function is
+            ``(path | None, *, device, dtype, **options) -> FlowModel``, and its keyword options are the backend's
+            options (``[model_options]``).
+        needs_path: whether the spec must name weights (``kind:PATH``); False means the loader has defaults.
+        example: the spec forms it accepts, for error messages and docs (e.g. ``"sd3:PATH"``).
+    """
+
+    loader: str
+    needs_path: bool
+    example: str
+
+    def __post_init__(self) -> None:
+        module, sep, function = self.loader.partition(":")
+        if not (module and sep and function):
+            raise ValueError(f"Backend.loader must be 'package.module:function', got {self.loader!r}")
+        if not isinstance(self.needs_path, bool) or not self.example:
+            raise ValueError("Backend.needs_path must be True or False and Backend.example a non-empty string")
+
+
+MODELS: dict[str, Backend] = {
+    "toy": Backend("creditzoo.models.toy:load_toy", needs_path=False, example="toy, toy:PATH"),
+    "sd3": Backend("creditzoo.models.diffusers_sd3:load_sd3", needs_path=True, example="sd3:PATH"),
+    "flux": Backend("creditzoo.models.diffusers_flux:load_flux", needs_path=True, example="flux:PATH"),
+}
+"""Backend name -> :class:`Backend`. Adding a backend is one module (its loader) and one entry here."""
+
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """Weight dtypes a backend may be loaded in (the sampler's mean, std and log-prob stay float32)."""
@@ -49,7 +73,9 @@ class ModelError(ValueError):
     """
 
 
-VALID_SPECS = "toy, toy:PATH, sd3:PATH, flux:PATH (or package.module:function)"
+def valid_specs() -> str:
+    """The model spec forms the registered backends accept, for error messages."""
+    return ", ".join(backend.example for backend in MODELS.values()) + " (or package.module:function)"
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -82,11 +108,12 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
     if dtype not in DTYPES.values():
         raise ModelError(f"unsupported dtype {dtype}; valid: {', '.join(DTYPES)}")
     if kind in MODELS:
-        if kind in PATH_REQUIRED and not path:
-            raise ModelError(f"model {kind!r} needs a path, e.g. {kind}:/path/to/weights; valid forms: {VALID_SPECS}")
+        backend = MODELS[kind]
+        if backend.needs_path and not path:
+            raise ModelError(f"model {kind!r} needs a path, e.g. {kind}:/path/to/weights; valid forms: {valid_specs()}")
         if sep and not path:
-            raise ModelError(f"empty path in model spec {spec!r}; valid forms: {VALID_SPECS}")
-        module_name, _, attribute = MODELS[kind].partition(":")
+            raise ModelError(f"empty path in model spec {spec!r}; valid forms: {valid_specs()}")
+        module_name, _, attribute = backend.loader.partition(":")
         loader = getattr(importlib.import_module(module_name), attribute)
         accepted = [name for name in inspect.signature(loader).parameters if name not in ("path", "device", "dtype")]
         unknown = sorted(set(options) - set(accepted))
@@ -104,22 +131,24 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
         try:
             module = importlib.import_module(kind)
         except ImportError as error:
-            raise ModelError(f"unknown model {spec!r} ({error}); valid forms: {VALID_SPECS}") from error
+            raise ModelError(f"unknown model {spec!r} ({error}); valid forms: {valid_specs()}") from error
         if not hasattr(module, path):
-            raise ModelError(f"unknown model {spec!r}: {kind} has no {path!r}; valid forms: {VALID_SPECS}")
+            raise ModelError(f"unknown model {spec!r}: {kind} has no {path!r}; valid forms: {valid_specs()}")
         if dtype != torch.float32 or options:
-            raise ModelError(f"model {spec!r} takes no dtype or options; valid forms: {VALID_SPECS}")
+            raise ModelError(f"model {spec!r} takes no dtype or options; valid forms: {valid_specs()}")
         return getattr(module, path)().to(device)
-    raise ModelError(f"unknown model {spec!r}; valid forms: {VALID_SPECS}")
+    raise ModelError(f"unknown model {spec!r}; valid forms: {valid_specs()}")
 
 
 __all__ = [
     "DTYPES",
     "MODELS",
+    "Backend",
     "ModelError",
     "Conditioning",
     "FlowModel",
     "load_model",
     "parse_dtype",
     "select_conditioning",
+    "valid_specs",
 ]

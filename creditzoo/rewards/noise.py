@@ -1,4 +1,4 @@
-"""Reward noise for robustness experiments (ALGORITHMS.md section 6).
+"""Reward noise for robustness experiments (docs/math.md section 8).
 
 A noise model wraps any reward callable ``(images [B, 3, H, W], prompts) -> Tensor[B]`` and perturbs every
 score it returns, completion rewards included. The kinds, written ``kind:PARAM[:PARAM]``:

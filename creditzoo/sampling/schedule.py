@@ -1,4 +1,4 @@
-"""Sigma grids and the SDE window (ALGORITHMS.md section 1 and 2).
+"""Sigma grids and the SDE window (docs/math.md sections 1 and 2).
 
 The grid reproduces diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift)`` after
 ``set_timesteps(num_steps)`` (static shifting, 1000 training timesteps; SD3), and, given ``mu``, the

@@ -1,6 +1,6 @@
 """One denoising step: Euler ODE, Flow-GRPO's SDE, and coefficient-preserving sampling (CPS).
 
-Formulas: ALGORITHMS.md section 1. Flow-GRPO's SDE is from Liu et al. 2025, "Flow-GRPO: Training Flow
+Formulas: docs/math.md section 1. Flow-GRPO's SDE is from Liu et al. 2025, "Flow-GRPO: Training Flow
 Matching Models via Online RL" (arXiv 2505.05470), eq. 9; CPS from Wang and Yu 2025, "Coefficients-Preserving
 Sampling for Reinforcement Learning with Flow Matching" (arXiv 2509.05952). Log-probabilities are exact
 Gaussian log-densities averaged over the non-batch elements and computed in float32 or wider.

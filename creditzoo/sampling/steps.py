@@ -1,4 +1,4 @@
-"""Which window steps train, and how much: step schedules and step weights (ALGORITHMS.md section 7.1).
+"""Which window steps train, and how much: step schedules and step weights (docs/math.md section 9.1).
 
 Options of every algorithm, as pure functions of (spec, iteration, seed):
 

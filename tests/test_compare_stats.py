@@ -1,0 +1,354 @@
+"""Statistics of `creditzoo analyze compare`: intervals, tests, Holm, budgets, strata, interactions, paired evaluation.
+
+Every statistic is checked against an independent computation (scipy / statsmodels called directly, a formula, or
+a case whose answer is known by construction) on fixed inputs; run directories are hand-made in tmp_path.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from synthetic_runs import write_run
+from typer.testing import CliRunner
+
+from creditzoo.analysis.compare import CompareOptions, compare_runs
+from creditzoo.analysis.runs import load_run
+from creditzoo.analysis.stats import (
+    difference_in_differences,
+    holm,
+    paired_bootstrap,
+    t_interval,
+    value_at_cost,
+    welch_contrast,
+)
+from creditzoo.cli import app
+
+runner = CliRunner()
+A = [0.71, 0.73, 0.695]
+B = [0.665, 0.678, 0.694]
+
+
+def analyze(*args: str):
+    return runner.invoke(app, ["analyze", *args])
+
+
+# ----------------------------------------------------------------------------------------------- the statistics
+
+
+def test_t_interval_is_students_and_wider_than_the_seed_range() -> None:
+    from scipy import stats
+
+    estimate = t_interval(B)
+    sem = np.std(B, ddof=1) / np.sqrt(3)
+    half = stats.t.ppf(0.975, 2) * sem  # 4.303 standard errors with 2 degrees of freedom
+    assert (estimate.low, estimate.high) == pytest.approx((np.mean(B) - half, np.mean(B) + half))
+    assert estimate.low < min(B) and estimate.high > max(B)  # a percentile bootstrap would return [min, max]
+    assert estimate.values == B
+    assert t_interval([0.5]).low == t_interval([0.5]).high == 0.5
+
+
+def test_welch_contrast_matches_scipy_and_the_formulas() -> None:
+    from scipy import stats
+
+    c = welch_contrast(A, B, group="a", baseline="b")
+    reference = stats.ttest_ind(A, B, equal_var=False)
+    assert c.p_value == pytest.approx(reference.pvalue)
+    # Welch-Satterthwaite by hand
+    va, vb = np.var(A, ddof=1) / 3, np.var(B, ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert (c.low, c.high) == pytest.approx((np.mean(A) - np.mean(B) - half, np.mean(A) - np.mean(B) + half))
+    pooled = np.sqrt((np.var(A, ddof=1) + np.var(B, ddof=1)) / 2)
+    assert c.hedges_g == pytest.approx((np.mean(A) - np.mean(B)) / pooled * (1 - 3 / (4 * 6 - 9)))
+    pairs = [(x > y) + 0.5 * (x == y) for x in A for y in B]  # P(improvement) by counting the 9 pairs
+    assert c.prob_improvement == pytest.approx(np.mean(pairs))
+
+
+def test_holm_matches_the_step_down_rule() -> None:
+    p = [0.01, 0.04, 0.03, 0.5]
+    # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 -> 0.04, 0.09, 0.08 -> running max 0.09, then 0.5
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]) == []
+
+
+def test_interaction_equals_the_ols_interaction_when_cells_share_their_spread() -> None:
+    """Equal cell variances and sizes: the Welch-Satterthwaite test equals statsmodels' OLS interaction test."""
+    import statsmodels.api as sm
+
+    spread = np.array([-0.01, 0.0, 0.01])
+    cells = {"b_ref": 0.60 + spread, "a_ref": 0.65 + spread, "b_level": 0.55 + spread, "a_level": 0.56 + spread}
+    difference, low, high, df, p = difference_in_differences(cells)
+    assert difference == pytest.approx((0.56 - 0.55) - (0.65 - 0.60))  # the lead shrinks from 0.05 to 0.01
+    y = np.concatenate([cells["b_ref"], cells["a_ref"], cells["b_level"], cells["a_level"]])
+    scheme = np.repeat([0, 1, 0, 1], 3)
+    level = np.repeat([0, 0, 1, 1], 3)
+    fit = sm.OLS(y, np.column_stack([np.ones(12), scheme, level, scheme * level])).fit()
+    assert fit.params[3] == pytest.approx(difference)
+    assert df == pytest.approx(8) and p == pytest.approx(fit.pvalues[3])
+    assert (low, high) == pytest.approx(tuple(fit.conf_int()[3]))
+
+
+def test_score_at_budget_on_a_curve_that_rises_peaks_and_falls() -> None:
+    costs = np.array([0.0, 100.0, 200.0, 300.0, 400.0])
+    values = np.array([0.5, 0.7, 0.8, 0.6, 0.55])  # peak at 200, then falls
+    assert value_at_cost(costs, values, 100.0) == pytest.approx(0.7)
+    assert value_at_cost(costs, values, 250.0) == pytest.approx(0.7)  # half way down from 0.8 to 0.6
+    assert value_at_cost(costs, values, 400.0) == pytest.approx(0.55)  # the end, not the peak
+    assert value_at_cost(costs, values, 900.0) == pytest.approx(0.55)  # spent less than the budget: keeps the last
+
+
+def test_paired_bootstrap_keeps_the_pairing_through_shared_prompts() -> None:
+    """Prompts differ a lot, the two groups differ by 0.1 on every prompt: the paired interval is exactly 0.1."""
+    rng = np.random.default_rng(0)
+    prompt_effect = rng.uniform(0, 1, size=12)  # [P]
+    scores = np.stack([prompt_effect + 0.1] * 3 + [prompt_effect] * 3)  # [6, P]
+    categories = np.repeat([0, 1, 2], 4)
+    groups = {"a": np.arange(3), "b": np.arange(3, 6)}
+    interval = paired_bootstrap(scores, categories, groups, [("a", "b")], resamples=200, seed=0)[("a", "b")]
+    assert interval == pytest.approx((0.1, 0.1))
+    unpaired = scores.copy()
+    unpaired[:3] = prompt_effect[rng.permutation(12)] + 0.1  # a's prompts shuffled: the pairing is broken
+    low, high = paired_bootstrap(unpaired, categories, groups, [("a", "b")], resamples=200, seed=0)[("a", "b")]
+    assert high - low > 0.05
+
+
+# ----------------------------------------------------------------------------------------------- run directories
+
+
+def _runs(tmp_path, spec: dict[str, list[float]], **config) -> list:
+    """One run per value: name -> final test scores of seeds 0, 1, ... (algo from the name before '@')."""
+    paths = []
+    for name, finals in spec.items():
+        algo = name.split("@")[0]
+        for seed, final in enumerate(finals):
+            path = write_run(
+                tmp_path / f"{name}-{seed}".replace("@", "-").replace(":", "_"),
+                algo=algo,
+                seed=seed,
+                records=[],
+                test_scores={0: 0.5, 2: final, 4: final},
+                **config,
+            )
+            paths.append(path)
+    return paths
+
+
+def test_threshold_resamples_that_never_cross_are_counted(tmp_path) -> None:
+    runs = []
+    for seed in range(2):
+        runs.append(
+            write_run(
+                tmp_path / f"f{seed}",
+                algo="flow_grpo",
+                seed=seed,
+                records=[],
+                test_scores={0: 0.5, 10: 0.6 + 0.01 * seed},
+            )
+        )
+        # one tp seed never reaches 0.6: a resample of only that seed never crosses
+        final = 0.55 if seed == 0 else 0.7
+        runs.append(write_run(tmp_path / f"t{seed}", seed=seed, records=[], test_scores={0: 0.5, 10: final}))
+    comparison = compare_runs([load_run(p) for p in runs], CompareOptions(resamples=400, threshold=0.6))
+    crossing = comparison.groups[1].to_threshold["iterations"]
+    # a resample of two runs is the low seed twice with probability 1/4: about 100 of 400 never cross
+    assert 60 < crossing.not_reached < 140
+    assert crossing.reached_share == pytest.approx(1 - crossing.not_reached / 400)
+    assert crossing.high is None  # the upper tail is "not reached", not dropped
+    assert crossing.value == pytest.approx(10 * (0.6 - 0.5) / (0.625 - 0.5))  # the mean curve crosses at 8
+
+
+def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) -> None:
+    spec = {}
+    for noise, drop in (("none", 0.0), ("gaussian:0.1", 0.1)):
+        spec[f"flow_grpo@{noise}"] = [0.60 - drop, 0.61 - drop, 0.62 - drop]
+        spec[f"tp_grpo_strict@{noise}"] = [x + (0.05 if noise == "none" else 0.0) for x in spec[f"flow_grpo@{noise}"]]
+    paths = []
+    for name, finals in spec.items():
+        algo, noise = name.split("@")
+        for seed, final in enumerate(finals):
+            paths.append(
+                write_run(
+                    tmp_path / f"{algo}-{noise.replace(':', '_')}-{seed}",
+                    algo=algo,
+                    seed=seed,
+                    records=[],
+                    reward_noise=None if noise == "none" else noise,
+                    test_scores={0: 0.5, 2: final},
+                )
+            )
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.strata == ["reward_noise"]
+    by_label = {g.label: g for g in comparison.groups}
+    noisy = by_label["tp_grpo_strict reward_noise=gaussian:0.1"]
+    assert noisy.baseline == "flow_grpo reward_noise=gaussian:0.1"  # not the noise-free flow_grpo
+    assert noisy.contrast.difference == pytest.approx(0.0)
+    assert by_label["tp_grpo_strict reward_noise=none"].contrast.difference == pytest.approx(0.05)
+    (interaction,) = comparison.interactions
+    assert interaction.difference == pytest.approx(-0.05)  # the lead of 0.05 is gone under noise
+    assert interaction.lead_reference == pytest.approx(0.05) and interaction.lead_level == pytest.approx(0.0)
+    # the family: two contrasts (tp at each level) and one interaction
+    assert comparison.family == 3
+
+
+def test_holm_adjusts_all_contrasts_and_primary_stands_alone(tmp_path) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A, "incremental": [0.70, 0.69, 0.72]})
+    runs = [load_run(p) for p in paths]
+    comparison = compare_runs(runs)
+    raw = [g.contrast.p_value for g in comparison.groups[1:]]
+    assert [g.contrast.p_adjusted for g in comparison.groups[1:]] == pytest.approx(holm(raw))
+    primary = compare_runs(runs, CompareOptions(primary="tp_grpo_strict:flow_grpo"))
+    tp = next(g for g in primary.groups if g.algo == "tp_grpo_strict")
+    assert tp.contrast.primary and tp.contrast.p_adjusted == pytest.approx(tp.contrast.p_value)
+    assert primary.family == 1  # incremental alone is left in the family
+
+
+def test_guards_and_budget_shares_are_reported(tmp_path) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    comparison = compare_runs([load_run(p) for p in paths], CompareOptions(budget_axes=("model_evals", "iterations")))
+    tp = comparison.groups[1]
+    assert tp.guards["test_strict_accuracy"].mean == pytest.approx(np.mean(A) / 2)  # write_run: strict = partial / 2
+    assert set(tp.budget) == {"model_evals", "iterations"} and set(tp.budget["iterations"]) == {"25%", "50%", "100%"}
+    # at 50% of 4 iterations the curve 0.5 -> final at iteration 2 is at its final value
+    assert tp.budget["iterations"]["50%"].mean == pytest.approx(np.mean(A))
+    assert tp.budget["iterations"]["25%"].mean == pytest.approx(np.mean([(0.5 + a) / 2 for a in A]))
+
+
+# ----------------------------------------------------------------------------------------------- paired evaluation
+
+
+PROTOCOL = {
+    "name": "final",
+    "num_steps": 40,
+    "samples_per_prompt": 2,
+    "min_images_per_category": 32,
+    "guidance_scale": 1.0,
+    "shift": 1.0,
+    "split": "test",
+    "noise_table": "blake2b:geneval:0",
+    "sampler": "ode",
+}
+
+
+def write_final_eval(run_dir, per_image: np.ndarray, *, protocol: dict = PROTOCOL, name: str = "final.json") -> None:
+    """An eval/final.json (or base.json) in the paired protocol's format: per_image [P, S] partial scores."""
+    categories = ["counting", "colors", "position"]
+    images = []
+    for p in range(per_image.shape[0]):
+        for s in range(per_image.shape[1]):
+            score = float(per_image[p, s])
+            images.append(
+                {
+                    "prompt_index": p,
+                    "prompt": f"prompt {p}",
+                    "category": categories[p % 3],
+                    "sample_index": s,
+                    "partial_score": score,
+                    "strict_accuracy": float(score > 0.5),
+                    "extra_objects": 0.0,
+                }
+            )
+    record = {
+        "protocol": protocol,
+        "task": "geneval",
+        "iteration": 4,
+        "adapter": None,
+        "metrics": ["partial_score", "strict_accuracy", "extra_objects"],
+        "summary": {"partial_score": float(per_image.mean())},
+        "images": images,
+    }
+    (run_dir / "eval" / name).write_text(json.dumps(record))
+
+
+def test_per_image_final_evaluations_are_used_and_paired(tmp_path) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    rng = np.random.default_rng(1)
+    prompts = rng.uniform(0.2, 0.9, size=(6, 2))  # [P, S] shared difficulty of each (prompt, sample)
+    for i, path in enumerate(paths):
+        write_final_eval(path, prompts + (0.1 if i >= 3 else 0.0) + 0.001 * i)
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.paired and "eval/final.json" in comparison.scores_source
+    tp = comparison.groups[1]
+    # the scores come from the images (category-balanced), not from metrics.jsonl
+    assert tp.contrast.difference == pytest.approx(0.1 + 0.003)
+    # prompt effects cancel (shared by every run); only the seeds' offsets (0.001 * run) move the difference,
+    # between 0.1 + 0.003 - 0.002 and 0.1 + 0.005 - 0.000
+    assert 0.101 - 1e-9 <= tp.contrast.bootstrap_low <= tp.contrast.bootstrap_high <= 0.105 + 1e-9
+    # another protocol in one run: not mixed, the in-run scores are used and the report says why
+    write_final_eval(paths[0], prompts, protocol={**PROTOCOL, "noise_table": "blake2b:geneval:1"})
+    fallback = compare_runs([load_run(p) for p in paths])
+    assert not fallback.paired and "different protocols" in fallback.scores_source
+    assert fallback.groups[1].contrast.difference == pytest.approx(np.mean(A) - np.mean(B))
+
+
+# ----------------------------------------------------------------------------------------------- bad input, warnings
+
+
+def _one_line_error(result, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    assert expected in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--primary", "tp_grpo_strict:tempflow"], "--primary 'tp_grpo_strict:tempflow' does not name two groups"),
+        (["--primary", "flow_grpo"], "does not name two groups as A:B"),
+        (["--budget", "decodes"], "unknown budget axis 'decodes'; valid: model_evals"),
+        (["--budget", "reward_calls"], "budget axis 'reward_calls' is not recorded by every run; recorded:"),
+        (["--label", "tempflow=T"], "--label 'tempflow' names no group"),
+        (["--label", "flow_grpo"], "is not NAME=TEXT"),
+        (["--panels", "loss"], "unknown panel 'loss'; valid: iterations"),
+        (["--last-k", "0"], "--last-k must be >= 1"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tmp_path, args, expected) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    _one_line_error(analyze("compare", *map(str, paths), *args, "--out", str(tmp_path / "out")), expected)
+
+
+def test_runs_on_different_test_sets_are_refused(tmp_path) -> None:
+    prompts = tmp_path / "train.txt"
+    prompts.write_text("a photo of a cat\n")
+    (tmp_path / "other_test.txt").write_text("a photo of a dog\n")
+    a = write_run(tmp_path / "a", algo="flow_grpo", records=[], test_scores={0: 0.5, 2: 0.6})
+    b = write_run(tmp_path / "b", records=[], test_scores={0: 0.5, 2: 0.9})
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "prompts": f"{prompts},{tmp_path / 'other_test.txt'}"}))
+    result = analyze("compare", str(a), str(b))
+    _one_line_error(result, "runs evaluated on different test sets cannot be compared")
+    assert "other_test.txt" in result.output and "task's own test prompts" in result.output
+
+
+@pytest.mark.slow
+def test_provenance_differences_warn_in_one_line(tmp_path) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    for i, path in enumerate(paths[:4]):
+        config = json.loads((path / "config.json").read_text())
+        provenance = {"git_commit": "abc" if i < 2 else "def", "git_dirty": False, "versions": {"torch": "2.13.0"}}
+        (path / "config.json").write_text(json.dumps({**config, "provenance": provenance}))
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert any(
+        w == "provenance unknown for 2 of 6 runs (config.json records no commit or versions)"
+        for w in comparison.warnings
+    )
+    differ = [w for w in comparison.warnings if w.startswith("runs differ in provenance")]
+    assert differ == ["runs differ in provenance: git_commit (abc in 2, def in 2)"]
+    # provenance does not split groups
+    assert [len(g.runs) for g in comparison.groups] == [3, 3]
+    result = analyze("compare", *map(str, paths), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0 and "warning: runs differ in provenance" in result.output
+
+
+@pytest.mark.slow
+def test_report_opens_with_verdicts_and_a_ranked_table(tmp_path) -> None:
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    result = analyze("compare", *map(str, paths), "--out", str(tmp_path / "out"), "--label", "tp_grpo_strict=TP")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    verdicts = report.index("## Verdicts")
+    assert verdicts < report.index("## Ranked") < report.index("## Budget-matched")
+    assert "- TP vs flow_grpo: +0.033" in report and "not established at 0.05" in report
+    assert "strict accuracy 0.36 vs 0.34" in report  # the guard beside the verdict
+    assert "Student-t" in report and "Holm" in report
+    assert "0.710, 0.730, 0.695" in report  # per-seed values
