@@ -32,6 +32,8 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except ValueError as error:  # the last net: a command that let bad input through still ends in one line
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        from creditzoo.messages import cut_long_values
+
+        print(f"error: {cut_long_values(str(error)) if str(error) else type(error).__name__}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

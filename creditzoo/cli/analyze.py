@@ -26,6 +26,14 @@ app.add_typer(analyze_app, name="analyze")
 OUT_HELP = "directory for the JSON and PNG files (default: analysis/ inside the input)"
 
 
+def _check_out(out: Path | None, inputs: list[Path]) -> None:
+    """Raise a one-line ValueError unless the output directory can be written: checked before the analysis runs."""
+    from creditzoo.analysis.runs import default_out_dir
+    from creditzoo.learner.preflight import check_writable
+
+    check_writable(out if out is not None else default_out_dir(inputs), "--out" if out is not None else "directory")
+
+
 def _out_dir(out: Path | None, inputs: list[Path]) -> Path:
     from creditzoo.analysis.runs import default_out_dir
 
@@ -79,6 +87,7 @@ def turning_points_command(
 
     try:
         config = read_config(run_dir)
+        _check_out(out, [run_dir])
         records = load_records(run_dir)
         report = turning_point_report(records, clean=clean, config=config)
     except ValueError as error:
@@ -158,6 +167,7 @@ def robustness_command(
             run_dir = _counterfactual_run(runs)
         else:
             read_config(run_dir)
+        _check_out(out, [source])
         records = load_records(run_dir)
         effects = counterfactual_study(records, specs, algos=algo, repeats=repeats, seed=seed)
         recorded = {name: compare_credit(records, name) for name in algo}
@@ -288,6 +298,7 @@ def compare_command(
         names = _parse_labels(label)
         chosen = _parse_panels(panels)
         runs, skipped = split_finished([load_run(path) for path in expand_run_dirs(dirs)])
+        _check_out(out, dirs)
         comparison = compare_runs(runs, options, labels=names)
     except ValueError as error:
         fail(str(error))

@@ -31,9 +31,12 @@ def fail(message: str) -> NoReturn:
     """Print one line naming the problem to stderr and exit with code 2 (bad input).
 
     Under a multi-process launch every process meets the same bad input; only the main process prints it.
+    A long value quoted in the message (a 10,000-character prompt or path) is cut (:func:`cut_long_values`).
     """
+    from creditzoo.messages import cut_long_values
+
     if is_main_process():
-        error_console.print(f"error: {message}", markup=False)
+        error_console.print(f"error: {cut_long_values(message)}", markup=False)
     raise typer.Exit(code=2)
 
 

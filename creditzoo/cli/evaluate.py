@@ -107,6 +107,23 @@ def _load_model(target: _Target):  # noqa: ANN202 - returns a FlowModel
     return model
 
 
+def _check_grid_path(out: Path) -> None:
+    """One line and exit 2 unless the grid can be written to ``out``: a writable folder, an image file name."""
+    from PIL import Image
+
+    from creditzoo.learner.preflight import check_output_file
+    from creditzoo.messages import shown
+
+    try:
+        check_output_file(out, "--out")
+    except ValueError as error:
+        fail(str(error))
+    Image.init()
+    writable = sorted(ext for ext, name in Image.registered_extensions().items() if name in Image.SAVE)
+    if out.suffix.lower() not in writable:
+        fail(f"--out {shown(str(out))} is not an image file name; valid endings include .png, .jpg, .webp")
+
+
 @app.command("eval")
 def eval_command(
     env: Annotated[
@@ -158,6 +175,7 @@ def eval_command(
         return
     from creditzoo.learner.evaluate import EvalConfig, evaluate, save_grid
 
+    _check_grid_path(out)  # before the model loads and the evaluation runs, not after
     try:
         config = EvalConfig(
             num_steps=steps,

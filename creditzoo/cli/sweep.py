@@ -23,6 +23,7 @@ NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
 def sweep_command(**options: Any) -> None:
     """Train every (algorithm, grid point, seed) into --out/<name>/ with a manifest; resumes where it stopped."""
     from creditzoo.learner.config import OPTION_ALIASES
+    from creditzoo.learner.preflight import UnwritablePathError, check_writable
     from creditzoo.learner.sweep import (
         LaunchOptions,
         SweepError,
@@ -55,9 +56,10 @@ def sweep_command(**options: Any) -> None:
 
     out: Path = options["out"]
     try:
+        check_writable(out, "--out")  # before the grid is expanded and any run starts
         runs = expand(options["algos"], seeds, grid, make_config)
         sweep = prepare(out, runs, grid)
-    except SweepError as error:
+    except (SweepError, UnwritablePathError) as error:
         fail(str(error))
     names = [run.name for run in runs]
     skipped = sum(sweep.run(name).status == "finished" for name in names)

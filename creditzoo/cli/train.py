@@ -29,17 +29,40 @@ def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> Train
     """Library defaults, then the environment's defaults, then the TOML file, then the options given."""
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            values.update(tomllib.loads(config_file.read_text()))
-        except FileNotFoundError:
-            fail(f"config file {str(config_file)!r} does not exist")
-        except tomllib.TOMLDecodeError as error:
-            fail(f"config file {str(config_file)!r} is not valid TOML: {error}")
+        values.update(read_config_file(config_file))
     values.update({RENAMED.get(k, k): v for k, v in overrides.items() if v is not None})
     try:
         return TrainConfig.for_task(**values)
     except (ValueError, TypeError) as error:
         fail(str(error))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TrainConfig fields of a TOML file, each of its field's type; bad input ends in one line naming the file."""
+    from creditzoo.learner.config import field_value
+    from creditzoo.messages import shown
+
+    name = shown(str(path))
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"config file {name} does not exist")
+    except IsADirectoryError:
+        fail(f"config file {name} is a directory; give a TOML file of TrainConfig fields")
+    except UnicodeDecodeError:
+        fail(f"config file {name} is not UTF-8 text (a TOML file of TrainConfig fields)")
+    except OSError as error:
+        fail(f"config file {name} cannot be read: {error.strerror}")
+    except tomllib.TOMLDecodeError as error:
+        fail(f"config file {name} is not valid TOML: {error}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in values.items():
+        if key in known:
+            try:
+                field_value(key, value)
+            except ValueError as error:
+                fail(f"config file {name}: {error}")
+    return values
 
 
 @app.command("train")

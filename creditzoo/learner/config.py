@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_split_steps
+from creditzoo.algorithms import algorithm_spec, check_split_steps
 from creditzoo.learner.tracking import TRACKERS
+from creditzoo.messages import shown
 from creditzoo.models import DTYPES
 from creditzoo.sampling import (
     SDE_KINDS,
@@ -26,6 +32,10 @@ OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kin
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
+DEFAULT_GROUP_SIZE = 8
+"""G of a chain or anchor algorithm when none is given; a tree's is 2^|S|, the leaves of its split set."""
+MAX_SEED = 2**32 - 1
+"""The largest run seed: per-iteration seeds (``derive_seed``) stay within a torch generator's 64 bits."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,10 @@ class TrainConfig:
     )
     iterations: int = field(default=40, metadata={"help": "training iterations"})
     prompts_per_iteration: int = field(default=8, metadata={"help": "distinct prompts (groups) per iteration"})
-    group_size: int = field(default=8, metadata={"help": "G, samples per prompt (>= 2)"})
+    group_size: int | None = field(
+        default=None,
+        metadata={"help": "G, samples per prompt (>= 2; default 8, or 2^|S| leaves for a tree algorithm)"},
+    )
     num_steps: int = field(default=10, metadata={"help": "T, denoising steps"})
     shift: float | None = field(
         default=None,
@@ -122,9 +135,11 @@ class TrainConfig:
             if not condition:
                 raise ValueError(message)
 
-        need(
-            self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
-        )
+        for item in dataclasses.fields(self):  # types first: the range checks below compare numbers
+            value = getattr(self, item.name)
+            checked = field_value(item.name, value)
+            if checked is not value:
+                object.__setattr__(self, item.name, checked)
         need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         need(self.prompts_per_iteration >= 1, f"prompts_per_iteration must be >= 1, got {self.prompts_per_iteration}")
         need(self.num_steps >= 2, f"num_steps must be >= 2, got {self.num_steps}")
@@ -140,8 +155,12 @@ class TrainConfig:
         if self.step_weight is not None:
             parse_step_weight(self.step_weight)
         sde_window(self.num_steps, self.resolved_window_size, self.window_start)
-        spec = ALGORITHMS.get(self.algo)  # an external "module:RECORD" is checked with its options below
-        if spec is not None and spec.shape == "tree":
+        if self.group_size is None:  # not given: the tree's leaves, else the library default (the field's help)
+            object.__setattr__(self, "group_size", self.default_group_size)
+        need(
+            self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
+        )
+        if rollout_shape(self.algo) == "tree":
             check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
@@ -149,10 +168,18 @@ class TrainConfig:
                 self.window_start + self.resolved_window_size < self.num_steps,
                 "with sde_kind=cps the last step is deterministic (std 0) and cannot be in the window",
             )
-        need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0, got {self.beta}")
-        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0 and finite, got {self.beta}")
+        need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
+        self._check_finite()
+        need(self.learning_rate > 0, f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        need(self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         need(self.lora_rank is None or self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}")
+        need(
+            self.lora_alpha is None or self.lora_alpha > 0,
+            f"lora_alpha must be a finite number > 0, got {self.lora_alpha}",
+        )
         need(self.shift is None or self.shift > 0, f"shift must be > 0, got {self.shift}")
+        need(self.window_start >= 0, f"window_start must be >= 0, got {self.window_start}")
         need(self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         need(self.model is None or bool(self.model.strip()), "model must be a spec like sd3:PATH, not empty")
         need(self.resolved_noise_level >= 0, f"noise_level must be >= 0, got {self.noise_level}")
@@ -186,6 +213,15 @@ class TrainConfig:
         need(not unknown, f"unknown tracker {unknown[0] if unknown else ''!r} in log; valid: {', '.join(TRACKERS)}")
         self._check_names()
 
+    def _check_finite(self) -> None:
+        """Every number field holds a finite value: inf and nan pass ``> 0`` style checks or fail only mid-run."""
+        hints = _field_hints()
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if float in _field_types(hints[item.name]) and value is not None and not math.isfinite(value):
+                bound = {"learning_rate": " > 0", "lora_alpha": " > 0", "noise_level": " >= 0"}.get(item.name, "")
+                raise ValueError(f"{item.name} must be a finite number{bound}, got {value}")
+
     def _check_names(self) -> None:
         """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run."""
         from creditzoo.algorithms import get_algorithm
@@ -218,6 +254,13 @@ class TrainConfig:
             )
         if self.model is None and task.default_model is None:
             raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
+
+    @property
+    def default_group_size(self) -> int:
+        """G when none is given: 2^|S| (the leaves of the split set) for a tree algorithm, else 8."""
+        if rollout_shape(self.algo) != "tree":
+            return DEFAULT_GROUP_SIZE
+        return 2 ** len(check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size))
 
     @property
     def batch_size(self) -> int:
@@ -274,7 +317,10 @@ class TrainConfig:
         """
         from creditzoo.tasks import get_task
 
-        return cls.from_dict({**get_task(env).train_defaults, **values, "env": env})
+        defaults = dict(get_task(env).train_defaults)
+        if rollout_shape(str(values.get("algo", cls.algo))) == "tree":
+            defaults.pop("group_size", None)  # a tree's group size is its leaf count unless the user gives one
+        return cls.from_dict({**defaults, **values, "env": env})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -284,3 +330,72 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def rollout_shape(algo: str) -> str:
+    """The rollout shape algorithm ``algo`` needs ("chain" for a name that does not resolve: that fails later)."""
+    try:
+        return algorithm_spec(algo).shape
+    except (ValueError, ImportError, AttributeError):  # reported with the valid names by get_algorithm
+        return "chain"
+
+
+TYPE_WORDS: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "a table of options",
+    tuple: "a list of names",
+}
+"""How an error names the type a field expects."""
+
+
+def field_value(name: str, value: Any) -> Any:
+    """``value`` as TrainConfig field ``name`` stores it, or a ValueError naming the field and the type it takes.
+
+    A bool is not an integer and a float is not an integer, even 2.0 (``iterations = 2.0`` in a TOML file is
+    refused, not rounded); numpy integers and floats become Python ones; an integer where a number is due
+    becomes a float. None is accepted where the field's default is None.
+
+    Args:
+        name: a TrainConfig field.
+        value: what a TOML file, a config.json, the command line or a Python caller gave.
+
+    Raises:
+        ValueError: ``iterations must be an integer, got 2.0 (float)``.
+    """
+    kinds = _field_types(_field_hints()[name])
+    if value is None and type(None) in kinds:
+        return None
+    if bool in kinds and isinstance(value, bool):
+        return value
+    if int in kinds and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return value if type(value) is int else int(value)
+    if float in kinds and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return value if type(value) is float else float(value)
+    if str in kinds and isinstance(value, str):
+        return value
+    if dict in kinds and isinstance(value, Mapping):
+        return value if type(value) is dict else dict(value)
+    if tuple in kinds and (isinstance(value, str) or _all_strings(value)):
+        return value
+    expected = " or ".join(TYPE_WORDS[kind] for kind in kinds if kind in TYPE_WORDS)
+    raise ValueError(f"{name} must be {expected}, got {shown(value)} ({type(value).__name__})")
+
+
+def _all_strings(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+
+
+@functools.cache
+def _field_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _field_types(hint: Any) -> tuple[type, ...]:
+    """The types a field's annotation admits: ``int | None`` -> (int, NoneType), ``dict[str, Any]`` -> (dict,)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(kind for arg in typing.get_args(hint) for kind in _field_types(arg))
+    origin = typing.get_origin(hint)
+    return (origin,) if origin is not None else (hint,)

@@ -43,6 +43,7 @@ from creditzoo.learner.distributed import (
 )
 from creditzoo.learner.evaluate import EvalConfig, EvalResult, evaluate, grid_image, record_json
 from creditzoo.learner.grpo import GRPOLearner, IterationResult
+from creditzoo.learner.preflight import check_before_start, check_run_dir
 from creditzoo.learner.rundir import LOCK_NAME, RunLock, clear_run_dir, lock_run_dir, remove_temporaries, warn
 from creditzoo.learner.tracking import NullTracker, Tracker, open_tracker
 from creditzoo.models import load_model, parse_dtype
@@ -197,6 +198,7 @@ def train(
         RunDirectoryError: ``run_dir`` cannot be used as asked (exists, unwritable, damaged beyond resuming).
     """
     run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume=resume)  # before any work: a read-only directory, a path under a file
     task = load_task(config)
     check_split(config.prompts_per_iteration, launched_world_size())  # before joining the other processes
     device = process_device(resolve_device(config.device))
@@ -227,6 +229,8 @@ def _train_as_writer(
     if spec is None:
         raise ValueError(f"task {config.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
     model = load_model(spec, device=device, dtype=parse_dtype(config.dtype), **config.model_options)
+    # nothing is written (and an old run is not replaced) before everything that can be checked has been
+    check_before_start(config, task, model, device, world_size=processes.world_size)
     learner = GRPOLearner(config, model, build_reward(task, config), task.train_prompts(), device, processes)
     start, lines = 0, []
     if resume:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from creditzoo.messages import ELLIPSIS, shown
 from creditzoo.models.base import Conditioning
 
 PAD_TOKEN = "<pad>"
@@ -72,6 +73,12 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 def tokenize_words(prompt: str) -> list[str]:
     """Split a prompt into lower-case words (punctuation dropped)."""
     return _WORD.findall(prompt.lower())
+
+
+def _word_list(words: tuple[str, ...], limit: int = 40) -> str:
+    """The vocabulary for an error message: whole up to ``limit`` words, else its first ``limit`` and a count."""
+    shown_words = ", ".join(words[:limit])
+    return shown_words if len(words) <= limit else f"{shown_words}, {ELLIPSIS} ({len(words)} words)"
 
 
 @dataclass(frozen=True)
@@ -311,10 +318,13 @@ class ToyFlowModel(nn.Module):
         for row, prompt in enumerate(prompts):
             words = tokenize_words(prompt)
             if len(words) > length:
-                raise ValueError(f"prompt has {len(words)} words, more than max_tokens={length}: {prompt!r}")
+                raise ValueError(f"prompt has {len(words)} words, more than max_tokens={length}: {shown(prompt)}")
             unknown = [w for w in words if w not in self._word_ids]
             if unknown:
-                raise ValueError(f"words not in the model's vocabulary: {unknown} (prompt {prompt!r})")
+                raise ValueError(
+                    f"words not in the model's vocabulary: {shown(unknown)} (prompt {shown(prompt)}); "
+                    f"valid: {_word_list(self.config.vocabulary)}"
+                )
             token_ids = [self._word_ids[w] for w in words] or [SPECIAL_TOKENS.index(NULL_TOKEN)]
             ids[row, : len(token_ids)] = torch.tensor(token_ids)
         return ids, ids != 0
