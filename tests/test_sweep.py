@@ -304,3 +304,23 @@ def test_a_run_is_finished_by_its_final_adapter_and_last_metrics_line(tmp_path) 
     assert run_status(run, config) == "finished"  # the optimizer state (trainer_state.pt) is not needed
     write_metrics(run, [{"iteration": 0}, {"iteration": 1}])
     assert run_status(run, config) == "pending"
+
+
+def test_a_run_kept_without_its_adapter_is_finished_by_its_final_evaluation(tmp_path) -> None:
+    """Studies commit config, metrics and eval records but no adapters: a fresh clone must not retrain them."""
+    from creditzoo.learner.checkpoint import write_metrics
+    from creditzoo.learner.sweep import run_status
+
+    config = TrainConfig(**TINY_FIELDS)  # iterations=2
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    write_metrics(run, [{"iteration": 0}, {"iteration": 1}, {"iteration": 2}])
+    assert run_status(run, config) == "pending"  # neither the adapter nor the final evaluation
+    (run / "eval" / "final.json").write_text(json.dumps({"iteration": 1, "images": []}))
+    assert run_status(run, config) == "pending"  # the final evaluation of another iteration
+    (run / "eval" / "final.json").write_text("{trunc")
+    assert run_status(run, config) == "pending"  # a damaged record
+    (run / "eval" / "final.json").write_text(json.dumps({"iteration": 2, "images": []}))
+    assert run_status(run, config) == "finished"
+    write_metrics(run, [{"iteration": 0}, {"iteration": 1}])
+    assert run_status(run, config) == "pending"  # the last metrics line is not there

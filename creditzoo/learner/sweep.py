@@ -298,19 +298,31 @@ def write_manifest(out: str | Path, sweep: Sweep) -> None:
 
 
 def run_status(run_dir: Path, config: TrainConfig) -> str:
-    """The status on disk: finished (the final LoRA adapter and the last metrics line there) or pending.
+    """The status on disk: finished (the last metrics line there, and the final adapter or final evaluation) or pending.
 
-    The final adapter, not the optimizer state, marks a run as done, so a study may keep (commit) just the
-    adapter of each finished run and still be skipped when the sweep is run again.
+    Either the final adapter or the final evaluation's ``eval/final.json`` of the last iteration marks a run as
+    done, beside its last metrics line; the optimizer state does not. A study may so keep (commit) only what its
+    analysis reads (config, metrics, evaluation records; studies/README.md), and a fresh clone's rerun of the
+    sweep still skips the run instead of training it again.
     """
-    final = run_dir / "checkpoints" / f"iter_{config.iterations:06d}" / "adapter_model.safetensors"
-    if not final.exists():
-        return "pending"
     try:
         lines = read_metrics(run_dir)
-    except ValueError:  # a truncated line: the run did not end cleanly
+    except (OSError, ValueError):  # missing, or a truncated line: the run did not end cleanly
         return "pending"
-    return "finished" if lines and lines[-1].get("iteration") == config.iterations else "pending"
+    if not lines or lines[-1].get("iteration") != config.iterations:
+        return "pending"
+    adapter = run_dir / "checkpoints" / f"iter_{config.iterations:06d}" / "adapter_model.safetensors"
+    return "finished" if adapter.exists() or _final_evaluation_iteration(run_dir) == config.iterations else "pending"
+
+
+def _final_evaluation_iteration(run_dir: Path) -> int | None:
+    """The iteration ``eval/final.json`` evaluated, or None when it is missing or unreadable."""
+    try:
+        record = json.loads((run_dir / "eval" / "final.json").read_text())
+    except (OSError, ValueError):
+        return None
+    iteration = record.get("iteration") if isinstance(record, dict) else None
+    return iteration if isinstance(iteration, int) else None
 
 
 def prepare(out: str | Path, runs: Sequence[SweepRun], grid: dict[str, list[Any]]) -> Sweep:
