@@ -55,6 +55,7 @@ def test_known_turning_points_give_known_frequencies(tmp_path) -> None:
     assert len(report.agreement) == 6
 
 
+@pytest.mark.slow
 def test_turning_points_command_writes_json_table_and_figures(tmp_path) -> None:
     run = write_run(tmp_path / "run")
     result = analyze("turning-points", f"{run}/")  # trailing slash accepted
@@ -140,6 +141,7 @@ def test_spearman_matches_a_slow_definition() -> None:
     assert spearman(a, np.ones(50)) is None
 
 
+@pytest.mark.slow
 def test_robustness_command_on_a_run_and_on_a_noise_sweep(tmp_path) -> None:
     run = write_run(tmp_path / "run", records=_random_records(2))
     result = analyze("robustness", str(run), "--repeats", "2", "--noise", "gaussian:0", "--noise", "uniform:0.2")
@@ -235,6 +237,7 @@ def test_vectorised_crossings_match_the_loop() -> None:
     assert 0 < np.isnan(fast["iterations"]).sum() < 200
 
 
+@pytest.mark.slow
 def test_compare_command_writes_report_and_figures(tmp_path) -> None:
     sweep = _curve_sweep(tmp_path)
     result = analyze("compare", str(sweep))
@@ -322,6 +325,7 @@ def test_noise_spec_that_does_not_parse(tmp_path) -> None:
     assert "malformed reward noise 'gaussian:loud'" in result.output
 
 
+@pytest.mark.slow
 def test_cli_and_analysis_import_no_plotting() -> None:
     imports = (
         "creditzoo.cli, creditzoo.analysis, creditzoo.analysis.compare, creditzoo.analysis.robustness,"

@@ -60,6 +60,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) ->
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_unknown_option_from_the_console_script_is_one_line() -> None:
     done = subprocess.run(
         [sys.executable, "-c", "from creditzoo.cli import main; main()", "train", "--bogus", "1"],
@@ -87,6 +88,7 @@ def test_existing_run_directory_is_never_overwritten_silently(tmp_path) -> None:
     assert (run / "precious.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_run_directory_contents_and_same_seed_same_metrics(tmp_path) -> None:
     for name in ("a", "b"):
         result = invoke(*TINY, "--iterations", "2", "--seed", "3", "--run-dir", str(tmp_path / name))
@@ -108,6 +110,7 @@ def test_run_directory_contents_and_same_seed_same_metrics(tmp_path) -> None:
     assert "test_partial_score" in a[-1] and "tp_rate_per_step" in a[1]
 
 
+@pytest.mark.slow
 def test_config_file_with_command_line_overrides(tmp_path) -> None:
     config = tmp_path / "run.toml"
     config.write_text('algo = "incremental"\nseed = 5\niterations = 1\n')
@@ -120,6 +123,7 @@ def test_config_file_with_command_line_overrides(tmp_path) -> None:
     assert result.exit_code == 2 and "unknown config key(s) learning_rat" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", ["after_checkpoint", "before_checkpoint"])
 def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, crash_at: str) -> None:
     args = [*TINY, "--iterations", "3", "--seed", "1"]
@@ -146,6 +150,7 @@ def test_resume_after_a_crash_ends_with_the_same_metrics(tmp_path, monkeypatch, 
     assert torch.equal(whole["optimizer"]["state"][0]["exp_avg"], cut["optimizer"]["state"][0]["exp_avg"])
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_options(tmp_path) -> None:
     assert invoke(*TINY, "--iterations", "1", "--run-dir", str(tmp_path / "run")).exit_code == 0
     result = invoke("--resume", str(tmp_path / "run"), "--seed", "4")
@@ -174,6 +179,7 @@ def test_non_finite_reward_stops_the_run_naming_prompt_and_iteration(tmp_path, m
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()
 
 
+@pytest.mark.slow
 def test_analyze_replays_algorithms_on_a_noisy_run(tmp_path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "--iterations", "2", "--reward-noise", "gaussian:0.05", "--run-dir", str(run)]
@@ -216,6 +222,7 @@ def test_environment_defaults_sit_under_the_config_file_and_the_options(tmp_path
     assert resolve_config(None, {"env": "tiny", "prompts_per_iteration": 2}).learning_rate == 3e-4  # library default
 
 
+@pytest.mark.slow
 def test_schedule_options_run_and_are_recorded(tmp_path) -> None:
     run = tmp_path / "run"
     options = ["--window-schedule", "slide:1:1:1", "--train-steps", "random:1", "--step-weight", "noise"]
@@ -266,6 +273,7 @@ def test_algos_lists_shape_cost_and_paper() -> None:
     assert "T(T+1)/2-1" in by_name["tp_grpo"][1]
 
 
+@pytest.mark.slow
 def test_analyze_says_in_one_line_when_a_shape_cannot_be_replayed(tmp_path) -> None:
     run = tmp_path / "run"
     assert invoke(*TINY, "--iterations", "1", "--run-dir", str(run)).exit_code == 0
@@ -275,6 +283,7 @@ def test_analyze_says_in_one_line_when_a_shape_cannot_be_replayed(tmp_path) -> N
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_train_an_sd3_folder_from_the_command_line(tmp_path) -> None:
     """--model sd3:PATH end to end on a saved tiny pipeline; the checkpoint also holds diffusers' LoRA file."""
     from tiny_diffusers import tiny_sd3_pipeline

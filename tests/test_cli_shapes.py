@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from lanes import first_fast
 from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
 @pytest.mark.parametrize(
-    ("algo", "shape", "other"), [("tempflow", "anchor", "tp_grpo"), ("branch_grpo", "tree", "g2rpo")]
+    ("algo", "shape", "other"),
+    first_fast([("branch_grpo", "tree", "g2rpo"), ("tempflow", "anchor", "tp_grpo")], several=True),
 )
 def test_branched_runs_record_their_shape_and_replay(tmp_path, algo: str, shape: str, other: str) -> None:
     run = tmp_path / "run"

@@ -64,6 +64,7 @@ def test_welch_contrast_matches_scipy_and_the_formulas() -> None:
     assert c.prob_improvement == pytest.approx(np.mean(pairs))
 
 
+@pytest.mark.slow
 def test_holm_matches_the_step_down_rule() -> None:
     p = [0.01, 0.04, 0.03, 0.5]
     # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 -> 0.04, 0.09, 0.08 -> running max 0.09, then 0.5
@@ -71,6 +72,7 @@ def test_holm_matches_the_step_down_rule() -> None:
     assert holm([]) == []
 
 
+@pytest.mark.slow
 def test_interaction_equals_the_ols_interaction_when_cells_share_their_spread() -> None:
     """Equal cell variances and sizes: the Welch-Satterthwaite test equals statsmodels' OLS interaction test."""
     import statsmodels.api as sm
@@ -133,6 +135,7 @@ def _runs(tmp_path, spec: dict[str, list[float]], **config) -> list:
     return paths
 
 
+@pytest.mark.slow
 def test_threshold_resamples_that_never_cross_are_counted(tmp_path) -> None:
     runs = []
     for seed in range(2):
@@ -157,6 +160,7 @@ def test_threshold_resamples_that_never_cross_are_counted(tmp_path) -> None:
     assert crossing.value == pytest.approx(10 * (0.6 - 0.5) / (0.625 - 0.5))  # the mean curve crosses at 8
 
 
+@pytest.mark.slow
 def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) -> None:
     spec = {}
     for noise, drop in (("none", 0.0), ("gaussian:0.1", 0.1)):
@@ -190,6 +194,7 @@ def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) ->
     assert comparison.family == 3
 
 
+@pytest.mark.slow
 def test_holm_adjusts_all_contrasts_and_primary_stands_alone(tmp_path) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A, "incremental": [0.70, 0.69, 0.72]})
     runs = [load_run(p) for p in paths]
@@ -202,6 +207,7 @@ def test_holm_adjusts_all_contrasts_and_primary_stands_alone(tmp_path) -> None:
     assert primary.family == 1  # incremental alone is left in the family
 
 
+@pytest.mark.slow
 def test_guards_and_budget_shares_are_reported(tmp_path) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
     comparison = compare_runs([load_run(p) for p in paths], CompareOptions(budget_axes=("model_evals", "iterations")))
@@ -259,6 +265,7 @@ def write_final_eval(run_dir, per_image: np.ndarray, *, protocol: dict = PROTOCO
     (run_dir / "eval" / name).write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 def test_per_image_final_evaluations_are_used_and_paired(tmp_path) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
     rng = np.random.default_rng(1)

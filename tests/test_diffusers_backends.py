@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from lanes import first_fast
 from tiny_diffusers import T5_MAX_LENGTH, tiny_flux_pipeline, tiny_sd3_pipeline
 from tiny_model import brightness_reward
 
@@ -39,6 +40,7 @@ def noise(model, batch: int, seed: int = 0) -> torch.Tensor:
 # ------------------------------------------------------------------------------ against diffusers' pipelines
 
 
+@pytest.mark.slow
 def test_sd3_ode_sampling_equals_the_diffusers_pipeline_with_cfg() -> None:
     model = sd3_model()
     latents = noise(model, 2)
@@ -242,8 +244,8 @@ def test_checkpoint_loads_in_a_plain_diffusers_pipeline(kind: str, tmp_path) -> 
 # ------------------------------------------------------------------------------ one GRPO iteration each
 
 
-@pytest.mark.parametrize("kind", ["sd3", "flux"])
-@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+@pytest.mark.parametrize("kind", first_fast(["sd3", "flux"]))
+@pytest.mark.parametrize("algo", first_fast(sorted(ALGORITHMS)))
 def test_one_iteration_of_every_algorithm_trains_lora(kind: str, algo: str) -> None:
     learner = make_learner(kind, config_for(kind, algo=algo, lora_rank=4, lora_alpha=8.0))
     before = {n: p.detach().clone() for n, p in learner.policy.named_parameters() if p.requires_grad}
@@ -255,6 +257,7 @@ def test_one_iteration_of_every_algorithm_trains_lora(kind: str, algo: str) -> N
     assert any(not torch.equal(before[n], after[n]) for n in before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sd3", "flux"])
 def test_gradient_checkpointing_gives_the_same_update(kind: str) -> None:
     config = config_for(kind, lora_rank=4, seed=1)
@@ -304,6 +307,7 @@ def test_gradient_checkpointing_needs_a_diffusers_model() -> None:
 # ------------------------------------------------------------------------------ reduced precision
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sd3", "flux"])
 def test_bf16_weights_keep_the_sampler_in_float32(kind: str) -> None:
     config = config_for(kind, lora_rank=4)

@@ -93,6 +93,7 @@ def _by_sample(result) -> dict[tuple[int, int], torch.Tensor]:
     return {(s.prompt_index, s.sample_index): result.images[i] for i, s in enumerate(result.samples)}
 
 
+@pytest.mark.slow
 def test_evaluation_noise_is_fixed_per_prompt_and_sample_index(task) -> None:
     """Common random numbers: the same (prompt, sample) starts from the same noise in every evaluation."""
     still = _Still(TINY).eval()
@@ -171,6 +172,7 @@ def test_evaluate_smoke(model: ToyFlowModel, task) -> None:
     assert set(summary["per_category"]["counting"]) == {"strict_accuracy", "partial_score", "extra_object_rate"}
 
 
+@pytest.mark.slow
 def test_evaluate_is_seeded_and_batch_size_free(model: ToyFlowModel, task) -> None:
     config = EvalConfig(num_steps=2, samples_per_prompt=1, min_images_per_category=0, batch_size=64)
     first = evaluate(model, task, config)
@@ -226,6 +228,7 @@ def test_cli_rejects_bad_input(tmp_path) -> None:
     assert result.exit_code == 2 and "unknown env" in result.output
 
 
+@pytest.mark.slow
 @needs_weights
 def test_cli_eval_json_with_lora(tmp_path) -> None:
     from peft import LoraConfig, get_peft_model
@@ -250,6 +253,7 @@ def test_cli_eval_json_with_lora(tmp_path) -> None:
     assert table.exit_code == 0 and "counting" in table.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_task")
 def test_cli_eval_of_a_run_uses_its_settings_and_newest_adapter(tmp_path) -> None:
     """``eval --run`` = ``eval --env E --lora <newest checkpoint> --shift S`` with the run's task, model and shift."""

@@ -147,6 +147,7 @@ def test_dense_strictly_between_for_degraded_images():
     assert scores.dense.mean() < scores.partial.mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name,grid",
     [("blur", np.linspace(0.0, 1.2, 49)), ("fade", np.linspace(0.0, 0.7, 71)), ("noise", np.linspace(0, 0.15, 31))],

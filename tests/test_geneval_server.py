@@ -118,6 +118,7 @@ def images_with_brightness(values):
     return torch.stack([torch.full((3, 16, 16), v) for v in values])  # [B, 3, 16, 16]
 
 
+@pytest.mark.slow
 def test_client_speaks_flow_grpos_protocol_and_batches():
     images = images_with_brightness([0.2, 0.6, 0.8])
     prompts = ["a photo of a cat", "a photo of two dogs", "a photo of a cat"]

@@ -20,6 +20,7 @@ STEPS = 4
 CONFIG = DenoisingConfig(num_steps=STEPS)  # the toy model, 4 steps, ODE completions: well under a second
 
 
+@pytest.mark.slow
 def test_import_creditzoo_alone_registers_the_ids_and_imports_nothing_heavy() -> None:
     heavy = ("diffusers", "transformers", "seaborn", "peft")
     code = (

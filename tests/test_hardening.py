@@ -10,6 +10,7 @@ import json
 import gymnasium
 import pytest
 import torch
+from lanes import first_fast
 from tiny_model import DEVICES, TRAIN_ARGS, TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 from typer.testing import CliRunner
 
@@ -43,7 +44,7 @@ def diffusers_sigmas(num_steps: int, shift: float) -> list[float]:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("guidance", [1.0, 2.5])
+@pytest.mark.parametrize("guidance", first_fast([1.0, 2.5]))
 def test_lockstep_completions_equal_a_plain_euler_loop(device: str, guidance: float) -> None:
     """Completion rewards against single-sample Euler loops over diffusers' grid, with chunked model calls."""
     T, shift, seed = 5, 3.0, 11
@@ -110,7 +111,7 @@ def lora_state(learner: GRPOLearner) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("algo", first_fast(ALGORITHMS))
 def test_one_iteration_of_every_algorithm_on_each_device(device: str, algo: str) -> None:
     tree = get_algorithm(algo).rollout_shape == "tree"  # K = 2: the default tree splits once, 2 leaves a group
     learner = make_learner(device, algo=algo, num_steps=3, group_size=2 if tree else 3)
@@ -124,12 +125,14 @@ def test_one_iteration_of_every_algorithm_on_each_device(device: str, algo: str)
 
 @pytest.mark.parametrize(
     "overrides",
-    [
-        {"sde_kind": "cps", "window_size": 2},
-        {"guidance_scale": 3.0},
-        {"window_start": 1, "window_size": 2},
-        {"sde_kind": "cps", "guidance_scale": 2.0, "window_start": 1, "window_size": 2, "beta": 0.05},
-    ],
+    first_fast(
+        [
+            {"sde_kind": "cps", "window_size": 2},
+            {"guidance_scale": 3.0},
+            {"window_start": 1, "window_size": 2},
+            {"sde_kind": "cps", "guidance_scale": 2.0, "window_start": 1, "window_size": 2, "beta": 0.05},
+        ]
+    ),
     ids=["cps", "guidance", "window_start", "all"],
 )
 def test_learner_end_to_end_with_cps_guidance_and_a_late_window(overrides: dict) -> None:
@@ -239,6 +242,7 @@ def test_config_file_and_python_api_get_the_same_messages(tmp_path) -> None:
         TrainConfig(env="tiny", reward="clip")
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_left_to_do_says_so_and_changes_nothing(tmp_path) -> None:
     run = tmp_path / "run"
     assert runner.invoke(app, ["train", *TINY, "--iterations", "2", "--run-dir", str(run)]).exit_code == 0
@@ -250,6 +254,7 @@ def test_resume_with_nothing_left_to_do_says_so_and_changes_nothing(tmp_path) ->
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.slow
 def test_resume_with_reward_noise_repeats_metrics_and_records(tmp_path, monkeypatch) -> None:
     import creditzoo.learner.run as run_module
 
@@ -286,6 +291,7 @@ def test_resume_with_reward_noise_repeats_metrics_and_records(tmp_path, monkeypa
 # ------------------------------------------------------------------------------------------- evaluation
 
 
+@pytest.mark.slow
 def test_eval_lora_changes_the_model_it_evaluates(tmp_path) -> None:
     from peft import LoraConfig, get_peft_model
 
@@ -343,6 +349,7 @@ def test_python_api_gets_the_task_defaults_the_cli_applies() -> None:
     assert TrainConfig.for_task("geneval", learning_rate=1e-4).learning_rate == 1e-4
 
 
+@pytest.mark.slow
 def test_chunk_sizes_reach_the_environment_from_the_command_line(tmp_path) -> None:
     from creditzoo.learner.grpo import resolve_max_batch
 

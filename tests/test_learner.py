@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from lanes import first_fast
 from tiny_model import TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 
 from creditzoo.algorithms import ALGORITHMS, get_algorithm
@@ -68,7 +69,7 @@ def test_gradients_only_in_lora_and_parameters_change() -> None:
             assert torch.equal(parameter, frozen[name])
 
 
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("algo", first_fast(ALGORITHMS))
 def test_every_algorithm_trains_two_iterations(algo: str) -> None:
     group = 2 if ALGORITHMS_SHAPES[algo] == "tree" else 3  # K = 2: the default tree splits once, 2 leaves
     learner = make_learner(algo=algo, num_steps=3, group_size=group)
@@ -112,12 +113,14 @@ def test_clipped_surrogate_by_hand() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [
-        {"window_schedule": "slide:2:1:1"},
-        {"train_steps": "random:0.5"},
-        {"step_weight": "noise"},
-        {"window_schedule": "slide:2:1:1", "train_steps": "random:0.5", "step_weight": "noise", "beta": 0.1},
-    ],
+    first_fast(
+        [
+            {"window_schedule": "slide:2:1:1"},
+            {"train_steps": "random:0.5"},
+            {"step_weight": "noise"},
+            {"window_schedule": "slide:2:1:1", "train_steps": "random:0.5", "step_weight": "noise", "beta": 0.1},
+        ]
+    ),
 )
 def test_schedule_options_train(options: dict) -> None:
     learner = make_learner(**options)
@@ -160,6 +163,7 @@ def test_random_subset_costs_no_forward_pass_for_masked_steps() -> None:
     assert half["trained_step_fraction"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_all_ones_weights_give_exactly_the_old_loss(monkeypatch) -> None:
     old = make_learner(beta=0.05)
     old_metrics = old.iteration(1).metrics

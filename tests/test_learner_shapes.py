@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from lanes import first_fast
 from tiny_model import TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 
 from creditzoo.learner.checkpoint import write_record
@@ -59,7 +60,7 @@ def expected_counts(algo: str, config: TrainConfig) -> tuple[int, int, int]:
     return prompts * group * steps, prompts * group * extra, prompts * group * (size + 1)
 
 
-@pytest.mark.parametrize(("algo", "options", "shape"), CASES)
+@pytest.mark.parametrize(("algo", "options", "shape"), first_fast(CASES, several=True))
 def test_each_shape_trains_with_ratio_one_and_counted_work(algo, options, shape) -> None:
     learner = make_learner(algo, options, beta=0.05)
     assert learner.algorithm.rollout_shape == shape

@@ -114,6 +114,7 @@ def rapid_reward():
     return OcrReward(RapidOcrRecogniser())
 
 
+@pytest.mark.slow
 def test_rapidocr_reads_rendered_text(rapid_reward):
     images = torch.stack([render_text("HELLO"), render_text("WORLD"), render_text("HELP"), render_text("")])
     prompts = ['A neon sign that says "Hello"'] * 4
@@ -160,6 +161,7 @@ def test_task_is_registered_with_its_reward_and_scores():
     assert task.train_prompts() == ocr_train_prompts()
 
 
+@pytest.mark.slow
 def test_task_score_on_rendered_text():
     task = get_task("ocr")
     images = torch.stack([render_text("OPEN"), render_text("")])
@@ -168,6 +170,7 @@ def test_task_score_on_rendered_text():
     torch.testing.assert_close(scores["strict_accuracy"], torch.tensor([1.0, 0.0]))
 
 
+@pytest.mark.slow
 def test_ocr_environment_scores_its_final_images_with_the_ocr_reward():
     import gymnasium
     from tiny_model import TinyFlowModel

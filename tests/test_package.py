@@ -9,6 +9,7 @@ from import_probe import loaded_by
 from creditzoo.sampling import sde_step
 
 
+@pytest.mark.slow
 def test_algorithms_import_nothing_heavy() -> None:
     heavy = ("diffusers", "transformers", "seaborn", "peft", "scipy")
     assert loaded_by("creditzoo.algorithms, creditzoo.rollout, creditzoo.sampling", heavy, timeout=120) == []

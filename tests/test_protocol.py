@@ -25,6 +25,7 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_a_run_writes_paired_final_and_base_records(tmp_path: Path) -> None:
     train(tmp_path / "a", "--algo", "flow_grpo", "--seed", "1")
     train(tmp_path / "b", "--algo", "tp_grpo_strict", "--seed", "2", "--final-eval-steps", "3")
@@ -60,6 +61,7 @@ def test_a_run_writes_paired_final_and_base_records(tmp_path: Path) -> None:
     assert load(tmp_path / "a" / "eval" / "iter_000001.json")["protocol"] == intermediate
 
 
+@pytest.mark.slow
 def test_base_records_of_two_runs_pair_image_by_image(tmp_path: Path) -> None:
     """Two runs of a task (other algorithm, other seed) evaluate their base model on identical noise."""
     args = ["--final-eval-steps", "3", "--final-eval-samples", "2"]
@@ -71,6 +73,7 @@ def test_base_records_of_two_runs_pair_image_by_image(tmp_path: Path) -> None:
     assert finals[0] != finals[1]
 
 
+@pytest.mark.slow
 def test_config_json_records_provenance_and_a_resume_appends(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(run)
@@ -111,6 +114,7 @@ def test_a_finished_run_without_its_final_evaluation_gets_it(tmp_path: Path) -> 
     assert load(run / "eval" / "final.json")["summary"] == again["summary"]
 
 
+@pytest.mark.slow
 def test_eval_records_and_bad_final_options(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(run, "--final-eval-steps", "2", "--final-eval-samples", "1", "--iterations", "1")

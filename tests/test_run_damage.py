@@ -96,6 +96,7 @@ DAMAGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_resume_falls_back_past_a_damaged_checkpoint(run: Path, pristine: Path, damage: str) -> None:
     name, hurt = DAMAGES[damage]
@@ -299,6 +300,7 @@ def test_the_lock_is_released_when_training_raises(run: Path, monkeypatch: pytes
 # ------------------------------------------------------------------------------------------------ leftovers
 
 
+@pytest.mark.slow
 def test_a_killed_writers_temporaries_are_removed_on_the_next_start(run: Path) -> None:
     staging = run / "checkpoints" / ".iter_000003.k1ll3d"
     staging.mkdir()
@@ -311,6 +313,7 @@ def test_a_killed_writers_temporaries_are_removed_on_the_next_start(run: Path) -
     assert len(warnings(result.output)) == 2 and str(staging) in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_run_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
     previous = os.umask(umask)
@@ -332,6 +335,7 @@ def test_run_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
     }
 
 
+@pytest.mark.slow
 def test_resume_with_tensorboard_backfills_the_earlier_history(run: Path) -> None:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -363,6 +367,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_worker_dies_with_its_parent() -> None:
     """The mechanism sweep workers use: a session of their own plus ``die_with_parent`` first thing."""

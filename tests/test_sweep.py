@@ -113,6 +113,7 @@ def test_expand_names_every_run_and_refuses_colliding_names() -> None:
         expand(["tp_grpo"], [0], {"model": ["sd3:/w/a:b", "sd3:/w/a?b"]}, make)  # both valid, one name
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_and_trains_only_the_other_two(tmp_path, monkeypatch) -> None:
     out = tmp_path / "study"
     args = ["--algo", "tp_grpo_strict", "--seeds", "0,1,2", "--out", str(out)]
@@ -145,6 +146,7 @@ def test_interrupted_sweep_resumes_and_trains_only_the_other_two(tmp_path, monke
     assert result.exit_code == 0 and third.calls == []  # a finished sweep is never trained again
 
 
+@pytest.mark.slow
 def test_manifest_format(tmp_path) -> None:
     out = tmp_path / "study"
     result = sweep(
@@ -180,6 +182,7 @@ def test_manifest_format(tmp_path) -> None:
     assert reopened["started_utc"] == data["provenance"]["started_utc"] and len(reopened["resumes"]) == 1
 
 
+@pytest.mark.slow
 def test_a_sweep_directory_refuses_another_grid_or_changed_options(tmp_path, monkeypatch) -> None:
     out = tmp_path / "study"
     assert sweep("--algo", "tp_grpo", "--grid", "window=1", "--out", str(out)).exit_code == 0

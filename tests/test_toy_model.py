@@ -175,6 +175,7 @@ def test_save_load_roundtrip(model: ToyFlowModel, tmp_path) -> None:
         load_toy_model(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.slow
 def test_pretraining_smoke_loss_falls_and_is_deterministic() -> None:
     config = PretrainConfig(steps=20, batch_size=8, lr=3e-3, warmup_steps=2, log_every=5, seed=3)
     steps_seen = []

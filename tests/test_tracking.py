@@ -67,6 +67,7 @@ def test_bad_tracker_is_one_line(tmp_path) -> None:
         assert not (tmp_path / "run").exists()  # refused before a run directory was made
 
 
+@pytest.mark.slow
 def test_tensorboard_mirrors_every_metrics_line_score_and_grid(tmp_path) -> None:
     pytest.importorskip("tensorboard")
     run = tmp_path / "run"
@@ -88,6 +89,7 @@ def test_tensorboard_mirrors_every_metrics_line_score_and_grid(tmp_path) -> None
     assert "config/text_summary" in tb.Tags()["tensors"]
 
 
+@pytest.mark.slow
 def test_tensorboard_after_a_resume_has_each_iteration_once(tmp_path, monkeypatch) -> None:
     pytest.importorskip("tensorboard")
     run = tmp_path / "run"

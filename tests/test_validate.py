@@ -21,6 +21,7 @@ from pathlib import Path
 
 import peft  # noqa: F401  (transformers' log handler binds to the real stderr, not to a CliRunner's stream)
 import pytest
+from lanes import first_fast
 from synthetic_runs import write_run
 from tiny_model import TRAIN_ARGS
 from typer.testing import CliRunner
@@ -319,7 +320,7 @@ def test_geneval_plain_command_of_every_algorithm_resolves() -> None:
         assert config.batch_size >= config.prompts_per_iteration * 2
 
 
-@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("algo", first_fast(ALGORITHMS))
 def test_every_algorithm_trains_one_iteration_without_a_group_size(tmp_path, algo: str) -> None:
     """The plain command on the tiny task, for every algorithm of ``creditzoo algos``: no --group-size."""
     args = ["--env", "tiny", "--prompts-per-iteration", "2", "--steps", "3", "--lora-rank", "2", "--iterations", "1"]
