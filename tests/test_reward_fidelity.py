@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from creditzoo.learner.evaluate import EvalConfig, evaluate
+from creditzoo.models.base import FlowModel
 from creditzoo.rewards.geneval import score_geneval
 from creditzoo.tasks import Task
 from creditzoo.tasks import geneval as g
@@ -144,7 +145,7 @@ def test_evaluation_reports_the_extra_object_rate_per_category() -> None:
     """A model that draws two objects for every single-object prompt and exact scenes otherwise."""
     rng = np.random.default_rng(0)
 
-    class Painter(torch.nn.Module):
+    class Painter(FlowModel):
         sample_shape = (3, 32, 32)
 
         def __init__(self) -> None:

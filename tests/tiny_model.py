@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+from creditzoo.models.base import FlowModel
+
 
 def word_id(word: str, buckets: int = 64) -> int:
     return int(hashlib.sha1(word.encode()).hexdigest(), 16) % buckets
 
 
-class TinyFlowModel(nn.Module):
+class TinyFlowModel(FlowModel):
     """Velocity = conv(x) modulated by sigma and a bag-of-words prompt embedding; pixel latents [3, 8, 8]."""
 
     sample_shape = (3, 8, 8)

@@ -192,7 +192,7 @@ def eval_command(
     task = target.task
     flow_model = _load_model(target)
     # the shift: the one given, else the run's, else the model's own (SD3.5's scheduler: 3; toy and FLUX: 1)
-    default_shift = float(getattr(flow_model, "default_shift", 1.0))
+    default_shift = float(flow_model.default_shift)
     config = dataclasses.replace(config, shift=default_shift if target.shift is None else target.shift)
     try:
         result = evaluate(flow_model, task, config)
@@ -270,7 +270,7 @@ def _final_command(
             f"of {config.iterations}"
         )
     flow_model = _load_model(target)
-    resolved = float(getattr(flow_model, "default_shift", 1.0)) if target.shift is None else target.shift
+    resolved = float(flow_model.default_shift) if target.shift is None else target.shift
     scores = complete_final_evaluation(flow_model, target.task, config, run, iteration, resolved)
     if json_output:
         typer.echo(json.dumps(scores))

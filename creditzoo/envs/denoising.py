@@ -25,7 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from creditzoo.envs.completion import CompletionMode, parse_completion_mode
 from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
 from creditzoo.rewards.overlap import score_in_chunks
-from creditzoo.sampling import model_sigmas, ode_step, sde_window, x0_prediction
+from creditzoo.sampling import ode_step, sde_window, x0_prediction
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class DenoisingEnv(VectorEnv):
         self.completion: CompletionMode | None = (
             parse_completion_mode(config.completion) if config.completion is not None and reward is not None else None
         )
-        self.sigmas = model_sigmas(model, config.num_steps, config.shift)  # [T + 1], the model's grid
+        self.sigmas = model.sigma_grid(config.num_steps, config.shift)  # [T + 1], the model's grid
         shape = tuple(model.sample_shape)
         latent_box = gymnasium.spaces.Box(-np.inf, np.inf, shape=shape, dtype=np.float32)
         self.single_action_space = latent_box
@@ -209,8 +209,7 @@ class DenoisingEnv(VectorEnv):
         with torch.no_grad():
             self._cond = self.model.encode_prompts(prompts)
             # the environment's own (no-grad) model calls reuse the text encoder's output for the whole episode
-            prepare = getattr(self.model, "with_text_features", None)
-            self._sampling_cond = prepare(self._cond) if callable(prepare) else self._cond
+            self._sampling_cond = self.model.with_text_features(self._cond)
         self._latent = noise.to(self.device)  # [B, *S]
         self._step = 0
         self._velocity: torch.Tensor | None = None

@@ -135,11 +135,11 @@ def save_checkpoint(run_dir: Path, iteration: int, policy: torch.nn.Module, trai
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0o700 would outlive the rename
     policy.save_pretrained(str(staging))
-    export = getattr(policy.get_base_model(), "save_diffusers_lora", None)
-    if callable(export):
+    model = policy.get_base_model()
+    if model.exports_diffusers_lora:
         from peft import get_peft_model_state_dict
 
-        export(staging, get_peft_model_state_dict(policy), policy.peft_config["default"])
+        model.save_diffusers_lora(staging, get_peft_model_state_dict(policy), policy.peft_config["default"])
     torch.save(trainer_state, staging / "trainer_state.pt")
     for path in staging.rglob("*"):  # safetensors writes 0o600 whatever the umask; make them like any other file
         if path.is_file():

@@ -63,21 +63,17 @@ def check_trainable(name: str, shape: str) -> None:
         )
 
 
-DEFAULT_LORA_RANK = 16
-"""LoRA rank for a model that names no ``default_lora_rank`` (the toy)."""
-
-
 def lora_shape(model: FlowModel, config: TrainConfig) -> tuple[int, float]:
     """(rank, alpha) of the adapter: the configured values, else the model's defaults.
 
-    A model may carry ``default_lora_rank`` and ``default_lora_alpha`` (SD3: 32 / 64, FLUX: 64 / 128); the
-    model's alpha applies only with its own rank, otherwise alpha defaults to the rank (scale 1).
+    The model declares ``default_lora_rank`` and ``default_lora_alpha`` (toy: 16 / None, SD3: 32 / 64, FLUX:
+    64 / 128); the model's alpha applies only with its own rank, otherwise alpha defaults to the rank (scale 1).
     """
-    model_rank = int(getattr(model, "default_lora_rank", DEFAULT_LORA_RANK))
+    model_rank = int(model.default_lora_rank)
     rank = config.lora_rank if config.lora_rank is not None else model_rank
     if config.lora_alpha is not None:
         return rank, float(config.lora_alpha)
-    model_alpha = getattr(model, "default_lora_alpha", None)
+    model_alpha = model.default_lora_alpha
     return rank, float(model_alpha if model_alpha is not None and rank == model_rank else rank)
 
 
@@ -85,7 +81,7 @@ def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
     """Wrap ``model`` in a peft LoRA adapter on its ``lora_target_modules``; only the adapter trains."""
     from peft import LoraConfig, get_peft_model
 
-    targets = getattr(model, "lora_target_modules", None)
+    targets = model.lora_target_modules
     if not targets:
         raise ValueError(f"{type(model).__name__} has no lora_target_modules; name the layers LoRA may adapt")
     for parameter in model.parameters():  # type: ignore[attr-defined]
@@ -152,15 +148,10 @@ class GRPOLearner:
         self.shape_options = self._shape_options()
         torch.manual_seed(config.seed)  # LoRA initialisation
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
-        self.shift = config.shift if config.shift is not None else float(getattr(model, "default_shift", 1.0))
+        self.shift = config.shift if config.shift is not None else float(model.default_shift)
         self.policy = add_lora(model, config).to(device)
         if config.gradient_checkpointing:
-            enable = getattr(model, "enable_gradient_checkpointing", None)
-            if not callable(enable):
-                raise ValueError(
-                    f"{type(model).__name__} does not support gradient checkpointing; it needs an sd3 or flux model"
-                )
-            enable()
+            model.enable_gradient_checkpointing()  # a model without it refuses in one line
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function
         env_config = DenoisingConfig(
             num_steps=config.num_steps,

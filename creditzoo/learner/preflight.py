@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from creditzoo.learner.config import TrainConfig
+    from creditzoo.models.base import FlowModel
     from creditzoo.tasks import Task
 
 LATENT_BYTES = 4
@@ -108,25 +109,22 @@ def check_output_file(path: str | Path, what: str = "output file") -> None:
 # ---------------------------------------------------------------------------------------------------- prompts
 
 
-def check_prompts(model: object, prompts: Sequence[str], source: str) -> None:
-    """Raise unless the model's tokenizer takes every prompt (models without a ``tokenize`` method take any text).
+def check_prompts(model: FlowModel, prompts: Sequence[str], source: str) -> None:
+    """Raise unless the model takes every prompt (its :meth:`~creditzoo.models.base.FlowModel.check_prompts`).
 
     Args:
-        model: a FlowModel; the toy model's ``tokenize`` refuses unknown words and over-long prompts, the
-            diffusers backends truncate and so accept everything.
+        model: a FlowModel; the toy model refuses unknown words and over-long prompts, the diffusers backends
+            truncate and so accept everything.
         prompts: the prompts a run will encode (train and test).
         source: where they come from, for the message ("the train prompts of geneval", a file name).
 
     Raises:
         PromptError: one line naming the source, the problem and the prompt (cut when long).
     """
-    tokenize = getattr(model, "tokenize", None)
-    if not callable(tokenize):
-        return
     unique = list(dict.fromkeys(prompts))
     for start in range(0, len(unique), PROMPT_CHUNK):
         try:
-            tokenize(unique[start : start + PROMPT_CHUNK])
+            model.check_prompts(unique[start : start + PROMPT_CHUNK])
         except ValueError as error:
             raise PromptError(f"{source}: {error}") from error
 

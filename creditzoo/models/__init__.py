@@ -102,7 +102,8 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
         A :class:`FlowModel` (an ``nn.Module``) in eval mode.
 
     Raises:
-        ModelError: unknown backend, missing path or a path that does not exist, listing the valid forms.
+        ModelError: unknown backend, missing path or a path that does not exist, listing the valid forms; a
+            loader that builds something other than a :class:`FlowModel`.
     """
     kind, sep, path = spec.partition(":")
     if dtype not in DTYPES.values():
@@ -122,7 +123,7 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
                 f"unknown option(s) {', '.join(unknown)} for {kind}; valid: {', '.join(accepted) or 'none'}"
             )
         try:
-            return loader(path or None, device=device, dtype=dtype, **options)
+            return _flow_model(spec, loader(path or None, device=device, dtype=dtype, **options))
         except ModelError:
             raise
         except ValueError as error:  # a backend's check of its options (resolution, guidance, ...)
@@ -136,8 +137,15 @@ def load_model(spec: str, *, device: torch.device, dtype: torch.dtype = torch.fl
             raise ModelError(f"unknown model {spec!r}: {kind} has no {path!r}; valid forms: {valid_specs()}")
         if dtype != torch.float32 or options:
             raise ModelError(f"model {spec!r} takes no dtype or options; valid forms: {valid_specs()}")
-        return getattr(module, path)().to(device)
+        return _flow_model(spec, getattr(module, path)()).to(device)
     raise ModelError(f"unknown model {spec!r}; valid forms: {valid_specs()}")
+
+
+def _flow_model(spec: str, model: object) -> FlowModel:
+    """``model`` itself if it is a :class:`FlowModel` (which declares every ability the learner reads)."""
+    if not isinstance(model, FlowModel):
+        raise ModelError(f"model {spec!r} built a {type(model).__name__}, not a creditzoo.models.base.FlowModel")
+    return model
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from creditzoo.models import ModelError
-from creditzoo.models.base import Conditioning, select_conditioning
+from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
 
 LORA_METADATA_KEYS = ("r", "lora_alpha", "target_modules", "lora_dropout", "bias", "use_rslora", "use_dora")
 """The LoraConfig fields written into a diffusers LoRA file (what its loader needs to rebuild the adapter)."""
@@ -128,20 +128,25 @@ def vae_decode(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 
-class DiffusersTransformerMixin:
+class DiffusersFlowModel(FlowModel):
     """What the SD3 and FLUX wrappers share about their diffusers transformer: checkpointing and LoRA export.
 
     The wrapper keeps its pipeline in ``self._pipeline`` and its transformer in ``self.transformer``.
     """
 
+    supports_gradient_checkpointing: bool = True
+    exports_diffusers_lora: bool = True
+
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the transformer's block activations in the backward pass (diffusers' checkpointing)."""
         self.transformer.enable_gradient_checkpointing()  # type: ignore[attr-defined]
 
-    def save_diffusers_lora(self, directory: str | Path, peft_state: dict[str, torch.Tensor], lora_config: object):
+    def save_diffusers_lora(
+        self, directory: str | Path, peft_state: dict[str, torch.Tensor], lora_config: object
+    ) -> None:
         """Write the adapter as ``pytorch_lora_weights.safetensors`` for ``pipe.load_lora_weights(directory)``.
 
         Saved through the wrapped pipeline's own class (``StableDiffusion3Pipeline``, ``FluxPipeline``), whose
         ``save_lora_weights`` names the keys the way that pipeline loads them.
         """
-        return save_transformer_lora(type(self._pipeline), directory, peft_state, lora_config)  # type: ignore[attr-defined]
+        save_transformer_lora(type(self._pipeline), directory, peft_state, lora_config)  # type: ignore[attr-defined]

@@ -25,9 +25,8 @@ image tokens, ``ff_context`` for the text tokens), rank 64, alpha 128.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from creditzoo.models._diffusers import DiffusersTransformerMixin, encode_unique, load_pipeline, vae_decode
+from creditzoo.models._diffusers import DiffusersFlowModel, encode_unique, load_pipeline, vae_decode
 from creditzoo.models.base import Conditioning
 from creditzoo.sampling import flow_sigmas, flux_mu
 
@@ -51,7 +50,7 @@ DEFAULT_RESOLUTION = 512
 DEFAULT_GUIDANCE = 3.5
 
 
-class FluxFlowModel(DiffusersTransformerMixin, nn.Module):
+class FluxFlowModel(DiffusersFlowModel):
     """A FLUX pipeline's transformer, text encoders and VAE behind the FlowModel interface.
 
     Attributes:

@@ -22,9 +22,8 @@ second attention (``attn2``) is adapted too.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from creditzoo.models._diffusers import DiffusersTransformerMixin, encode_unique, load_pipeline, vae_decode
+from creditzoo.models._diffusers import DiffusersFlowModel, encode_unique, load_pipeline, vae_decode
 from creditzoo.models.base import Conditioning
 
 SD3_LORA_TARGET_MODULES: tuple[str, ...] = (
@@ -43,7 +42,7 @@ DEFAULT_RESOLUTION = 512
 """Image side in pixels (Flow-GRPO and TP-GRPO train SD3.5-Medium at 512 x 512)."""
 
 
-class SD3FlowModel(DiffusersTransformerMixin, nn.Module):
+class SD3FlowModel(DiffusersFlowModel):
     """An SD3 pipeline's transformer, text encoders and VAE behind the FlowModel interface.
 
     Only the transformer is a submodule (so peft's LoRA and ``parameters()`` see nothing else); the text

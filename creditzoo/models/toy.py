@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from creditzoo.messages import ELLIPSIS, shown
-from creditzoo.models.base import Conditioning
+from creditzoo.models.base import Conditioning, FlowModel
 
 PAD_TOKEN = "<pad>"
 NULL_TOKEN = "<null>"
@@ -257,7 +257,7 @@ def _sigma_features(sigma: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
-class ToyFlowModel(nn.Module):
+class ToyFlowModel(FlowModel):
     """Pixel-space conditional flow-matching model implementing :class:`~creditzoo.models.base.FlowModel`.
 
     Latents are images scaled to [-1, 1], shape [B, 3, image_size, image_size]; the model predicts the
@@ -265,7 +265,7 @@ class ToyFlowModel(nn.Module):
     """
 
     lora_target_modules: tuple[str, ...] = tuple(LORA_TARGET_MODULES)
-    """Layer names a LoRA adapter may target (read by :func:`creditzoo.learner.grpo.add_lora`)."""
+    """Layer names a LoRA adapter may target (:attr:`~creditzoo.models.base.FlowModel.lora_target_modules`)."""
 
     def __init__(self, config: ToyModelConfig) -> None:
         super().__init__()
@@ -328,6 +328,10 @@ class ToyFlowModel(nn.Module):
             token_ids = [self._word_ids[w] for w in words] or [SPECIAL_TOKENS.index(NULL_TOKEN)]
             ids[row, : len(token_ids)] = torch.tensor(token_ids)
         return ids, ids != 0
+
+    def check_prompts(self, prompts: list[str]) -> None:
+        """Raise ``ValueError`` for a prompt :meth:`tokenize` refuses (an unknown word, too many words)."""
+        self.tokenize(list(prompts))
 
     def encode_prompts(self, prompts: list[str]) -> Conditioning:
         """Tokenize B prompts: {"input_ids": int64 [B, L], "attention_mask": bool [B, L]}.

@@ -1,6 +1,6 @@
 """Flow-matching sampler math, apart from any model: sigma grids, the SDE window, ODE/SDE/CPS steps, step schedules."""
 
-from creditzoo.sampling.schedule import SdeWindow, flow_sigmas, flux_mu, model_sigmas, sde_window
+from creditzoo.sampling.schedule import SdeWindow, flow_sigmas, flux_mu, sde_window
 from creditzoo.sampling.sde import SDE_KINDS, SdeStep, gaussian_log_prob, ode_step, sde_step, x0_prediction
 from creditzoo.sampling.steps import (
     STEP_WEIGHTS,
@@ -28,7 +28,6 @@ __all__ = [
     "flow_sigmas",
     "flux_mu",
     "gaussian_log_prob",
-    "model_sigmas",
     "ode_step",
     "sde_step",
     "sde_window",

@@ -86,24 +86,6 @@ def flow_sigmas(num_steps: int, shift: float = 1.0, *, mu: float | None = None) 
     return torch.cat([torch.from_numpy(sigmas), torch.zeros(1)])
 
 
-def model_sigmas(model: object, num_steps: int, shift: float = 1.0) -> torch.Tensor:
-    """The sigma grid a model samples on: its own ``sigma_grid(num_steps, shift)`` if it has one.
-
-    SD3 and the toy use :func:`flow_sigmas` with the configured ``shift``; FLUX provides its
-    resolution-dependent grid (see :mod:`creditzoo.models.diffusers_flux`).
-
-    Args:
-        model: a FlowModel (possibly wrapped by peft, which forwards attributes).
-        num_steps: T.
-        shift: the configured static shift.
-
-    Returns:
-        float32 [T + 1], from 1.0 down to 0.0.
-    """
-    grid = getattr(model, "sigma_grid", None)
-    return grid(num_steps, shift) if callable(grid) else flow_sigmas(num_steps, shift)
-
-
 @dataclass(frozen=True)
 class SdeWindow:
     """K consecutive SDE steps [start, start + size) of a T-step grid; all other steps are ODE steps."""
