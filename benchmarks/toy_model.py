@@ -20,7 +20,7 @@ import time
 import torch
 
 from creditzoo.models.toy import DEFAULT_WEIGHTS, ToyFlowModel, load_geneval_model
-from creditzoo.models.toy_pretrain import default_model_config
+from creditzoo.pretrain import default_model_config
 from creditzoo.sampling import flow_sigmas, sde_step
 
 BATCH = 64

@@ -16,7 +16,7 @@ from creditzoo.models.toy import (
     load_toy_model,
     save_toy_model,
 )
-from creditzoo.models.toy_pretrain import PretrainConfig, pretrain
+from creditzoo.pretrain import PretrainConfig, pretrain
 from creditzoo.tasks import geneval
 from creditzoo.tasks.geneval import VOCABULARY
 

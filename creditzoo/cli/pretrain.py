@@ -33,7 +33,7 @@ def pretrain_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from creditzoo.models.toy import save_toy_model
-    from creditzoo.models.toy_pretrain import PretrainConfig, pretrain, pretrainable_tasks
+    from creditzoo.pretrain import PretrainConfig, pretrain, pretrainable_tasks
 
     if env not in TASKS:
         fail(f"unknown env {env!r}; valid envs: {', '.join(sorted(TASKS))}")

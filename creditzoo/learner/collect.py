@@ -248,6 +248,19 @@ COLLECTORS: dict[str, Collector] = {
 }
 
 
+TRAINABLE_SHAPES = tuple(COLLECTORS)
+"""Rollout shapes the learner can collect and train: those with a collector."""
+
+
+def check_trainable(name: str, shape: str) -> None:
+    """Fail in one line when the learner cannot yet collect the rollout shape an algorithm needs."""
+    if shape not in TRAINABLE_SHAPES:
+        raise ValueError(
+            f"algorithm {name!r} needs {shape} rollouts, which this learner cannot collect yet; "
+            f"trainable shapes: {', '.join(TRAINABLE_SHAPES)}"
+        )
+
+
 def collect_rollout(
     env: DenoisingEnv,
     prompts: list[str],

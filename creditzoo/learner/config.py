@@ -234,7 +234,7 @@ class TrainConfig:
             from creditzoo.tasks.prompts import task_with_prompt_files
 
             task = task_with_prompt_files(task, self.prompts)
-        from creditzoo.learner.grpo import check_trainable
+        from creditzoo.learner.collect import check_trainable  # loads the environment: only when checking
 
         algorithm = get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
         check_trainable(algorithm.name, algorithm.rollout_shape)

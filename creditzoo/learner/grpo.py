@@ -17,7 +17,7 @@ import torch
 
 from creditzoo.algorithms import check_split_steps, get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import COLLECTORS, CollectedRollout, EpisodeOptions, collect_rollout
+from creditzoo.learner.collect import CollectedRollout, EpisodeOptions, check_trainable, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
@@ -26,8 +26,6 @@ from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
-# Rollout shapes this learner can collect and train: those with a collector.
-TRAINABLE_SHAPES = tuple(COLLECTORS)
 
 
 class NonFiniteRewardError(RuntimeError):
@@ -52,15 +50,6 @@ def resolve_max_batch(max_batch: int | None, device: torch.device) -> int | None
     if max_batch is not None:
         return max_batch or None
     return CPU_MAX_BATCH if torch.device(device).type == "cpu" else None
-
-
-def check_trainable(name: str, shape: str) -> None:
-    """Fail in one line when the learner cannot yet collect the rollout shape an algorithm needs."""
-    if shape not in TRAINABLE_SHAPES:
-        raise ValueError(
-            f"algorithm {name!r} needs {shape} rollouts, which this learner cannot collect yet; "
-            f"trainable shapes: {', '.join(TRAINABLE_SHAPES)}"
-        )
 
 
 def lora_shape(model: FlowModel, config: TrainConfig) -> tuple[int, float]:

@@ -3,7 +3,7 @@
 It implements :class:`creditzoo.models.base.FlowModel` on 32x32 RGB images whose latents are the pixels
 scaled to [-1, 1]. Training is rectified flow (Liu et al. 2022, "Flow Straight and Fast", arXiv 2209.03003;
 the SD3 convention ``x_sigma = (1 - sigma) x0 + sigma * noise``, ``v = noise - x0``), see
-:mod:`creditzoo.models.toy_pretrain`.
+:mod:`creditzoo.pretrain`.
 
 Architecture (sizes from :class:`ToyModelConfig`):
 
