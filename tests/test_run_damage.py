@@ -390,7 +390,7 @@ def test_a_worker_dies_with_its_parent() -> None:
 
 
 def test_sweep_workers_are_started_to_die_with_the_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from creditzoo.learner import sweep as sweep_module
+    from creditzoo.sweep import launch as sweep_module
 
     started = []
 
@@ -411,7 +411,7 @@ def test_sweep_workers_are_started_to_die_with_the_sweep(tmp_path: Path, monkeyp
 
 def _prepared_sweep(out: Path, iterations: int = 1, seeds: tuple[int, ...] = (0,)) -> list[str]:
     from creditzoo.learner.config import TrainConfig
-    from creditzoo.learner.sweep import expand, prepare
+    from creditzoo.sweep import expand, prepare
 
     fields = dict(env="tiny", iterations=iterations, prompts_per_iteration=2, group_size=2, num_steps=3, lora_rank=2)
     runs = expand(["tp_grpo_strict"], list(seeds), {}, lambda v: TrainConfig(**{**fields, "eval_every": 0, **v}))
@@ -420,7 +420,7 @@ def _prepared_sweep(out: Path, iterations: int = 1, seeds: tuple[int, ...] = (0,
 
 
 def test_a_run_held_by_an_old_worker_is_not_marked_failed(tmp_path: Path) -> None:
-    from creditzoo.learner.sweep import LaunchOptions, execute, read_manifest
+    from creditzoo.sweep import LaunchOptions, execute, read_manifest
 
     out = tmp_path / "study"
     [name] = _prepared_sweep(out)
@@ -438,11 +438,12 @@ def test_a_run_held_by_an_old_worker_is_not_marked_failed(tmp_path: Path) -> Non
 
 
 def test_a_run_finished_on_disk_stays_finished_whatever_its_worker_returned(pristine: Path, tmp_path: Path) -> None:
-    from creditzoo.learner.sweep import _StatusBook, prepare, read_manifest
+    from creditzoo.sweep import prepare, read_manifest
+    from creditzoo.sweep.launch import _StatusBook
 
     out = tmp_path / "study"
     from creditzoo.learner.run import load_run_config
-    from creditzoo.learner.sweep import SweepRun
+    from creditzoo.sweep import SweepRun
 
     run = SweepRun(name="done", algo="tp_grpo_strict", seed=0, config=load_run_config(pristine))
     prepare(out, [run], {})
@@ -456,7 +457,7 @@ SWEEP_PARENT = """
 import sys
 sys.path.insert(0, sys.argv[2])
 import tiny_task_plugin
-from creditzoo.learner.sweep import LaunchOptions, execute, read_manifest
+from creditzoo.sweep import LaunchOptions, execute, read_manifest
 out = sys.argv[1]
 execute(out, [run.name for run in read_manifest(out).runs], LaunchOptions(jobs=2, imports=("tiny_task_plugin",)))
 """
@@ -465,7 +466,7 @@ execute(out, [run.name for run in read_manifest(out).runs], LaunchOptions(jobs=2
 @pytest.mark.slow  # six worker processes import torch: about a minute on a busy 2-core machine
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_kill_9_of_a_sweep_stops_its_workers_and_a_rerun_ends_as_an_uninterrupted_sweep(tmp_path: Path) -> None:
-    from creditzoo.learner.sweep import read_manifest, run_status
+    from creditzoo.sweep import read_manifest, run_status
 
     tests = str(Path(__file__).parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,10 @@ from typer.testing import CliRunner
 
 import creditzoo.learner.run as run_module
 from creditzoo.cli import app
-from creditzoo.learner import sweep as sweep_module
 from creditzoo.learner.checkpoint import read_metrics
 from creditzoo.learner.config import TrainConfig
-from creditzoo.learner.sweep import LaunchOptions, SweepError, execute, expand, parse_grid, parse_seeds, prepare
+from creditzoo.sweep import LaunchOptions, SweepError, execute, expand, parse_grid, parse_seeds, prepare
+from creditzoo.sweep import launch as sweep_module
 
 TESTS = Path(__file__).parent
 runner = CliRunner()
@@ -254,7 +256,7 @@ def test_jobs_run_in_parallel_subprocesses(tmp_path, monkeypatch) -> None:
     assert [s for _, s in seen[:2]] == ["running", "running"]  # both started before either ended
     for name in names:
         assert (out / name / "checkpoints" / "iter_000002" / "trainer_state.pt").exists()
-    # each worker runs with cpu_count // jobs torch threads (creditzoo.learner.sweep.execute); a float sum over
+    # each worker runs with cpu_count // jobs torch threads (creditzoo.sweep.launch.execute); a float sum over
     # another thread count is reduced in another order, so the in-process reference runs with the workers' count
     with torch_threads(max(1, (os.cpu_count() or 1) // 2)):
         here = run_module.train(TrainConfig(**{**TINY_FIELDS, "seed": 1}), tmp_path / "here")
@@ -295,7 +297,7 @@ def test_manifest_errors_name_the_file(tmp_path) -> None:
 
 def test_a_run_is_finished_by_its_final_adapter_and_last_metrics_line(tmp_path) -> None:
     from creditzoo.learner.checkpoint import write_metrics
-    from creditzoo.learner.sweep import run_status
+    from creditzoo.sweep import run_status
 
     config = TrainConfig(**TINY_FIELDS)  # iterations=2
     run = tmp_path / "run"
@@ -312,7 +314,7 @@ def test_a_run_is_finished_by_its_final_adapter_and_last_metrics_line(tmp_path) 
 def test_a_run_kept_without_its_adapter_is_finished_by_its_final_evaluation(tmp_path) -> None:
     """Studies commit config, metrics and eval records but no adapters: a fresh clone must not retrain them."""
     from creditzoo.learner.checkpoint import write_metrics
-    from creditzoo.learner.sweep import run_status
+    from creditzoo.sweep import run_status
 
     config = TrainConfig(**TINY_FIELDS)  # iterations=2
     run = tmp_path / "run"
@@ -327,3 +329,21 @@ def test_a_run_kept_without_its_adapter_is_finished_by_its_final_evaluation(tmp_
     assert run_status(run, config) == "finished"
     write_metrics(run, [{"iteration": 0}, {"iteration": 1}])
     assert run_status(run, config) == "pending"  # the last metrics line is not there
+
+
+def test_the_old_module_path_is_an_alias_of_the_sweep_package() -> None:
+    """Sweeps started before the move name ``creditzoo.learner.sweep`` in their workers and submitit jobs."""
+    import creditzoo.learner.sweep as old
+    import creditzoo.sweep.launch as launch
+
+    assert old.train_run is launch.train_run and old.execute is launch.execute
+    assert old._main is launch.main
+
+
+@pytest.mark.slow  # a subprocess imports creditzoo
+def test_workers_start_under_the_new_and_the_old_module_path(tmp_path) -> None:
+    for module in ("creditzoo.sweep", "creditzoo.learner.sweep"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, str(tmp_path / "none"), "run"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode != 0 and f"no manifest.json in {str(tmp_path / 'none')!r}" in done.stderr, done.stderr

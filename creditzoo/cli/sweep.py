@@ -24,7 +24,7 @@ def sweep_command(**options: Any) -> None:
     """Train every (algorithm, grid point, seed) into --out/<name>/ with a manifest; resumes where it stopped."""
     from creditzoo.learner.config import OPTION_ALIASES
     from creditzoo.learner.preflight import UnwritablePathError, check_writable
-    from creditzoo.learner.sweep import (
+    from creditzoo.sweep import (
         LaunchOptions,
         SweepError,
         execute,
@@ -83,7 +83,7 @@ def sweep_command(**options: Any) -> None:
 
 
 def _executor_parameters(specs: list[str]) -> dict[str, Any]:
-    from creditzoo.learner.sweep import SweepError
+    from creditzoo.sweep import SweepError
 
     parameters: dict[str, Any] = {}
     for spec in specs:

@@ -18,7 +18,7 @@ if [ ! -f runs/manifest.json ]; then
 import json, shutil
 from pathlib import Path
 from creditzoo.cli.train import resolve_config
-from creditzoo.learner.sweep import expand, parse_grid, prepare
+from creditzoo.sweep import expand, parse_grid, prepare
 
 grid = parse_grid(["reward_noise=none,gaussian:0.02,gaussian:0.2"])
 common = {"env": "geneval", "iterations": 20, "eval_every": 5}
