@@ -33,7 +33,7 @@ from creditzoo.learner.checkpoint import (
     write_metrics,
     write_record,
 )
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import TrainConfig, stored_values
 from creditzoo.learner.distributed import (
     Processes,
     check_split,
@@ -149,7 +149,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
     values.pop("provenance", None)
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(stored_values(values))
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{str(path)!r}: {str(error).splitlines()[0] if str(error) else error!r}") from None
 
@@ -278,9 +278,11 @@ def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, star
     """
     opened: list[Tracker] = []
     processes.on_main(
-        lambda: opened.append(open_tracker(
-            config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
-        ))
+        lambda: opened.append(
+            open_tracker(
+                config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
+            )
+        )
     )
     return opened[0] if opened else NullTracker()
 
@@ -319,7 +321,6 @@ def _write_iteration(
 def _trackable(metrics: dict) -> dict:
     """A metrics line less its protocol records (a tracker plots numbers; the protocol is in metrics.jsonl)."""
     return {key: value for key, value in metrics.items() if not key.endswith("eval_protocol")}
-
 
 
 def _become_sole_writer(processes: Processes, run_dir: Path, *, resume: bool) -> RunLock | None:
