@@ -122,7 +122,9 @@ def completion_grid(start: int, num_steps: int, *, mode: str | None = None, gran
         start: grid index of the child (1 .. T).
         num_steps: T.
         mode: a completion mode ("ode", "ode:N", "x0"); x0 is one Euler step to sigma 0 (x - sigma * v).
-        granularity: G2RPO stride g: every g-th index from ``start``, then T if the stride skipped it.
+        granularity: G2RPO stride g: one Euler step ``start`` -> ``start + 1``, then every g-th index from
+            ``start + 1``, then T if the stride skipped it (docs/math.md section 9.3; released G2RPO:
+            ``sigma_schedule[:eta_step + 2]`` then ``sigma_schedule[eta_step + 2::g]``).
 
     Returns:
         Increasing grid indices, first ``start``, last ``num_steps`` (a single index when start = T).
@@ -130,7 +132,9 @@ def completion_grid(start: int, num_steps: int, *, mode: str | None = None, gran
     from creditzoo.envs.completion import parse_completion_mode
 
     if granularity is not None:
-        points = list(range(start, num_steps + 1, granularity))
+        if start >= num_steps:
+            return [num_steps]
+        points = [start, *range(start + 1, num_steps + 1, granularity)]
         return points if points[-1] == num_steps else [*points, num_steps]
     completion = parse_completion_mode(mode or "ode")
     if completion.kind == "x0":
