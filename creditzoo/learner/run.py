@@ -278,11 +278,9 @@ def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, star
     """
     opened: list[Tracker] = []
     processes.on_main(
-        lambda: opened.append(
-            open_tracker(
-                config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
-            )
-        )
+        lambda: opened.append(open_tracker(
+            config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
+        ))
     )
     return opened[0] if opened else NullTracker()
 
@@ -321,6 +319,7 @@ def _write_iteration(
 def _trackable(metrics: dict) -> dict:
     """A metrics line less its protocol records (a tracker plots numbers; the protocol is in metrics.jsonl)."""
     return {key: value for key, value in metrics.items() if not key.endswith("eval_protocol")}
+
 
 
 def _become_sole_writer(processes: Processes, run_dir: Path, *, resume: bool) -> RunLock | None:
