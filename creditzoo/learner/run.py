@@ -33,7 +33,7 @@ from creditzoo.learner.checkpoint import (
     write_metrics,
     write_record,
 )
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import TrainConfig, stored_values
 from creditzoo.learner.distributed import (
     Processes,
     check_split,
@@ -149,7 +149,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
     values.pop("provenance", None)
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(stored_values(values))
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{str(path)!r}: {str(error).splitlines()[0] if str(error) else error!r}") from None
 
