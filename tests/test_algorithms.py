@@ -248,7 +248,7 @@ def test_matches_loop_reference(name: str, ties: bool, balance_key: str) -> None
         )
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("tp_grpo")])
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("tp_grpo") and not n.endswith("_release")])
 def test_unbalanced_matches_reference(name: str) -> None:
     for seed in range(25):
         rollout = random_rollout(seed, ties=seed % 2 == 1)
@@ -288,6 +288,74 @@ def test_worked_example_of_the_spec() -> None:
     )
     torch.testing.assert_close(
         loose.step_rewards, torch.tensor([[-0.02, -0.01, 0.08, -0.01, 0.04]], dtype=torch.float64)
+    )
+
+
+def reference_release(R: list[list[float]], *, strict: bool):
+    """Loop-based released rule (docs/math.md section 3): (R_K - R_0) + [marked] * d_k, no balancing.
+
+    The marks are written out again here from the definition, independently of the kernels' ``turning_points``.
+    """
+    K = len(R[0]) - 1
+    rewards, marks = [], []
+    for row in R:
+        d = [row[k + 1] - row[k] for k in range(K)]
+        g = sign(row[K] - row[0])
+        s = [sign(d[k]) * g for k in range(K)]
+        row_rewards, row_marks = [], []
+        for k in range(K):
+            marked = s[0] > 0 if k == 0 else (s[k - 1] < 0 and s[k] > 0)
+            if strict:
+                marked = marked and sign(d[k]) * sign(row[K] - row[k + 1]) > 0
+            marked = marked and row[K] - row[k] != 0
+            row_marks.append(marked)
+            row_rewards.append((row[K] - row[0]) + (d[k] if marked else 0.0))
+        rewards.append(row_rewards)
+        marks.append(row_marks)
+    return rewards, marks
+
+
+@pytest.mark.parametrize("name", ["tp_grpo_release", "tp_grpo_strict_release"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_release_rule_matches_loop_reference(name: str, ties: bool) -> None:
+    for seed in range(25):
+        rollout = random_rollout(seed, groups=3, group_size=4, steps=5, ties=ties)
+        credit = get_algorithm(name)(rollout)
+        R = rollout.completion_rewards.double().tolist()
+        expected_rewards, expected_tp = reference_release(R, strict=name == "tp_grpo_strict_release")
+        assert credit.turning_points.tolist() == expected_tp, f"seed {seed}"
+        torch.testing.assert_close(
+            credit.step_rewards.double(), torch.tensor(expected_rewards, dtype=torch.float64), atol=1e-6, rtol=0
+        )
+        expected_adv = reference_advantages(credit.step_rewards.double().tolist(), rollout.group_ids.tolist(), "group")
+        torch.testing.assert_close(
+            credit.advantages.double(), torch.tensor(expected_adv, dtype=torch.float64), atol=2e-4, rtol=1e-4
+        )
+
+
+def test_release_rule_worked_example_of_the_docs() -> None:
+    """docs/math.md section 3, "The released rule": a falling trajectory and a rising one with a step-0 mark."""
+    falling = torch.tensor([[0.40, 0.45, 0.42, 0.38, 0.41, 0.30]], dtype=torch.float64)
+    rising = torch.tensor([[0.20, 0.30, 0.25, 0.35]], dtype=torch.float64)
+    one = torch.zeros(1, dtype=torch.int64)
+    cases = {
+        ("tp_grpo_release", "falling"): ([False, True, False, False, True], [-0.10, -0.13, -0.10, -0.10, -0.21]),
+        ("tp_grpo_strict_release", "falling"): (
+            [False, True, False, False, False],
+            [-0.10, -0.13, -0.10, -0.10, -0.10],
+        ),
+        ("tp_grpo_release", "rising"): ([True, False, True], [0.25, 0.15, 0.25]),
+        ("tp_grpo_strict_release", "rising"): ([True, False, False], [0.25, 0.15, 0.15]),
+    }
+    for (name, which), (marks, rewards) in cases.items():
+        R = falling if which == "falling" else rising
+        credit = get_algorithm(name)(Rollout(group_ids=one, completion_rewards=R))
+        assert credit.turning_points.tolist() == [marks], (name, which)
+        torch.testing.assert_close(credit.step_rewards, torch.tensor([rewards], dtype=torch.float64))
+    # the paper's rule on the falling one, for contrast: d_k, and r_agg at its two marks (both negative: kept)
+    paper = get_algorithm("tp_grpo")(Rollout(group_ids=one, completion_rewards=falling))
+    torch.testing.assert_close(
+        paper.step_rewards, torch.tensor([[0.05, -0.15, -0.04, 0.03, -0.11]], dtype=torch.float64)
     )
 
 

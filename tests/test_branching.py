@@ -153,7 +153,10 @@ def test_anchor_rollout_matches_one_by_one_reference(mode, granularities, window
 
     def grids(first):
         if granularities is not None:
-            return [[*range(first, 7, g)] + ([6] if (6 - first) % g else []) for g in granularities]
+            if first == 6:
+                return [[6] for _ in granularities]
+            # one Euler step first -> first + 1, then stride g from first + 1, ending at 6 (section 9.3)
+            return [[first, *range(first + 1, 7, g)] + ([6] if (6 - first - 1) % g else []) for g in granularities]
         if mode == "x0":
             return [[first, 6] if first < 6 else [6]]
         if mode == "ode:2" and 6 - first > 2:
@@ -189,7 +192,7 @@ def test_anchor_counts_and_lockstep_depth() -> None:
     assert env.model.samples == prompts_count * steps + 90
     assert episode.info["reward_calls"] == prompts_count * children * size + prompts_count  # children + anchors
     assert env.model.calls == steps  # one model call per grid step: lockstep
-    # G2RPO strides: ceil((T - j - 1) / g) Euler steps per child and stride.
+    # G2RPO strides: per child and stride, one Euler step j+1 -> j+2, then ceil((T - j - 2) / g) more.
     env = make_env(6, max_batch=None)
     episode = sample_anchor_branches(
         env,
@@ -200,7 +203,7 @@ def test_anchor_counts_and_lockstep_depth() -> None:
         noise_level=0.7,
         granularities=(1, 2, 4),
     )
-    extra = sum(math.ceil((steps - start - k - 1) / g) for k in range(size) for g in (1, 2, 4))
+    extra = sum(1 + math.ceil((steps - start - k - 2) / g) for k in range(size) for g in (1, 2, 4))
     assert episode.info["completion_evals"] == prompts_count * children * extra
     assert episode.info["reward_calls"] == prompts_count * children * size * 3 + prompts_count
     assert env.model.calls == steps and episode.branch_rewards.shape == (6, size, 3)
@@ -278,8 +281,11 @@ def test_bad_tree_and_granularity_input_is_one_line() -> None:
 
 
 def test_completion_grids() -> None:
-    assert completion_grid(3, 10, granularity=3) == [3, 6, 9, 10]
-    assert completion_grid(4, 10, granularity=3) == [4, 7, 10]
+    # G2RPO: child at j + 1 = 3 takes one step to 4, then strides 3 from 4 (released [:j+2] then [j+2::g])
+    assert completion_grid(3, 10, granularity=3) == [3, 4, 7, 10]
+    assert completion_grid(4, 10, granularity=3) == [4, 5, 8, 10]
+    assert completion_grid(2, 10, granularity=2) == [2, 3, 5, 7, 9, 10]
+    assert completion_grid(9, 10, granularity=2) == [9, 10]
     assert completion_grid(10, 10, granularity=2) == [10]
     assert completion_grid(7, 10, mode="x0") == [7, 10]
     assert completion_grid(7, 10, mode="ode") == [7, 8, 9, 10]

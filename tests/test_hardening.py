@@ -128,12 +128,13 @@ def test_one_iteration_of_every_algorithm_on_each_device(device: str, algo: str)
     first_fast(
         [
             {"sde_kind": "cps", "window_size": 2},
+            {"sde_kind": "cps", "window_size": 2, "cps_log_prob": "gaussian"},
             {"guidance_scale": 3.0},
             {"window_start": 1, "window_size": 2},
             {"sde_kind": "cps", "guidance_scale": 2.0, "window_start": 1, "window_size": 2, "beta": 0.05},
         ]
     ),
-    ids=["cps", "guidance", "window_start", "all"],
+    ids=["cps", "cps_gaussian", "guidance", "window_start", "all"],
 )
 def test_learner_end_to_end_with_cps_guidance_and_a_late_window(overrides: dict) -> None:
     """A sampler, guidance or window that the update did not reproduce would show as ratio != 1."""
@@ -146,6 +147,44 @@ def test_learner_end_to_end_with_cps_guidance_and_a_late_window(overrides: dict)
     after = lora_state(learner)
     assert any(not torch.equal(before[name], after[name]) for name in before)
     assert len(metrics["tp_rate_per_step"]) == learner.env.window.size
+
+
+@pytest.mark.parametrize("chosen", ["released", "gaussian"])
+def test_cps_log_probs_sampled_and_updated_are_the_chosen_quantity(chosen: str) -> None:
+    """The recorded log-probs and the update's are the chosen CPS quantity, computed here by hand."""
+    import math
+
+    overrides = {} if chosen == "released" else {"cps_log_prob": chosen}
+    learner = make_learner(sde_kind="cps", window_size=2, **overrides)
+    assert learner.config.cps_log_prob == chosen  # resolved, so config.json records it
+    prompts, group_ids = learner.draw_prompts(1)
+    rollout = learner.collect(prompts, group_ids, 1)
+    sigmas, a = learner.env.sigmas, learner.config.resolved_noise_level
+    cond = learner.env.cond
+    for k in range(2):
+        z, z_next = rollout.inputs[:, k], rollout.outputs[:, k]
+        sigma, nxt = float(sigmas[k]), float(sigmas[k + 1])
+        with torch.no_grad():
+            v = learner.policy.velocity(z, sigmas[k].expand(z.shape[0]), cond)
+        std = nxt * math.sin(a * math.pi / 2)
+        mean = (1 - nxt) * (z - sigma * v) + math.sqrt(nxt**2 - std**2) * (z + (1 - sigma) * v)
+        squared = ((z_next - mean) ** 2).flatten(1).mean(1)
+        if chosen == "released":
+            expected = -squared
+        else:
+            expected = -squared / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+        torch.testing.assert_close(rollout.log_probs[:, k], expected, rtol=1e-4, atol=1e-5)  # float32 re-derivation
+        with torch.no_grad():
+            updated = learner._policy_step(learner.policy, z, z_next, sigmas[k].expand(z.shape[0]), cond, k)
+        torch.testing.assert_close(updated.log_prob, rollout.log_probs[:, k], rtol=0, atol=1e-6)
+
+
+def test_cps_log_prob_is_refused_for_the_flow_grpo_sde_and_unknown_values() -> None:
+    assert make_learner().config.cps_log_prob is None  # the default SDE's config is unchanged
+    with pytest.raises(ValueError, match="cps_log_prob applies to sde_kind=cps only"):
+        make_learner(cps_log_prob="released")
+    with pytest.raises(ValueError, match="valid: released, gaussian"):
+        make_learner(sde_kind="cps", window_size=2, cps_log_prob="exact")
 
 
 def test_advantage_clipping_bites_and_the_loss_uses_the_clipped_values() -> None:
@@ -365,3 +404,14 @@ def test_chunk_sizes_reach_the_environment_from_the_command_line(tmp_path) -> No
     assert stored["max_batch"] == 3 and stored["decode_batch"] == 2
     bad = runner.invoke(app, ["train", *TINY, "--decode-batch", "0", "--run-dir", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "decode_batch must be >= 1" in bad.output
+
+
+def test_a_cps_run_stored_before_cps_log_prob_resumes_with_the_density_it_trained_with(tmp_path) -> None:
+    from creditzoo.learner.run import load_run_config
+
+    stored = TrainConfig(env="tiny", sde_kind="cps", window_size=2, num_steps=4, prompts_per_iteration=2).to_dict()
+    assert stored.pop("cps_log_prob") == "released"  # today's default, written out
+    (tmp_path / "config.json").write_text(json.dumps(stored))  # as an older version wrote it: no such key
+    assert load_run_config(tmp_path).cps_log_prob == "gaussian"
+    (tmp_path / "config.json").write_text(json.dumps({**stored, "cps_log_prob": "released"}))
+    assert load_run_config(tmp_path).cps_log_prob == "released"

@@ -138,9 +138,8 @@ def test_schedule_options_train(options: dict) -> None:
         assert record["completion_rewards"].shape[1] == 3  # W + 1 states follow the window
     if "train_steps" in options:
         assert record["train_mask"].shape == (6, record["advantages"].shape[1])
-        assert (
-            record["train_mask"].sum(1) == 1 if "window_schedule" in options else record["train_mask"].sum(1) == 2
-        ).all()
+        # max(1, floor(F * K)) (section 9.1): floor(0.5 * 2) = 1 with the window W = 2, floor(0.5 * 3) = 1 with K = 3
+        assert (record["train_mask"].sum(1) == 1).all()
     if options.get("step_weight") == "noise":
         assert record["step_weights"].mean().item() == pytest.approx(1.0, rel=1e-5)
         assert torch.allclose(record["weights"], record["step_weights"].expand_as(record["weights"]))

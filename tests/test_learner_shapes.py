@@ -48,8 +48,10 @@ def expected_counts(algo: str, config: TrainConfig) -> tuple[int, int, int]:
     if algo == "tempflow":  # T anchor calls per prompt, C children per window step completed with the ODE
         extra = sum(steps - (start + k + 1) for k in range(size))
         return prompts * steps, prompts * group * extra, prompts * (group * size + 1)
-    if algo == "g2rpo":  # one completion per granularity: ceil((T - j - 1) / g) Euler steps
-        extra = sum(-(-(steps - start - k - 1) // g) for k in range(size) for g in (1, 2))
+    if algo == "g2rpo":  # per granularity: one Euler step j+1 -> j+2, then ceil((T - j - 2) / g) (section 9.3)
+        extra = sum(
+            0 if start + k + 1 == steps else 1 + -(-(steps - start - k - 2) // g) for k in range(size) for g in (1, 2)
+        )
         return prompts * steps, prompts * group * extra, prompts * (group * size * 2 + 1)
     if algo == "branch_grpo":  # 2^(splits before grid step j) nodes per tree at grid step j; no completions
         nodes = sum(2 ** sum(1 for s in (0, 2) if start + s < j) for j in range(steps))

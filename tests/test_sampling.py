@@ -63,10 +63,54 @@ def inputs(seed: int = 0, dtype: torch.dtype = torch.float32):
 @pytest.mark.parametrize("sigmas", [(1.0, 0.9), (0.6, 0.45), (0.2, 0.05)])
 def test_log_prob_is_the_averaged_gaussian_density(kind: str, sigmas: tuple[float, float]) -> None:
     x, v = inputs()
-    step = sde_step(v, x, *sigmas, noise_level=0.7, kind=kind, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    step = sde_step(v, x, *sigmas, noise_level=0.7, kind=kind, generator=generator, cps_log_prob="gaussian")
     expected = torch.distributions.Normal(step.mean, step.std.expand_as(step.mean)).log_prob(step.prev_sample)
     torch.testing.assert_close(step.log_prob, expected.flatten(1).mean(1))
     assert step.log_prob.shape == (4,) and step.log_prob.dtype == torch.float32
+    # the exact density, computed as before the CPS option existed: bit for bit the same values
+    assert torch.equal(step.log_prob, gaussian_log_prob(step.prev_sample, step.mean, step.std))
+
+
+@pytest.mark.parametrize("sigmas", [(1.0, 0.9), (0.6, 0.45), (0.2, 0.05)])
+def test_released_cps_log_prob_is_minus_the_mean_squared_distance(sigmas: tuple[float, float]) -> None:
+    x, v = inputs()
+    step = sde_step(v, x, *sigmas, noise_level=0.8, kind="cps", generator=torch.Generator().manual_seed(1))
+    expected = -((step.prev_sample - step.mean) ** 2).flatten(1).mean(1)  # no constants, no 1/(2 std^2)
+    torch.testing.assert_close(step.log_prob, expected)
+    gaussian = sde_step(
+        v, x, *sigmas, noise_level=0.8, kind="cps", prev_sample=step.prev_sample, cps_log_prob="gaussian"
+    )
+    assert torch.equal(gaussian.prev_sample, step.prev_sample) and torch.equal(gaussian.mean, step.mean)
+    # the density's log-ratio is the released one times 1/(2 std^2): the constants cancel in a ratio
+    other = sde_step(v + 0.1, x, *sigmas, noise_level=0.8, kind="cps", prev_sample=step.prev_sample)
+    other_gaussian = sde_step(
+        v + 0.1, x, *sigmas, noise_level=0.8, kind="cps", prev_sample=step.prev_sample, cps_log_prob="gaussian"
+    )
+    std = float(step.std.flatten()[0])
+    torch.testing.assert_close(
+        other_gaussian.log_prob - gaussian.log_prob, (other.log_prob - step.log_prob) / (2 * std**2)
+    )
+
+
+def test_released_cps_ratio_on_random_inputs() -> None:
+    """exp(logp_new - logp_old) = exp(-mean((x' - mean_new)^2) + mean((x' - mean_old)^2)), by hand."""
+    gen = torch.Generator().manual_seed(7)
+    x, v_old, v_new = (torch.randn(6, 4, 3, 3, generator=gen) for _ in range(3))
+    sigma, nxt, a = 0.7, 0.55, 0.8
+    old = sde_step(v_old, x, sigma, nxt, noise_level=a, kind="cps", generator=gen)
+    new = sde_step(v_new, x, sigma, nxt, noise_level=a, kind="cps", prev_sample=old.prev_sample)
+    std = nxt * math.sin(a * math.pi / 2)  # section-1 CPS mean, written out independently of the code
+
+    def mean(v: torch.Tensor) -> torch.Tensor:
+        return (1 - nxt) * (x - sigma * v) + math.sqrt(nxt**2 - std**2) * (x + (1 - sigma) * v)
+
+    x_next = old.prev_sample
+    expected = torch.exp(
+        -((x_next - mean(v_new)) ** 2).flatten(1).mean(1) + ((x_next - mean(v_old)) ** 2).flatten(1).mean(1)
+    )
+    torch.testing.assert_close(torch.exp(new.log_prob - old.log_prob), expected)
+    assert (expected - 1).abs().max() > 1e-2  # the two policies differ, so the check can fail
 
 
 @pytest.mark.parametrize("kind", ["flow_grpo", "cps"])
@@ -158,6 +202,8 @@ def test_bad_arguments() -> None:
         sde_step(v, x, 0.5, 0.4, noise_level=-1.0)
     with pytest.raises(ValueError, match=r"shape \[4\]"):
         sde_step(v, x, torch.ones(3), 0.4, noise_level=0.7)
+    with pytest.raises(ValueError, match="valid: released, gaussian"):
+        sde_step(v, x, 0.5, 0.4, noise_level=0.7, kind="cps", cps_log_prob="exact")
 
 
 def test_sde_window() -> None:

@@ -63,8 +63,10 @@ def test_random_subset_counts_repeatability_and_order_independence() -> None:
     for fraction, K in [(0.5, 9), (0.3, 9), (1.0, 4), (0.01, 5), (0.6, 7)]:
         mask = train_step_mask(fraction, K, seed=3, iteration=7, samples=torch.arange(16))
         assert mask.shape == (16, K) and mask.dtype == torch.bool
-        assert (mask.sum(1) == max(1, int(fraction * K + 0.5))).all()
-    assert (train_step_mask(0.5, 9, seed=0, iteration=1, samples=torch.arange(3)).sum(1) == 5).all()  # half up
+        assert (mask.sum(1) == max(1, int(fraction * K))).all()  # the released int(len(timesteps) * fraction)
+    assert (train_step_mask(0.5, 9, seed=0, iteration=1, samples=torch.arange(3)).sum(1) == 4).all()  # floor: 4 of 9
+    assert (train_step_mask(0.3, 9, seed=0, iteration=1, samples=torch.arange(3)).sum(1) == 2).all()  # 2.7 -> 2
+    assert (train_step_mask(0.01, 5, seed=0, iteration=1, samples=torch.arange(3)).sum(1) == 1).all()  # at least 1
     mask = train_step_mask(0.5, 9, seed=3, iteration=7, samples=torch.arange(16))
     assert torch.equal(mask, train_step_mask(0.5, 9, seed=3, iteration=7, samples=torch.arange(16)))
     perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))

@@ -30,7 +30,16 @@ def ref_anchor(R: list[list[list[float]]], groups: list[int], levels: int) -> li
     return out
 
 
-def ref_tree(rewards, groups, log_probs, splits, K, fusion):
+def ref_sample_normalise(xs: list[float]) -> list[float]:
+    """The released BranchGRPO normalisation: sample std (ddof 1) + 1e-8; all 0 for one node or std < 1e-6."""
+    if len(xs) < 2:
+        return [0.0] * len(xs)
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return [0.0] * len(xs) if std < 1e-6 else [(x - mean) / (std + 1e-8) for x in xs]
+
+
+def ref_tree(rewards, groups, log_probs, splits, K, fusion, depth_std="sample"):
     """Section 7.4 by explicit nodes: a node is the tuple of branch choices made at split steps <= k."""
     B = len(rewards)
     advantages = [[0.0] * K for _ in range(B)]
@@ -52,7 +61,8 @@ def ref_tree(rewards, groups, log_probs, splits, K, fusion):
                     raw = [math.exp(sum(log_probs[b][j] for j in range(k + 1, K))) for b in below]
                     node_value[key] = sum(w * rewards[b] for w, b in zip(raw, below, strict=True)) / sum(raw)
             keys = list(nodes)
-            normalised = dict(zip(keys, ref_normalise([node_value[key] for key in keys]), strict=True))
+            normalise = ref_sample_normalise if depth_std == "sample" else ref_normalise
+            normalised = dict(zip(keys, normalise([node_value[key] for key in keys]), strict=True))
             if len(keys) == 1:
                 normalised = {keys[0]: 0.0}
             for key, below in nodes.items():
@@ -109,13 +119,16 @@ def test_g2rpo_matches_loop_reference(ties: bool, granularities: tuple[int, ...]
         torch.testing.assert_close(credit.advantages, torch.tensor(expected, dtype=torch.float64), atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("depth_std", ["sample", "population"])
 @pytest.mark.parametrize("fusion", ["mean", "path"])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize(("splits", "steps"), [((0, 2), 4), ((0, 2, 4, 6), 9), ((1,), 3), ((0, 1, 2), 3), ((3,), 5)])
-def test_branch_grpo_matches_loop_reference(fusion: str, ties: bool, splits: tuple[int, ...], steps: int) -> None:
+def test_branch_grpo_matches_loop_reference(
+    depth_std: str, fusion: str, ties: bool, splits: tuple[int, ...], steps: int
+) -> None:
     for seed in range(10):
         rollout = tree_rollout(seed, splits, steps, ties=ties)
-        credit = get_algorithm("branch_grpo", fusion=fusion)(rollout)
+        credit = get_algorithm("branch_grpo", fusion=fusion, depth_std=depth_std)(rollout)
         advantages, weights, values = ref_tree(
             rollout.final_rewards.tolist(),
             rollout.group_ids.tolist(),
@@ -123,6 +136,7 @@ def test_branch_grpo_matches_loop_reference(fusion: str, ties: bool, splits: tup
             splits,
             steps,
             fusion,
+            depth_std,
         )
         torch.testing.assert_close(credit.step_rewards, torch.tensor(values, dtype=torch.float64), atol=1e-9, rtol=0)
         torch.testing.assert_close(credit.advantages, torch.tensor(advantages, dtype=torch.float64), atol=1e-7, rtol=0)
@@ -195,11 +209,26 @@ def test_branch_grpo_worked_example() -> None:
         num_steps=4,
         split_steps=(0, 2),
     )
-    credit = get_algorithm("branch_grpo")(rollout)
+    credit = get_algorithm("branch_grpo")(rollout)  # default: the released sample std
     torch.testing.assert_close(
         credit.step_rewards,
         torch.tensor([[2, 2, 1, 1], [2, 2, 3, 3], [4, 4, 2, 2], [4, 4, 6, 6]], dtype=torch.float64),
     )
+    # by hand: depths 1-2 nodes {2, 4}: sample std sqrt(2), so +-1/sqrt(2); depths 3-4 nodes {1, 3, 2, 6}: mean 3,
+    # sample std sqrt(14/3) = 2.1602, so -0.9258, 0, -0.4629, 1.3887
+    expected = torch.tensor(
+        [
+            [-0.7071, -0.7071, -0.9258, -0.9258],
+            [-0.7071, -0.7071, 0, 0],
+            [0.7071, 0.7071, -0.4629, -0.4629],
+            [0.7071, 0.7071, 1.3887, 1.3887],
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(credit.advantages, expected, atol=1e-4, rtol=0)
+    assert credit.weights.tolist() == [[0.5, 0.5, 1.0, 1.0]] * 4
+    assert credit.advantages[1, 2].item() == 0.0  # the node at the mean gets exactly 0
+    population = get_algorithm("branch_grpo", depth_std="population")(rollout)  # section 4: eps 1e-4
     expected = torch.tensor(
         [
             [-0.9999, -0.9999, -1.0690, -1.0690],
@@ -209,9 +238,24 @@ def test_branch_grpo_worked_example() -> None:
         ],
         dtype=torch.float64,
     )
-    torch.testing.assert_close(credit.advantages, expected, atol=1e-4, rtol=0)
-    assert credit.weights.tolist() == [[0.5, 0.5, 1.0, 1.0]] * 4
-    assert credit.advantages[1, 2].item() == 0.0  # the node at the mean gets exactly 0
+    torch.testing.assert_close(population.advantages, expected, atol=1e-4, rtol=0)
+    assert torch.equal(population.step_rewards, credit.step_rewards)
+
+
+def test_branch_grpo_sample_std_zeroes_a_flat_depth_and_refuses_unknown_conventions() -> None:
+    rollout = Rollout(
+        group_ids=torch.zeros(4, dtype=torch.int64),
+        shape="tree",
+        final_rewards=torch.tensor([1.0, 1.0 + 1e-7, 1.0, 1.0 + 1e-7], dtype=torch.float64),
+        num_steps=2,
+        split_steps=(0, 1),
+    )
+    credit = get_algorithm("branch_grpo")(rollout)
+    assert torch.equal(credit.advantages, torch.zeros_like(credit.advantages))  # std < 1e-6: no signal
+    # the population convention (eps 1e-4) still sees the 1e-7 differences, so the zeros above are the cut-off's
+    assert get_algorithm("branch_grpo", depth_std="population")(rollout).advantages.abs().max() > 1e-4
+    with pytest.raises(ValueError, match="unknown depth_std 'ddof2'; valid: sample, population"):
+        get_algorithm("branch_grpo", depth_std="ddof2")
 
 
 # --------------------------------------------------------------------------------------- bad input

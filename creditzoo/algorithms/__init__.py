@@ -24,7 +24,14 @@ from creditzoo.algorithms.g2rpo import G2RPO
 from creditzoo.algorithms.incremental import INCREMENTAL
 from creditzoo.algorithms.spec import AlgorithmFn, AlgorithmSpec
 from creditzoo.algorithms.tempflow import TEMPFLOW
-from creditzoo.algorithms.tp_grpo import TP_GRPO, TP_GRPO_NOINIT, TP_GRPO_STRICT, TP_GRPO_STRICT_NOINIT
+from creditzoo.algorithms.tp_grpo import (
+    TP_GRPO,
+    TP_GRPO_NOINIT,
+    TP_GRPO_RELEASE,
+    TP_GRPO_STRICT,
+    TP_GRPO_STRICT_NOINIT,
+    TP_GRPO_STRICT_RELEASE,
+)
 from creditzoo.registry import lookup
 from creditzoo.rollout import Credit, Rollout, shape_mismatch
 
@@ -35,6 +42,8 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "tp_grpo_strict": TP_GRPO_STRICT,
     "tp_grpo_noinit": TP_GRPO_NOINIT,
     "tp_grpo_strict_noinit": TP_GRPO_STRICT_NOINIT,
+    "tp_grpo_release": TP_GRPO_RELEASE,
+    "tp_grpo_strict_release": TP_GRPO_STRICT_RELEASE,
     "dense_value": DENSE_VALUE,
     "tempflow": TEMPFLOW,
     "g2rpo": G2RPO,

@@ -4,13 +4,15 @@ Li et al. 2025, "BranchGRPO: Stable and Efficient GRPO with Structured Branching
 (arXiv 2509.06040), as specified in docs/math.md section 9.4. Every node takes an SDE step at every window
 step; at the split steps S each node has two children. A node's value fuses the rewards of its descendant
 leaves (``fusion="mean"``, or ``fusion="path"``: weights proportional to exp(beta * the path log-probability
-from the node to the leaf)); its advantage is the section-4 normalisation over the nodes of its tree at its
-depth (0 where a depth has one node). As leaf rows [B = P * 2^|S|, K], column k is the edge into the node
-after window step k; an edge shared by m leaves gets weight 1/m so that the loss counts it once.
+from the node to the leaf)); its advantage normalises over the nodes of its tree at its depth (0 where a depth
+has one node): by default with the released code's sample std (ddof 1, eps 1e-8; 0 where the std is below
+1e-6), or with ``depth_std="population"`` section 4's population std and eps 1e-4. As leaf rows
+[B = P * 2^|S|, K], column k is the edge into the node after window step k; an edge shared by m leaves gets
+weight 1/m so that the loss counts it once.
 
 Because every node at a depth has the same number of leaves below it, normalising the node values repeated
-once per leaf gives exactly the node-level mean and (population) std, so the advantages are computed on the
-leaf rows directly.
+once per leaf gives exactly the node-level mean and population std, so the advantages are computed on the
+leaf rows directly; the sample std of the n distinct nodes is that std times sqrt(n / (n - 1)).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 
 FUSIONS = ("mean", "path")
+DEPTH_STDS = ("sample", "population")
+SAMPLE_EPS = 1e-8
+"""The released code's eps beside the sample std."""
+MIN_SAMPLE_STD = 1e-6
+"""Below this sample std the released code sets a depth's advantages to 0."""
 MAX_DEFAULT_SPLITS = 4
 
 
@@ -93,14 +100,31 @@ def _scatter_softmax(logits: torch.Tensor, index: torch.Tensor, size: int) -> to
     return weights / total[index]
 
 
+def _sample_std_advantages(values: torch.Tensor, group_ids: torch.Tensor, nodes: torch.Tensor, eps: float):
+    """Released normalisation: (v - mean) / (sample std + eps) per tree and depth.
+
+    ``values`` [B, K] holds each node's value once per leaf below it, ``nodes`` [K] the number of distinct nodes
+    per tree at each depth. Advantages are 0 where a depth has one node or its sample std is below 1e-6.
+    """
+    centred = group_advantages(values, group_ids, std_mode="none")  # [B, K] minus the node mean (= the leaf mean)
+    _, inverse, counts = torch.unique(group_ids, return_inverse=True, return_counts=True)
+    square = centred.new_zeros(counts.numel(), values.shape[1]).index_add_(0, inverse, centred**2)  # [G, K]
+    population = square / counts.to(values.dtype).unsqueeze(1)  # [G, K] node-level population variance
+    n = nodes.to(values.dtype).unsqueeze(0)  # [1, K]
+    std = (population * n / (n - 1).clamp_min(1)).sqrt()[inverse]  # [B, K] sample std (ddof 1)
+    signal = (n > 1) & (std >= MIN_SAMPLE_STD)
+    return torch.where(signal, centred / (std + eps), torch.zeros_like(centred))
+
+
 def branch_grpo(
     rollout: Rollout,
     *,
     split_steps: tuple[int, ...] | None = None,
     fusion: str = "mean",
     path_beta: float = 1.0,
+    depth_std: str = "sample",
     std_mode: str = "group",
-    eps: float = 1e-4,
+    eps: float | None = None,
 ) -> Credit:
     """Tree credit: node values fused from leaves, depth-wise advantages, edge weights 1/m.
 
@@ -112,13 +136,20 @@ def branch_grpo(
         fusion: "mean" (node value = mean of its leaves) or "path" (weights proportional to
             exp(path_beta * sum of log-probs on the path from the node to the leaf)).
         path_beta: the beta of path fusion (1 in the specification).
-        std_mode: advantage normalisation ("group", "global", "none").
-        eps: added to the std.
+        depth_std: with ``std_mode="group"``, the std over a tree's nodes at a depth: "sample" (ddof 1, the
+            released code) or "population" (section 4).
+        std_mode: advantage normalisation ("group": per tree and depth; "global", "none": as section 4).
+        eps: added to the std (None: 1e-8 with the sample std, as released; 1e-4 otherwise, as section 4).
 
     Returns:
         :class:`Credit` with step_rewards [B, K] (the value of the node after step k), no turning points,
         advantages [B, K] (that node's advantage) and weights [B, K] (1/m for an edge shared by m leaves).
     """
+    if depth_std not in DEPTH_STDS:
+        raise ValueError(f"unknown depth_std {depth_std!r}; valid: {', '.join(DEPTH_STDS)}")
+    sample = depth_std == "sample" and std_mode == "group"
+    if eps is None:
+        eps = SAMPLE_EPS if sample else 1e-4
     check_std_options(std_mode, eps)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
@@ -153,7 +184,10 @@ def branch_grpo(
         columns.append((total / mass)[node])
         weights.append(rewards.new_full(rewards.shape, 2.0 ** (int(done[k]) - depth)))
     values = torch.stack(columns, dim=1)  # [B, K] node values
-    advantages = group_advantages(values, rollout.group_ids, std_mode=std_mode, eps=eps)  # [B, K]
+    if sample:
+        advantages = _sample_std_advantages(values, rollout.group_ids, 2**done, eps)  # [B, K]
+    else:
+        advantages = group_advantages(values, rollout.group_ids, std_mode=std_mode, eps=eps)  # [B, K]
     return Credit(
         step_rewards=values,
         turning_points=no_turning_points(values),

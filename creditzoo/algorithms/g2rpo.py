@@ -66,6 +66,7 @@ G2RPO = AlgorithmSpec(
     shape="anchor",
     needs_completions=True,
     paper="arXiv 2510.01982",
-    cost="ode: sum over g, k of ceil((T-w-k-1)/g) calls, K|G| reward calls per row; T anchor calls per prompt",
+    cost="ode: sum over g, k of 1 + ceil((T-w-k-2)/g) calls (0 at w+k+1 = T), K|G| reward calls per row; "
+    "T anchor calls per prompt",
     description="G2RPO: anchor children completed at several granularities, advantages summed",
 )

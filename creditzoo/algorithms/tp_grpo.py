@@ -14,6 +14,10 @@ Flow-Based GRPO" (arXiv 2602.06422). Implements docs/math.md section 3:
   (``balance_key="r_agg"``) or, as in the released code, the trajectory's R_K - R_0
   (``balance_key="trajectory"``). Equal |key| are ranked by position in the flattened [B, K] batch.
 - Turning points are credited with r_agg_k, every other step with d_k.
+
+The rule of the released configurations (``tp_grpo_release``, ``tp_grpo_strict_release``; docs/math.md
+section 3, "The released rule"): every step is credited with the trajectory's R_K - R_0, and a turning point
+(of ``tp_grpo``, or of ``tp_grpo_strict``) adds its own d_k; no balancing, no r_agg.
 """
 
 from __future__ import annotations
@@ -125,6 +129,33 @@ def tp_grpo(
     return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
 
 
+def tp_grpo_release(rollout: Rollout, *, strict: bool = False, std_mode: str = "group", eps: float = 1e-4) -> Credit:
+    """The rule TP-GRPO's released ``*_op3()`` configurations train: (R_K - R_0) + [turning point at k] * d_k.
+
+    The turning points are :func:`turning_points` with the initial-step extension (released
+    ``apply_first_step_bonus=True``), with the consistency test when ``strict`` (released
+    ``select_*_only_from_consistent_trajectory``); nothing is balanced (``use_balanced_bonus=False``).
+
+    Args:
+        rollout: needs ``completion_rewards`` [B, K+1].
+        strict: the consistency test of Definition 5.1 on the marks; registered as ``tp_grpo_strict_release``.
+        std_mode: advantage normalisation ("group", "global", "none").
+        eps: added to the std.
+
+    Returns:
+        :class:`Credit` with step_rewards [B, K], turning_points [B, K], advantages [B, K].
+    """
+    check_std_options(std_mode, eps)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    rewards = require_completions(rollout, "tp_grpo_release")  # [B, K+1]
+    increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K] d_k
+    trajectory = rewards[:, -1:] - rewards[:, :1]  # [B, 1] R_K - R_0
+    marked = turning_points(rewards, strict=strict, initial_step=True)  # [B, K]
+    step_rewards = trajectory + torch.where(marked, increments, torch.zeros_like(increments))  # [B, K]
+    return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
+
+
 TP_GRPO_COST = "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
 """Extra model calls of ``ode`` completions and reward calls, shared by the four variants."""
 
@@ -162,4 +193,22 @@ TP_GRPO_STRICT_NOINIT = AlgorithmSpec(
     paper="arXiv 2602.06422",
     cost=TP_GRPO_COST,
     description="TP-GRPO w/ consistency constraint, no initial-step extension",
+)
+
+TP_GRPO_RELEASE = AlgorithmSpec(
+    fn=tp_grpo_release,
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422 (released *_op3 configs)",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO's released rule: R_K - R_0 at every step, + d_k at turning points; no balancing",
+)
+
+TP_GRPO_STRICT_RELEASE = AlgorithmSpec(
+    fn=functools.partial(tp_grpo_release, strict=True),
+    shape="chain",
+    needs_completions=True,
+    paper="arXiv 2602.06422 (released *_op3 configs)",
+    cost=TP_GRPO_COST,
+    description="TP-GRPO's released rule with the consistency test on the turning points",
 )

@@ -88,6 +88,7 @@ def train_command(
     step_weight: str = typer.Option(None, help=_help("step_weight")),
     sde: str = typer.Option(None, help=_help("sde_kind")),
     noise_level: float = typer.Option(None, help=_help("noise_level")),
+    cps_log_prob: str = typer.Option(None, help=_help("cps_log_prob")),
     completion: str = typer.Option(None, help=_help("completion")),
     guidance_scale: float = typer.Option(None, help=_help("guidance_scale")),
     beta: float = typer.Option(None, help=_help("beta")),

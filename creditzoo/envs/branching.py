@@ -122,7 +122,9 @@ def completion_grid(start: int, num_steps: int, *, mode: str | None = None, gran
         start: grid index of the child (1 .. T).
         num_steps: T.
         mode: a completion mode ("ode", "ode:N", "x0"); x0 is one Euler step to sigma 0 (x - sigma * v).
-        granularity: G2RPO stride g: every g-th index from ``start``, then T if the stride skipped it.
+        granularity: G2RPO stride g: one Euler step ``start`` -> ``start + 1``, then every g-th index from
+            ``start + 1``, then T if the stride skipped it (docs/math.md section 9.3; released G2RPO:
+            ``sigma_schedule[:eta_step + 2]`` then ``sigma_schedule[eta_step + 2::g]``).
 
     Returns:
         Increasing grid indices, first ``start``, last ``num_steps`` (a single index when start = T).
@@ -130,7 +132,9 @@ def completion_grid(start: int, num_steps: int, *, mode: str | None = None, gran
     from creditzoo.envs.completion import parse_completion_mode
 
     if granularity is not None:
-        points = list(range(start, num_steps + 1, granularity))
+        if start >= num_steps:
+            return [num_steps]
+        points = [start, *range(start + 1, num_steps + 1, granularity)]
         return points if points[-1] == num_steps else [*points, num_steps]
     completion = parse_completion_mode(mode or "ode")
     if completion.kind == "x0":
@@ -264,6 +268,7 @@ def sample_anchor_branches(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    cps_log_prob: str = "released",
     window_start: int | None = None,
     granularities: tuple[int, ...] | None = None,
     shard: Shard | None = None,
@@ -277,6 +282,7 @@ def sample_anchor_branches(
         seed: seeds the anchors' x_T and the children's noise (see the module docstring for the order).
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        cps_log_prob: what a CPS step's log-prob is: "released" or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the configured one).
         granularities: G2RPO strides (one completion per stride, in this order); None: the env's completion mode.
         shard: this process's block of groups (:mod:`creditzoo.envs.shard`): every draw is made for the global
@@ -291,7 +297,7 @@ def sample_anchor_branches(
     _reset(env, prompts, seed, window_start)
     device, shape, window, steps = env.device, tuple(env.model.sample_shape), env.window, env.config.num_steps
     batch, width, levels = env.num_envs, window.size, len(variants)
-    sde = {"noise_level": noise_level, "kind": sde_kind}
+    sde = {"noise_level": noise_level, "kind": sde_kind, "cps_log_prob": cps_log_prob}
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     anchor = draw_normal(generator, (first.numel(), *shape), shard).to(device)  # [P, *S]
     owner, rows, row_group = first.to(device), torch.arange(batch, device=device), inverse.to(device)
@@ -345,6 +351,7 @@ def sample_tree(
     seed: int,
     sde_kind: str,
     noise_level: float,
+    cps_log_prob: str = "released",
     window_start: int | None = None,
     shard: Shard | None = None,
 ) -> BranchedEpisode:
@@ -359,6 +366,7 @@ def sample_tree(
         seed: seeds the roots x_T and every node's noise (see the module docstring for the order).
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        cps_log_prob: what a CPS step's log-prob is: "released" or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the configured one).
         shard: this process's block of groups; see :func:`sample_anchor_branches`. None: one process.
 
@@ -376,7 +384,7 @@ def sample_tree(
     window = env.window
     device, shape, steps = env.device, tuple(env.model.sample_shape), env.config.num_steps
     groups, batch, width = first.numel(), env.num_envs, window.size
-    sde = {"noise_level": noise_level, "kind": sde_kind}
+    sde = {"noise_level": noise_level, "kind": sde_kind, "cps_log_prob": cps_log_prob}
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     nodes = draw_normal(generator, (groups, 1, *shape), shard).to(device)  # [P, N, *S]
     order = torch.sort(inverse, stable=True).indices  # rows grouped, row order kept inside a group

@@ -74,6 +74,7 @@ class EpisodeOptions:
         seed: seeds every noise draw of the episode.
         sde_kind: "flow_grpo" or "cps".
         noise_level: SDE noise level a.
+        cps_log_prob: what a CPS step's log-prob is: "released" (default) or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: window steps at which every tree node splits in two (tree rollouts only, where it is required).
         granularities: G2RPO completion strides (anchor rollouts only; None: the environment's completion mode).
@@ -84,14 +85,15 @@ class EpisodeOptions:
     seed: int
     sde_kind: str
     noise_level: float
+    cps_log_prob: str = "released"
     window_start: int | None = None
     split_steps: tuple[int, ...] | None = None
     granularities: tuple[int, ...] | None = None
     shard: Shard | None = None
 
     def sampler_options(self) -> dict:
-        """The keywords every branched sampler takes: seed, sde_kind, noise_level, window_start and shard."""
-        names = ("seed", "sde_kind", "noise_level", "window_start", "shard")
+        """The keywords every branched sampler takes: seed, SDE kind, level and log-prob, window start and shard."""
+        names = ("seed", "sde_kind", "noise_level", "cps_log_prob", "window_start", "shard")
         return {name: getattr(self, name) for name in names}
 
     def check_shape(self, shape: str) -> None:
@@ -144,7 +146,14 @@ def collect_chain(
             states.append(latent)
             eps = draw_normal(generator, latent.shape, shard, dtype=noise_dtype)  # [B, *S]
             step = sde_step(
-                velocity, latent, sigma, sigma_next, noise_level=options.noise_level, kind=options.sde_kind, noise=eps
+                velocity,
+                latent,
+                sigma,
+                sigma_next,
+                noise_level=options.noise_level,
+                kind=options.sde_kind,
+                noise=eps,
+                cps_log_prob=options.cps_log_prob,
             )
             log_probs.append(step.log_prob)
             action = step.prev_sample

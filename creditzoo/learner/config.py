@@ -18,6 +18,7 @@ from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
 from creditzoo.sampling import (
+    CPS_LOG_PROBS,
     SDE_KINDS,
     SlideSchedule,
     parse_step_weight,
@@ -32,6 +33,8 @@ OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kin
 DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 DEFAULT_CLIP_RANGE = {"flow_grpo": 1e-4, "cps": 1e-5}
+DEFAULT_CPS_LOG_PROB = "released"
+"""The CPS log-prob a run uses unless told: the released code's, for which the CPS clip range 1e-5 is tuned."""
 DEFAULT_GROUP_SIZE = 8
 """G of a chain or anchor algorithm when none is given; a tree's is 2^|S|, the leaves of its split set."""
 MAX_SEED = 2**32 - 1
@@ -93,6 +96,13 @@ class TrainConfig:
     )
     sde_kind: str = field(default="flow_grpo", metadata={"help": "SDE sampler: flow_grpo or cps"})
     noise_level: float | None = field(default=None, metadata={"help": "SDE noise level a (default 0.7 / 0.8)"})
+    cps_log_prob: str | None = field(
+        default=None,
+        metadata={
+            "help": "CPS log-prob for the ratio: released (-mean((x'-mean)^2), the papers' code; default with "
+            "--sde cps) or gaussian (exact density; rescale clip_range)"
+        },
+    )
     completion: str = field(default="ode", metadata={"help": "completion mode: ode, ode:N, x0"})
     guidance_scale: float = field(default=1.0, metadata={"help": "classifier-free guidance (1: none)"})
     beta: float = field(default=0.0, metadata={"help": "KL weight (>= 0)"})
@@ -164,9 +174,20 @@ class TrainConfig:
             check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
+            if self.cps_log_prob is None:  # recorded resolved in config.json, so a run says what it trained with
+                object.__setattr__(self, "cps_log_prob", DEFAULT_CPS_LOG_PROB)
+            need(
+                self.cps_log_prob in CPS_LOG_PROBS,
+                f"unknown cps_log_prob {self.cps_log_prob!r}; valid: {', '.join(CPS_LOG_PROBS)}",
+            )
             need(
                 self.window_start + self.resolved_window_size < self.num_steps,
                 "with sde_kind=cps the last step is deterministic (std 0) and cannot be in the window",
+            )
+        else:
+            need(
+                self.cps_log_prob is None,
+                f"cps_log_prob applies to sde_kind=cps only (sde_kind is {self.sde_kind}); leave it unset",
             )
         need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0 and finite, got {self.beta}")
         need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
@@ -297,6 +318,11 @@ class TrainConfig:
         return self.noise_level if self.noise_level is not None else DEFAULT_NOISE_LEVEL.get(self.sde_kind, 0.7)
 
     @property
+    def resolved_cps_log_prob(self) -> str:
+        """What a CPS step's log-prob is: "released" or "gaussian" ("gaussian", the only one, for Flow-GRPO's SDE)."""
+        return self.cps_log_prob if self.cps_log_prob is not None else "gaussian"
+
+    @property
     def resolved_clip_range(self) -> float:
         """The PPO clip range (default per sampler kind)."""
         return self.clip_range if self.clip_range is not None else DEFAULT_CLIP_RANGE.get(self.sde_kind, 1e-4)
@@ -330,6 +356,24 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def stored_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a stored ``config.json`` as this version reads them.
+
+    Keys an older version did not write get the value that version trained with: a CPS run written before
+    ``cps_log_prob`` existed used the exact density, "gaussian", not today's default.
+
+    Args:
+        values: the stored fields (without ``provenance``).
+
+    Returns:
+        A new dict, ready for :meth:`TrainConfig.from_dict`.
+    """
+    values = dict(values)
+    if values.get("sde_kind") == "cps" and "cps_log_prob" not in values:
+        values["cps_log_prob"] = "gaussian"
+    return values
 
 
 def rollout_shape(algo: str) -> str:

@@ -199,6 +199,7 @@ class GRPOLearner:
             seed=derive_seed(self.config.seed, iteration, "rollout"),
             sde_kind=self.config.sde_kind,
             noise_level=self.config.resolved_noise_level,
+            cps_log_prob=self.config.resolved_cps_log_prob,
             window_start=self.window_start(iteration),
             shard=processes.shard,
             **self.shape_options,
@@ -477,6 +478,7 @@ class GRPOLearner:
             noise_level=self.config.resolved_noise_level,
             kind=self.config.sde_kind,
             prev_sample=z_next,
+            cps_log_prob=self.config.resolved_cps_log_prob,
         )
 
     # ------------------------------------------------------------------------------------------- logging

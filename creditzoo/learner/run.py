@@ -33,7 +33,7 @@ from creditzoo.learner.checkpoint import (
     write_metrics,
     write_record,
 )
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import TrainConfig, stored_values
 from creditzoo.learner.distributed import (
     Processes,
     check_split,
@@ -149,7 +149,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
     values.pop("provenance", None)
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(stored_values(values))
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{str(path)!r}: {str(error).splitlines()[0] if str(error) else error!r}") from None
 
@@ -278,9 +278,11 @@ def _open_tracker(processes: Processes, config: TrainConfig, run_dir: Path, star
     """
     opened: list[Tracker] = []
     processes.on_main(
-        lambda: opened.append(open_tracker(
-            config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
-        ))
+        lambda: opened.append(
+            open_tracker(
+                config.log, run_dir, config.to_dict(), start=start, history=[_trackable(line) for line in history]
+            )
+        )
     )
     return opened[0] if opened else NullTracker()
 
@@ -319,7 +321,6 @@ def _write_iteration(
 def _trackable(metrics: dict) -> dict:
     """A metrics line less its protocol records (a tracker plots numbers; the protocol is in metrics.jsonl)."""
     return {key: value for key, value in metrics.items() if not key.endswith("eval_protocol")}
-
 
 
 def _become_sole_writer(processes: Processes, run_dir: Path, *, resume: bool) -> RunLock | None:
@@ -408,22 +409,20 @@ def _quiet(message: str) -> None:
 
 def intermediate_eval_config(config: TrainConfig, shift: float) -> EvalConfig:
     """The protocol of the in-run evaluations (iteration 0, every ``eval_every``, the last iteration)."""
-    return EvalConfig(
-        num_steps=config.eval_steps,
-        guidance_scale=config.guidance_scale,
-        samples_per_prompt=config.eval_samples_per_prompt,
-        min_images_per_category=config.eval_min_images_per_category,
-        seed=EVAL_SEED,
-        shift=shift,
-    )
+    return _eval_config(config, shift, config.eval_steps, config.eval_samples_per_prompt)
 
 
 def final_eval_config(config: TrainConfig, shift: float) -> EvalConfig:
     """The protocol of a run's final evaluation and of its base model's (``eval/final.json``, ``eval/base.json``)."""
+    return _eval_config(config, shift, config.final_eval_steps, config.final_eval_samples)
+
+
+def _eval_config(config: TrainConfig, shift: float, steps: int, samples: int) -> EvalConfig:
+    """An evaluation of ``steps`` ODE steps and ``samples`` per prompt on the run's guidance, shift and noise table."""
     return EvalConfig(
-        num_steps=config.final_eval_steps,
+        num_steps=steps,
         guidance_scale=config.guidance_scale,
-        samples_per_prompt=config.final_eval_samples,
+        samples_per_prompt=samples,
         min_images_per_category=config.eval_min_images_per_category,
         seed=EVAL_SEED,
         shift=shift,

@@ -1,7 +1,16 @@
 """Flow-matching sampler math, apart from any model: sigma grids, the SDE window, ODE/SDE/CPS steps, step schedules."""
 
 from creditzoo.sampling.schedule import SdeWindow, flow_sigmas, flux_mu, sde_window
-from creditzoo.sampling.sde import SDE_KINDS, SdeStep, gaussian_log_prob, ode_step, sde_step, x0_prediction
+from creditzoo.sampling.sde import (
+    CPS_LOG_PROBS,
+    SDE_KINDS,
+    SdeStep,
+    gaussian_log_prob,
+    ode_step,
+    released_cps_log_prob,
+    sde_step,
+    x0_prediction,
+)
 from creditzoo.sampling.steps import (
     STEP_WEIGHTS,
     SlideSchedule,
@@ -14,6 +23,7 @@ from creditzoo.sampling.steps import (
 )
 
 __all__ = [
+    "CPS_LOG_PROBS",
     "SDE_KINDS",
     "STEP_WEIGHTS",
     "SlideSchedule",
@@ -28,6 +38,7 @@ __all__ = [
     "flow_sigmas",
     "flux_mu",
     "gaussian_log_prob",
+    "released_cps_log_prob",
     "ode_step",
     "sde_step",
     "sde_window",

@@ -3,7 +3,9 @@
 Formulas: docs/math.md section 1. Flow-GRPO's SDE is from Liu et al. 2025, "Flow-GRPO: Training Flow
 Matching Models via Online RL" (arXiv 2505.05470), eq. 9; CPS from Wang and Yu 2025, "Coefficients-Preserving
 Sampling for Reinforcement Learning with Flow Matching" (arXiv 2509.05952). Log-probabilities are exact
-Gaussian log-densities averaged over the non-batch elements and computed in float32 or wider.
+Gaussian log-densities averaged over the non-batch elements and computed in float32 or wider, except for CPS,
+whose default is the quantity Flow-GRPO's and TP-GRPO's released CPS step returns, -mean((x' - mean)^2)
+(docs/math.md section 1, "CPS log-probability").
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 SDE_KINDS = ("flow_grpo", "cps")
+CPS_LOG_PROBS = ("released", "gaussian")
+"""What a CPS step reports as its log-prob: the released code's -mean((x' - mean)^2), or the exact density."""
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -23,7 +27,8 @@ class SdeStep:
 
     Attributes:
         prev_sample: the next latent x' [B, ...] (diffusers' name: the sample one step closer to the image).
-        log_prob: float32 [B], log-density of ``prev_sample`` averaged over non-batch elements.
+        log_prob: float32 [B], log-density of ``prev_sample`` averaged over non-batch elements (for a CPS step with
+            ``cps_log_prob="released"``: -mean((x' - mean)^2), the released code's quantity).
         mean: [B, ...] mean of the step's Gaussian.
         std: per-element standard deviation, broadcastable to ``prev_sample`` ([B, 1, ...]).
     """
@@ -87,6 +92,23 @@ def gaussian_log_prob(value: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
     return log_density.expand_as(value).reshape(value.shape[0], -1).mean(dim=1)
 
 
+def released_cps_log_prob(value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """The released CPS "log-prob": -mean((x' - mean)^2) over non-batch elements, no constants, no 1/(2 std^2).
+
+    Flow-GRPO's and TP-GRPO's released CPS step returns this quantity and their clip range 1e-5 is tuned for it
+    (docs/math.md section 1). Its difference between two policies is the exact log-ratio times 2 std^2.
+
+    Args:
+        value: x' [B, ...].
+        mean: [B, ...].
+
+    Returns:
+        [B] (float32, or float64 for float64 inputs).
+    """
+    dtype = torch.promote_types(value.dtype, torch.float32)
+    return -((value.to(dtype) - mean.to(dtype)) ** 2).reshape(value.shape[0], -1).mean(dim=1)
+
+
 def _flow_grpo_moments(
     velocity: torch.Tensor, sample: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, a: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +141,7 @@ def sde_step(
     generator: torch.Generator | None = None,
     prev_sample: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    cps_log_prob: str = "released",
 ) -> SdeStep:
     """One stochastic step and the log-probability of its result.
 
@@ -132,6 +155,8 @@ def sde_step(
         generator: RNG for the noise draw.
         prev_sample: if given, nothing is drawn and ``log_prob`` is this sample's.
         noise: the standard normal draw [B, ...] to use instead of drawing one from ``generator``.
+        cps_log_prob: what a CPS step reports as ``log_prob``: "released" (-mean((x' - mean)^2), the papers'
+            code) or "gaussian" (the exact density). Ignored for ``kind="flow_grpo"``.
 
     Returns:
         :class:`SdeStep` with ``prev_sample`` in the dtype of ``sample``; mean, std and log_prob in float32
@@ -139,6 +164,8 @@ def sde_step(
     """
     if kind not in SDE_KINDS:
         raise ValueError(f"unknown SDE kind {kind!r}; valid kinds: {', '.join(SDE_KINDS)}")
+    if cps_log_prob not in CPS_LOG_PROBS:
+        raise ValueError(f"unknown cps_log_prob {cps_log_prob!r}; valid: {', '.join(CPS_LOG_PROBS)}")
     if noise_level < 0:
         raise ValueError(f"noise_level must be >= 0, got {noise_level}")
     if velocity.shape != sample.shape:
@@ -158,7 +185,10 @@ def sde_step(
         prev_sample = (mean + std * noise).to(sample.dtype)
     elif prev_sample.shape != sample.shape:
         raise ValueError(f"prev_sample shape {tuple(prev_sample.shape)} != sample shape {tuple(sample.shape)}")
-    if bool((std > 0).all()):
+    if kind == "cps" and cps_log_prob == "released":
+        # Released quantity: no std in it; a deterministic row still reports 0 so nothing is trained on it.
+        log_prob = released_cps_log_prob(prev_sample, mean) * (std > 0).reshape(-1).to(dtype)
+    elif bool((std > 0).all()):
         log_prob = gaussian_log_prob(prev_sample, mean, std)
     else:
         # A deterministic step (a = 0, or CPS's last step) has no density; report 0 so nothing is trained on it.

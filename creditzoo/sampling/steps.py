@@ -6,8 +6,9 @@ Options of every algorithm, as pure functions of (spec, iteration, seed):
   W SDE steps starting at c; c = 0 at iteration 1 and grows by S every TAU iterations; when c + W > T - 1, c
   returns to 0. (The released code stops the window two steps early and can make it empty; this does neither.)
 - Random step subset, ``train_steps="random:F"`` (DanceGRPO, Xue et al. 2025, arXiv 2505.07818): each sample
-  trains round(F * K) of its K window steps, drawn from (seed, iteration, sample) alone, so the draw is
-  repeatable and does not depend on the batch's order or size.
+  trains max(1, floor(F * K)) of its K window steps (released: ``int(len(timesteps) * timestep_fraction)``),
+  drawn from (seed, iteration, sample) alone, so the draw is repeatable and does not depend on the batch's order
+  or size.
 - Noise-aware step weights, ``step_weight="noise"`` (TempFlow-GRPO, He et al. 2025, arXiv 2508.04324): the policy
   term at window step k is multiplied by w_k = std_k / mean_{j in window}(std_j), std_k the per-element std of
   that SDE step (section 1).
@@ -122,12 +123,12 @@ def train_step_mask(
         samples: int64 [B] sample indices within the iteration (row b is usually sample b).
 
     Returns:
-        bool [B, K] with exactly max(1, round(F * K)) True entries per row (halves round up: F = 0.5, K = 9
-        trains 5); row b depends only on (seed, iteration, samples[b]).
+        bool [B, K] with exactly max(1, floor(F * K)) True entries per row (F = 0.5, K = 9 trains 4, as the
+        released DanceGRPO code does); row b depends only on (seed, iteration, samples[b]).
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    count = max(1, math.floor(fraction * num_steps + 0.5))  # round half up (Python's round() goes to even)
+    count = max(1, math.floor(fraction * num_steps))  # the released int(K * F), in the same float arithmetic
     base = _combine(_combine(_mix(torch.tensor(int(seed) & _MASK32)), int(iteration)), 0)
     rows = _combine(base, samples.to(torch.int64).cpu()).unsqueeze(1)  # [B, 1]
     keys = _combine(rows, torch.arange(num_steps).unsqueeze(0))  # [B, K]
