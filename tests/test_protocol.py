@@ -16,9 +16,10 @@ TINY = [*TRAIN_ARGS, "--iterations", "2", "--eval-every", "1", "--eval-steps", "
 pytestmark = pytest.mark.usefixtures("tiny_task")
 
 
-def train(run: Path, *args: str) -> None:
+def train(run: Path, *args: str) -> str:
     result = runner.invoke(app, ["train", *TINY, *args, "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def load(path: Path) -> dict:
@@ -27,7 +28,7 @@ def load(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_run_writes_paired_final_and_base_records(tmp_path: Path) -> None:
-    train(tmp_path / "a", "--algo", "flow_grpo", "--seed", "1")
+    said = train(tmp_path / "a", "--algo", "flow_grpo", "--seed", "1")
     train(tmp_path / "b", "--algo", "tp_grpo_strict", "--seed", "2", "--final-eval-steps", "3")
     final, base = load(tmp_path / "a" / "eval" / "final.json"), load(tmp_path / "a" / "eval" / "base.json")
     protocol = {
@@ -59,6 +60,11 @@ def test_a_run_writes_paired_final_and_base_records(tmp_path: Path) -> None:
     intermediate = {**protocol, "name": "intermediate", "num_steps": 2, "samples_per_prompt": 1}
     assert [line["eval_protocol"] for line in lines] == [intermediate] * 3
     assert load(tmp_path / "a" / "eval" / "iter_000001.json")["protocol"] == intermediate
+    base_score, final_score = base["summary"]["partial_score"], final["summary"]["partial_score"]
+    assert (
+        "final evaluation (40-step ODE, 4 samples per test prompt, the base model on the same noise): "
+        f"partial score {base_score:.4f} -> {final_score:.4f}, strict accuracy"
+    ) in said  # the command's last line reports the paired final evaluation, not only the in-run one
 
 
 @pytest.mark.slow

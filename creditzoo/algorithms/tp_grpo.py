@@ -199,16 +199,16 @@ TP_GRPO_RELEASE = AlgorithmSpec(
     fn=tp_grpo_release,
     shape="chain",
     needs_completions=True,
-    paper="arXiv 2602.06422 (released *_op3 configs)",
+    paper="arXiv 2602.06422",
     cost=TP_GRPO_COST,
-    description="TP-GRPO's released rule: R_K - R_0 at every step, + d_k at turning points; no balancing",
+    description="TP-GRPO as released (*_op3 configs): R_K - R_0 at every step, + d_k at turning points; no balancing",
 )
 
 TP_GRPO_STRICT_RELEASE = AlgorithmSpec(
     fn=functools.partial(tp_grpo_release, strict=True),
     shape="chain",
     needs_completions=True,
-    paper="arXiv 2602.06422 (released *_op3 configs)",
+    paper="arXiv 2602.06422",
     cost=TP_GRPO_COST,
-    description="TP-GRPO's released rule with the consistency test on the turning points",
+    description="TP-GRPO as released (*_op3 configs), with the consistency test on the turning points",
 )

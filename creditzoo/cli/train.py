@@ -170,6 +170,29 @@ def train_command(
         f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
         f"{last.get('test_strict_accuracy', float('nan')):.4f}"
     )
+    final = _final_scores(summary.run_dir)
+    if final is not None:
+        typer.echo(final)
+
+
+def _final_scores(run_dir: Path) -> str | None:
+    """One line of the final evaluation against the base model on the same noise (eval/final.json, eval/base.json)."""
+    import json
+
+    try:
+        base, final = (json.loads((run_dir / "eval" / name).read_text()) for name in ("base.json", "final.json"))
+    except (OSError, ValueError):
+        return None
+    protocol = final.get("protocol", {})
+    parts = [
+        f"{name.replace('_', ' ')} {base['summary'][name]:.4f} -> {final['summary'][name]:.4f}"
+        for name in ("partial_score", "strict_accuracy", "extra_object_rate")
+        if name in base.get("summary", {}) and name in final.get("summary", {})
+    ]
+    return (
+        f"final evaluation ({protocol.get('num_steps')}-step ODE, {protocol.get('samples_per_prompt')} samples per "
+        f"test prompt, the base model on the same noise): " + ", ".join(parts)
+    )
 
 
 def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool):
