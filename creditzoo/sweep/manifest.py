@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from creditzoo.learner.checkpoint import atomic_write_json, read_metrics
-from creditzoo.learner.config import TrainConfig
+from creditzoo.learner.config import TrainConfig, stored_values
 
 STATUSES = ("pending", "running", "finished", "failed")
 MANIFEST = "manifest.json"
@@ -108,7 +108,7 @@ def read_manifest(out: str | Path) -> Sweep | None:
                 name=entry["name"],
                 algo=entry["algo"],
                 seed=int(entry["seed"]),
-                config=TrainConfig.from_dict(entry["config"]),
+                config=TrainConfig.from_dict(stored_values(entry["config"])),  # an older manifest as it trained
                 status=entry["status"],
             )
             for entry in data["runs"]
