@@ -94,7 +94,8 @@ def test_piped_training_prints_each_iteration_as_it_ends_and_the_run_dir_literal
     assert [m.group(1) for m in matches] == ["1", "2"] and matches[1].group(3)  # evaluated at iteration 2
     assert matches[1].group(5) == "0s" and not matches[0].group(4).startswith("0:00")
     assert lines[2].startswith(f"done: {run}  test partial score")  # ':smile:' stays text, on one line
-    assert len(lines) == 3
+    assert lines[3].startswith("final evaluation (40-step ODE, 4 samples per test prompt")  # the paired one
+    assert len(lines) == 4
 
 
 def test_user_text_is_printed_literally(tiny_task) -> None:
