@@ -23,6 +23,7 @@ section 3, "The released rule"): every step is credited with the trajectory's R_
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 
@@ -157,58 +158,37 @@ def tp_grpo_release(rollout: Rollout, *, strict: bool = False, std_mode: str = "
 
 
 TP_GRPO_COST = "ode: K(T-w) - K(K-1)/2 extra calls, K reward calls (T(T+1)/2-1 at w=0, K=T-1)"
-"""Extra model calls of ``ode`` completions and reward calls, shared by the four variants."""
+"""Extra model calls of ``ode`` completions and reward calls, shared by the six variants."""
 
-TP_GRPO = AlgorithmSpec(
-    fn=tp_grpo,
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO w/o constraint (Def. 4.1) + initial step (Rem. 4.2)",
+
+def _tp_record(fn: Callable[..., Credit], description: str) -> AlgorithmSpec:
+    """The record of a TP-GRPO variant: every one reads chains with completions and costs the same."""
+    return AlgorithmSpec(
+        fn=fn,
+        shape="chain",
+        needs_completions=True,
+        paper="arXiv 2602.06422",
+        cost=TP_GRPO_COST,
+        description=description,
+    )
+
+
+TP_GRPO = _tp_record(tp_grpo, "TP-GRPO w/o constraint (Def. 4.1) + initial step (Rem. 4.2)")
+TP_GRPO_STRICT = _tp_record(
+    functools.partial(tp_grpo, strict=True), "TP-GRPO w/ consistency constraint (Def. 5.1) + initial step"
 )
-
-TP_GRPO_STRICT = AlgorithmSpec(
-    fn=functools.partial(tp_grpo, strict=True),
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO w/ consistency constraint (Def. 5.1) + initial step",
+TP_GRPO_NOINIT = _tp_record(
+    functools.partial(tp_grpo, initial_step=False), "TP-GRPO w/o constraint, no initial-step extension"
 )
-
-TP_GRPO_NOINIT = AlgorithmSpec(
-    fn=functools.partial(tp_grpo, initial_step=False),
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO w/o constraint, no initial-step extension",
+TP_GRPO_STRICT_NOINIT = _tp_record(
+    functools.partial(tp_grpo, strict=True, initial_step=False),
+    "TP-GRPO w/ consistency constraint, no initial-step extension",
 )
-
-TP_GRPO_STRICT_NOINIT = AlgorithmSpec(
-    fn=functools.partial(tp_grpo, strict=True, initial_step=False),
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO w/ consistency constraint, no initial-step extension",
+TP_GRPO_RELEASE = _tp_record(
+    tp_grpo_release,
+    "TP-GRPO as released (*_op3 configs): R_K - R_0 at every step, + d_k at turning points; no balancing",
 )
-
-TP_GRPO_RELEASE = AlgorithmSpec(
-    fn=tp_grpo_release,
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO as released (*_op3 configs): R_K - R_0 at every step, + d_k at turning points; no balancing",
-)
-
-TP_GRPO_STRICT_RELEASE = AlgorithmSpec(
-    fn=functools.partial(tp_grpo_release, strict=True),
-    shape="chain",
-    needs_completions=True,
-    paper="arXiv 2602.06422",
-    cost=TP_GRPO_COST,
-    description="TP-GRPO as released (*_op3 configs), with the consistency test on the turning points",
+TP_GRPO_STRICT_RELEASE = _tp_record(
+    functools.partial(tp_grpo_release, strict=True),
+    "TP-GRPO as released (*_op3 configs), with the consistency test on the turning points",
 )
