@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The powered study's analyses (README.md declares the contrasts). Reads only what the runs recorded.
+#   analysis/primary:   tp_grpo_strict vs flow_grpo (per iteration on the paired final evaluation, and at
+#                       flow_grpo's model-evaluation budget on the in-run curve); README adjusts the two with Holm.
+#   analysis/secondary: every secondary scheme against flow_grpo, Holm across the report's contrasts.
+#   analysis/initial:   tp_grpo_strict against tp_grpo_strict_noinit (the initial-step extension), a member of the
+#                       secondary family: README combines its p with analysis/secondary's under one Holm.
+#   analysis/noise:     flow_grpo and tp_grpo_strict within each noise level, and the interaction tests.
+# Runs that have not finished yet are left out by the sweep's manifest status only when analysed per sweep: run it
+# once every sweep of a part is complete.
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -n "${STUDY_VENV:-}" ] && . "$STUDY_VENV/bin/activate"
+export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+creditzoo analyze compare runs-primary --baseline flow_grpo --primary tp_grpo_strict:flow_grpo --budget model_evals \
+    --out analysis/primary
+if [ -d runs-secondary ]; then
+    secondary=(runs-primary runs-secondary)
+    [ -d runs-x0 ] && secondary+=(runs-x0)
+    [ -d runs-tempflow ] && secondary+=(runs-tempflow)
+    creditzoo analyze compare "${secondary[@]}" --baseline flow_grpo --budget model_evals --out analysis/secondary
+    creditzoo analyze compare runs-primary runs-secondary --baseline tp_grpo_strict_noinit --budget model_evals \
+        --out analysis/initial
+fi
+if [ -d runs-noise ]; then
+    creditzoo analyze compare runs-primary runs-noise --baseline flow_grpo --budget model_evals --out analysis/noise
+fi
