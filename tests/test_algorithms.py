@@ -162,6 +162,18 @@ def reference_advantages(values: list[list[float]], groups: list[int], std_mode:
     return out
 
 
+def assert_matches_loop_reference(credit, rollout, expected_rewards, expected_tp, seed: int) -> None:
+    """Turning points exactly, step rewards to 1e-6, and group advantages recomputed by the loop reference."""
+    assert credit.turning_points.tolist() == expected_tp, f"seed {seed}"
+    torch.testing.assert_close(
+        credit.step_rewards.double(), torch.tensor(expected_rewards, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    expected_adv = reference_advantages(credit.step_rewards.double().tolist(), rollout.group_ids.tolist(), "group")
+    torch.testing.assert_close(
+        credit.advantages.double(), torch.tensor(expected_adv, dtype=torch.float64), atol=2e-4, rtol=1e-4
+    )
+
+
 # ------------------------------------------------------------------------------------ the shared contract
 
 
@@ -238,14 +250,7 @@ def test_matches_loop_reference(name: str, ties: bool, balance_key: str) -> None
         credit = get_algorithm(name, **options)(rollout)
         R = rollout.completion_rewards.double().tolist()
         expected_rewards, expected_tp = reference_step_rewards(name, R, balance_key=balance_key)
-        assert credit.turning_points.tolist() == expected_tp, f"seed {seed}"
-        torch.testing.assert_close(
-            credit.step_rewards.double(), torch.tensor(expected_rewards, dtype=torch.float64), atol=1e-6, rtol=0
-        )
-        expected_adv = reference_advantages(credit.step_rewards.double().tolist(), rollout.group_ids.tolist(), "group")
-        torch.testing.assert_close(
-            credit.advantages.double(), torch.tensor(expected_adv, dtype=torch.float64), atol=2e-4, rtol=1e-4
-        )
+        assert_matches_loop_reference(credit, rollout, expected_rewards, expected_tp, seed)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("tp_grpo") and not n.endswith("_release")])
@@ -323,14 +328,7 @@ def test_release_rule_matches_loop_reference(name: str, ties: bool) -> None:
         credit = get_algorithm(name)(rollout)
         R = rollout.completion_rewards.double().tolist()
         expected_rewards, expected_tp = reference_release(R, strict=name == "tp_grpo_strict_release")
-        assert credit.turning_points.tolist() == expected_tp, f"seed {seed}"
-        torch.testing.assert_close(
-            credit.step_rewards.double(), torch.tensor(expected_rewards, dtype=torch.float64), atol=1e-6, rtol=0
-        )
-        expected_adv = reference_advantages(credit.step_rewards.double().tolist(), rollout.group_ids.tolist(), "group")
-        torch.testing.assert_close(
-            credit.advantages.double(), torch.tensor(expected_adv, dtype=torch.float64), atol=2e-4, rtol=1e-4
-        )
+        assert_matches_loop_reference(credit, rollout, expected_rewards, expected_tp, seed)
 
 
 def test_release_rule_worked_example_of_the_docs() -> None:
