@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 from test_branching import SHAPE, log_density, make_env, sde_moments, velocity_one
+from test_learner_shapes import make_learner
 from typer.testing import CliRunner
 
 from creditzoo.algorithms import get_algorithm
@@ -438,6 +439,28 @@ def test_code_noise_scales_split_steps_and_scores_with_the_unscaled_std() -> Non
         child = episode.outputs[b, 0]
         assert episode.log_probs[b, 0].item() == pytest.approx(log_density(child, mean, std), abs=1e-4)
         assert episode.log_probs[b, 0].item() < log_density(child, mean, 4 * std) - 5
+
+
+# ------------------------------------------------------------------------------------- through the learner
+
+
+@pytest.mark.slow
+def test_the_learner_slides_depth_pruning_and_samples_with_the_split_noise() -> None:
+    # T = 5, K = 4, S = {0, 2}; "4:slide:1" (STOP = max(S) = 2): iteration 1 prunes depth 3 (shift 1 // 1 = 1),
+    # iteration 2 depth 2 and iteration 3 still depth 2 (shift capped at 4 - 2). One tree per iteration.
+    options = {"split_steps": [0, 2], "depth_prune": "4:slide:1", "split_noise": "code:4"}
+    learner = make_learner("branch_grpo", options, iterations=3, prompts_per_iteration=1)
+    assert learner.shape_options == {"split_steps": (0, 2), "split_noise": "code:4"}
+    pruned = []
+    for iteration in (1, 2, 3):
+        result = learner.iteration(iteration)
+        weights = result.record["weights"]  # [B, K]
+        pruned.append((weights == 0).all(dim=0).nonzero().flatten().tolist())
+        assert result.metrics["ratio_dev_first_update"] < 1e-5  # the update scores with the sampling (unscaled) std
+    assert pruned == [[2], [1], [1]]
+    # code:4 at the split steps: their recorded log-probs sit far below the other steps' (about -8 per element more)
+    log_probs = result.record["log_probs"]  # [B, K]
+    assert (log_probs[:, [0, 2]].mean() - log_probs[:, [1, 3]].mean()).item() < -4
 
 
 # -------------------------------------------------------------------------- creditzoo train with the options
