@@ -14,7 +14,7 @@ from test_learner_shapes import make_learner
 from typer.testing import CliRunner
 
 from creditzoo.algorithms import get_algorithm
-from creditzoo.algorithms.branch_pruning import parse_depth_prune
+from creditzoo.algorithms.branch_pruning import parse_depth_prune, parse_width_prune
 from creditzoo.cli import app
 from creditzoo.envs.branching import sample_tree
 from creditzoo.learner.config import TrainConfig
@@ -155,6 +155,8 @@ def test_depth_pruning_worked_example() -> None:
     # depth 2 pruned (2 edges of 12): the others scale by 12 / 10
     weights = get_algorithm("branch_grpo", depth_prune="4:slide:2")(spec_tree((0, 2), iteration=4)).weights
     torch.testing.assert_close(weights, torch.tensor([[0.6, 0.0, 1.2, 1.2]] * 4, dtype=torch.float64))
+    # "1" and "2" take the released ratio 0.5
+    assert parse_width_prune("2") == parse_width_prune("2:0.5") and parse_width_prune("1").ratio == 0.5
     # an explicit STOP, and no iteration known: the set has not moved
     assert parse_depth_prune("4:slide:2:3").active(9, (0, 2)) == (3,)
     assert parse_depth_prune("3,4:slide:1").active(None, (0, 2)) == (3, 4)
