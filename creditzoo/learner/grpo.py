@@ -139,7 +139,7 @@ class GRPOLearner:
         rows = self.processes.shard.rows(len(prompts) // self.processes.world_size)
         local = self.collect(prompts[rows], group_ids[rows], iteration)  # this process's groups
         rollout = self.gather(local, prompts, group_ids, iteration)  # global rewards and log-probs
-        credit = self.assign_credit(rollout)
+        credit = self.assign_credit(rollout, iteration)
         update = self.update(local, credit, iteration, group_ids)
         metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
         record = self.record(rollout, credit, iteration)
@@ -245,7 +245,7 @@ class GRPOLearner:
         return merged
 
     def _shape_options(self) -> dict:
-        """What the collector of the algorithm's rollout shape needs: tree split steps, G2RPO granularities.
+        """What the collector of the algorithm's rollout shape needs: tree split steps and noise, G2RPO granularities.
 
         Raises:
             ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
@@ -255,7 +255,7 @@ class GRPOLearner:
             steps = check_split_steps(
                 options.get("split_steps"), self.config.resolved_window_size, self.config.group_size
             )
-            return {"split_steps": steps}
+            return {"split_steps": steps, "split_noise": options.get("split_noise", "iid")}
         if self.algorithm.rollout_shape == "anchor" and options.get("granularities") is not None:
             return {"granularities": tuple(options["granularities"])}
         return {}
@@ -301,8 +301,12 @@ class GRPOLearner:
             weights = weights * steps.unsqueeze(0)
         return weights
 
-    def assign_credit(self, rollout: CollectedRollout) -> Credit:
-        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm."""
+    def assign_credit(self, rollout: CollectedRollout, iteration: int | None = None) -> Credit:
+        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm.
+
+        ``iteration`` (1-based) reaches the algorithm as ``Rollout.iteration``, for credit that follows a schedule
+        (``branch_grpo``'s sliding depth pruning).
+        """
         if rollout.shape == "anchor":
             inputs = Rollout(
                 group_ids=rollout.group_ids,
@@ -325,7 +329,7 @@ class GRPOLearner:
             inputs = Rollout(
                 group_ids=rollout.group_ids, final_rewards=rollout.final_rewards, num_steps=self.env.window.size
             )
-        return self.algorithm(inputs)
+        return self.algorithm(dataclasses.replace(inputs, iteration=iteration))
 
     def update(
         self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None
