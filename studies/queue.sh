@@ -18,3 +18,4 @@ step() {  # step NAME CHECKOUT SCRIPT
 while pgrep -f "studies/verdict/run.sh" > /dev/null; do sleep 60; done
 step "verdict" verdict-code verdict/run.sh
 step "verdict, release rules" release-code verdict/run-release.sh
+step "zoo reruns after the fidelity revisions" zoo-code zoo/rerun.sh
