@@ -14,7 +14,7 @@
 #
 # Resumable: run it again after any interruption; finished runs are skipped, interrupted ones continue. Run it from
 # a frozen checkout so that edits made while it trains cannot reach it (studies/README.md):
-#   git worktree add --detach ../zoo-code FROZEN_COMMIT   # fe8a25c0 for the runs committed here (config.json has it)
+#   git worktree add --detach ../zoo-code FROZEN_COMMIT   # fe8a25c9f75723de8e51d7507c4d955baa20204a for the runs committed here (config.json has it)
 #   (cd ../zoo-code && python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints-cpu.txt -e .)
 #   STUDY_VENV=$PWD/../zoo-code/.venv bash studies/zoo/rerun.sh
 # Cost on the 2-core VM of run.sh: about as long as run.sh's branch_grpo and g2rpo sweeps, 12 runs in all.
