@@ -72,6 +72,7 @@ class FlipPrediction:
         sign_change_rate: [K] expected share of increments whose noisy sign differs from the clean sign(d_k), ties
             included: a tied increment (sign 0) gets a non-zero noisy sign with probability 1 when sigma > 0.
         flip_rate_all: the untied mean over every step (None when every increment is tied).
+        tie_share_all: tie_share over every step.
         sign_change_all: sign_change_rate over every step.
     """
 
@@ -80,6 +81,7 @@ class FlipPrediction:
     tie_share: list[float]
     sign_change_rate: list[float]
     flip_rate_all: float | None
+    tie_share_all: float
     sign_change_all: float
 
 
@@ -170,6 +172,7 @@ def predict_flips(rewards: np.ndarray, sigma: float) -> FlipPrediction:
         tie_share=_rounded(tied.mean(0).tolist()),
         sign_change_rate=_rounded(changed.mean(0).tolist()),
         flip_rate_all=None if tied.all() else round(float(flips[~tied].mean()), 9),
+        tie_share_all=round(float(tied.mean()), 9),
         sign_change_all=round(float(changed.mean()), 9),
     )
 

@@ -307,9 +307,10 @@ def noise_sweep_scores(
 
 # ----------------------------------------------------------------------------------------------- theory vs measurement
 
-THEORY_QUANTITIES = ("flip_rate", "sign_change", "mark_rate", "precision", "recall")
-"""What :func:`theory_comparison` sets beside its prediction: sign flips of the untied increments, sign changes of all
-increments (ties included), and the turning points' rate, precision and recall."""
+THEORY_QUANTITIES = ("tie_share", "flip_rate", "sign_change", "mark_rate", "precision", "recall")
+"""What :func:`theory_comparison` reports: the share of clean increments that are exactly 0 (a fact of the clean
+rewards, in ``predicted``; nothing measured), sign flips of the untied increments, sign changes of all increments
+(ties included), and the turning points' rate, precision and recall."""
 
 
 @dataclass(frozen=True)
@@ -430,6 +431,8 @@ def _flip_rows(
         shares = [float((c if step is None else c[:, step]).float().mean()) for c in changes]
         predicted = prediction.sign_change_all if step is None else prediction.sign_change_rate[step]
         rows.append(_row(level, "increments", "sign_change", step, predicted=predicted, values=shares))
+        ties = prediction.tie_share_all if step is None else prediction.tie_share[step]
+        rows.append(_row(level, "increments", "tie_share", step, predicted=ties, values=[]))
     return rows
 
 
