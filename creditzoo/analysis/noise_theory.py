@@ -41,6 +41,9 @@ MAX_CHAIN = 5
 Ordering = tuple[int, int]
 """(lo, hi): the noisy score at index lo is below the one at index hi."""
 
+Chain = tuple[tuple[int, ...], tuple[int, ...]]
+"""(score indices in order, relations): relation +1 means the next score is above the one before it, -1 below."""
+
 
 @dataclass(frozen=True)
 class TurningPointRule:
@@ -227,6 +230,8 @@ def ordering_probability(pattern: list[Ordering], means: np.ndarray, sigma: floa
         ValueError: the pattern, once its cycles are resolved, holds a chain longer than :data:`MAX_CHAIN` or a
             score with more than two neighbours (no TP-GRPO rule does).
     """
+    if _check_sigma(sigma) == 0:
+        raise ValueError("sigma must be > 0 here; with sigma = 0 a pattern holds or not (see clean_marks)")
     means = np.asarray(means, dtype=np.float64)
     total = np.zeros(means.shape[0])
     for sign, chains in _resolve(frozenset(pattern)):
@@ -238,13 +243,8 @@ def ordering_probability(pattern: list[Ordering], means: np.ndarray, sigma: floa
 
 
 @cache
-def _resolve(
-    pattern: frozenset[Ordering],
-) -> tuple[tuple[int, tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]], ...]:
-    """Inclusion-exclusion terms (sign, chains) whose signed sum is the pattern's probability.
-
-    A chain is (scores in order, relations): relation +1 means the next score is above, -1 below.
-    """
+def _resolve(pattern: frozenset[Ordering]) -> tuple[tuple[int, tuple[Chain, ...]], ...]:
+    """Inclusion-exclusion terms (sign, independent chains) whose signed sum is the pattern's probability."""
     if any(lo == hi for lo, hi in pattern) or any((hi, lo) in pattern for lo, hi in pattern):
         return ()  # impossible: x < x, or x < y and y < x
     cycle = _find_cycle(pattern)
@@ -305,7 +305,7 @@ def _ancestors(node: int, parent: dict[int, int | None]) -> list[int]:
     return chain
 
 
-def _chains(pattern: frozenset[Ordering]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+def _chains(pattern: frozenset[Ordering]) -> tuple[Chain, ...]:
     """The acyclic pattern's connected components, each a chain (scores in order, relations)."""
     graph = _neighbours(pattern)
     if any(len(others) > 2 for others in graph.values()):
@@ -328,7 +328,7 @@ def _chains(pattern: frozenset[Ordering]) -> tuple[tuple[tuple[int, ...], tuple[
     return tuple(chains)
 
 
-def _chain_probability(chain: tuple[tuple[int, ...], tuple[int, ...]], means: np.ndarray, sigma: float) -> np.ndarray:
+def _chain_probability(chain: Chain, means: np.ndarray, sigma: float) -> np.ndarray:
     """P(a chain of orderings) [N]: Gauss-Hermite over its middle score, exact factors on either side."""
     scores, relations = chain
     mu = means[:, list(scores)]  # [N, m]

@@ -229,7 +229,8 @@ def _theory_panel(ax: plt.Axes, rows: list[TheoryRow], subjects: list[str], quan
         ax.set_xscale("symlog", linthresh=min([s for s in sigmas if s > 0], default=1.0))
         ax.set_xticks(sigmas, [f"{s:g}" for s in sigmas])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a per-step panel without a noisy level has nothing to label
+        ax.legend(fontsize=7)
 
 
 def theory_figures(rows: list[TheoryRow], out_dir: Path) -> list[Path]:
