@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The misclassification theory beside the counterfactual measurement (issue 18; README.md here is the write-up).
 # Replays recorded clean completion rewards; trains nothing, samples nothing. Each command takes a few minutes on 2 cores.
-#   verdict/:  the verdict study's tp_grpo_strict seed 0 (40 iterations x 64 trajectories, K = 9). Its rollout records
-#              are not in git (studies/.gitignore): set VERDICT_RUN to a checkout that has them, or the part is skipped.
+#   verdict/:  the verdict study's tp_grpo_strict seed 0 (40 iterations x 64 trajectories, K = 9); its rollout records
+#              are in git (studies/.gitignore keeps them); VERDICT_RUN points elsewhere if wanted.
 #   credit/:   the credit study's tp_grpo_strict seed 0 (20 iterations, records in git), for a second set of rollouts.
 #   kinds/:    every scheme under biased, heavy-tailed, flipped and quantised noise (no theory: not Gaussian).
 #   ablation.md: the exact prediction against two approximations (independent orderings; a clean trend), ablation.py.
