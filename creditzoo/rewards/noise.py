@@ -25,7 +25,8 @@ Repeats (docs/math.md section 10.1): ``NoisyReward(..., repeats=N)`` scores ever
 fresh draw of the noise (and a fresh call of the wrapped reward, which may itself be random, e.g. a judge sampling
 at a temperature). :class:`NoisyScores` then holds the mean of the N noisy scores, the mean of the N clean ones,
 the per-image sample variance (ddof 1) of the noisy ones and N; :func:`pooled_noise_sd` turns a batch of such
-variances into the per-call noise SD. Means are taken in float64, so N equal scores average to that score exactly.
+variances into the per-call noise SD. Means are taken in float64; a reward that returns the same clean scores on
+every call keeps them as they are.
 
 Repeatability: per-call draws come from a CPU ``torch.Generator`` owned by the :class:`NoisyReward` (the
 noise, a [B] vector, is then moved to the scores' device, so a run repeats across devices). The learner
