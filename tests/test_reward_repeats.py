@@ -60,6 +60,20 @@ def test_repeats_average_the_calls_a_single_call_reward_makes_in_turn() -> None:
     assert plain.variance is None and plain.repeats == 1
 
 
+def test_noise_estimate_worked_example_of_the_docs() -> None:
+    """docs/math.md section 10.1: a judge scoring .60 then .64; the mean .62, the variance .0008, sigma .0283."""
+    answers = iter([0.60, 0.64])
+
+    def judge(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:  # a random reward: one answer a call
+        return torch.tensor([next(answers)], dtype=torch.float64)
+
+    scores = NoisyReward(judge, None, repeats=2).score(torch.zeros(1, 3, 2, 2), ["a"])
+    assert float(scores.noisy) == pytest.approx(0.62) and float(scores.clean) == pytest.approx(0.62)
+    assert float(scores.variance) == pytest.approx(0.0008)
+    assert pooled_noise_sd(scores.variance) == pytest.approx(0.0283, abs=1e-4)
+    assert pooled_noise_sd(scores.variance) / math.sqrt(2) == pytest.approx(0.0200, abs=1e-4)
+
+
 def test_a_noiseless_reward_has_zero_variance_and_pools_to_zero() -> None:
     scores = NoisyReward(mean_brightness, None, repeats=4).score(torch.rand(6, 3, 2, 2), ["a"] * 6)
     assert torch.equal(scores.variance, torch.zeros(6)) and pooled_noise_sd(scores.variance) == 0.0
