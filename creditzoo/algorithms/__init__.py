@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from creditzoo.algorithms.branch_grpo import BRANCH_GRPO, check_split_steps, default_split_steps
+from creditzoo.algorithms.branch_pruning import check_pruning
 from creditzoo.algorithms.dense_value import DENSE_VALUE
 from creditzoo.algorithms.flow_grpo import FLOW_GRPO
 from creditzoo.algorithms.g2rpo import G2RPO
@@ -223,6 +224,7 @@ __all__ = [
     "AlgorithmSpec",
     "algorithm_spec",
     "base_function",
+    "check_pruning",
     "check_split_steps",
     "default_split_steps",
     "get_algorithm",

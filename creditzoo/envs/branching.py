@@ -24,7 +24,8 @@ A completion born at grid index j + 1 takes its first step in the next call, tog
 Seeding, so that an independent one-sample-at-a-time sampler can reproduce a rollout: one CPU generator seeded
 with ``seed`` draws the roots x_T [P, *S] (P groups in increasing group-id order), then, for each window step in
 order, the children's noise: [B, *S] for anchor rollouts (row b's child), [P, N_k, *S] for trees (N_k nodes per
-tree after window step k). With N processes (a ``shard``) each of these draws is made for the global batch, all
+tree after window step k; with ``split_noise="paper:S"`` a split step then draws the siblings' shared xi,
+[P, N_k / 2, *S]). With N processes (a ``shard``) each of these draws is made for the global batch, all
 processes' groups in order, and each process keeps its block, so the draws do not depend on N.
 """
 
@@ -38,6 +39,7 @@ import torch
 from creditzoo.envs.denoising import DenoisingEnv, _Branches, _concat, _Counters, _score
 from creditzoo.envs.shard import Shard, draw_normal
 from creditzoo.sampling import ode_step, sde_step
+from creditzoo.sampling.split_noise import SplitNoise, parse_split_noise
 
 BRANCHED_SHAPES = ("anchor", "tree")
 
@@ -354,6 +356,7 @@ def sample_tree(
     cps_log_prob: str = "released",
     window_start: int | None = None,
     shard: Shard | None = None,
+    split_noise: str | SplitNoise = "iid",
 ) -> BranchedEpisode:
     """Sample a tree episode (docs/math.md section 9.4): binary splits at ``split_steps``, leaves as rows.
 
@@ -369,6 +372,8 @@ def sample_tree(
         cps_log_prob: what a CPS step's log-prob is: "released" or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the configured one).
         shard: this process's block of groups; see :func:`sample_anchor_branches`. None: one process.
+        split_noise: the children's noise at split steps (:mod:`creditzoo.sampling.split_noise`): "iid",
+            "paper:S" or "code:C"; log-probs always use the SDE's own std.
 
     Returns:
         :class:`BranchedEpisode` with shape "tree", ``split_steps`` and leaf rows [B, K].
@@ -380,6 +385,7 @@ def sample_tree(
     sizes = torch.bincount(inverse)
     splits = check_tree(split_steps, env.window.size, int(sizes.max()))
     check_tree(splits, env.window.size, int(sizes.min()))
+    sibling = parse_split_noise(split_noise)  # split-step noise (branch option split_noise)
     _reset(env, prompts, seed, window_start)
     window = env.window
     device, shape, steps = env.device, tuple(env.model.sample_shape), env.config.num_steps
@@ -406,6 +412,9 @@ def sample_tree(
         fan = 2 if k in splits else 1
         parent = torch.arange(groups * count, device=device).repeat_interleave(fan)  # [P*N*fan] node q -> fan*q+c
         eps = draw_normal(generator, (groups, count * fan, *shape), shard).to(device).flatten(0, 1)
+        if fan == 2:  # split step: sibling noise per split_noise; paper:S draws one shared xi per parent after eta
+            shared = draw_normal(generator, (groups, count, *shape), shard) if sibling.shares_noise else None
+            eps = sibling.sibling_noise(eps, None if shared is None else shared.to(device).flatten(0, 1))
         mean, std = _sde_moments(env, velocity, flat, j, sde)
         children = (mean[parent] + std[parent] * eps).to(flat.dtype)  # [P*N*fan, *S]
         step = sde_step(velocity[parent], flat[parent], env.sigmas[j], env.sigmas[j + 1], prev_sample=children, **sde)

@@ -81,6 +81,8 @@ class EpisodeOptions:
         cps_log_prob: what a CPS step's log-prob is: "released" (default) or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the environment's configured one).
         split_steps: window steps at which every tree node splits in two (tree rollouts only, where it is required).
+        split_noise: the tree children's noise at split steps, "iid", "paper:S" or "code:C" (tree rollouts only;
+            docs/math.md section 9.4).
         granularities: G2RPO completion strides (anchor rollouts only; None: the environment's completion mode).
         shard: this process's block of the global batch (None: one process). Noise is drawn for the global batch
             and sliced, so a sample's noise does not depend on the number of processes.
@@ -92,6 +94,7 @@ class EpisodeOptions:
     cps_log_prob: str = "released"
     window_start: int | None = None
     split_steps: tuple[int, ...] | None = None
+    split_noise: str = "iid"
     granularities: tuple[int, ...] | None = None
     shard: Shard | None = None
 
@@ -106,6 +109,8 @@ class EpisodeOptions:
             raise ValueError(f"split_steps belong to tree rollouts, not to {shape} rollouts")
         if shape == "tree" and self.split_steps is None:
             raise ValueError("a tree rollout needs split_steps")
+        if shape != "tree" and self.split_noise != "iid":
+            raise ValueError(f"split_noise belongs to tree rollouts, not to {shape} rollouts")
         if shape != "anchor" and self.granularities is not None:
             raise ValueError(f"granularities belong to anchor rollouts, not to {shape} rollouts")
 
@@ -243,14 +248,21 @@ def collect_tree(
         prompts: B prompts (each group's 2^|S| leaves share one).
         group_ids: int64 [B].
         options: the seed (roots and every node's noise), SDE kind and level, window start, the split steps
-            (required) and shard (a block of whole groups); no granularities.
+            (required), the split noise and shard (a block of whole groups); no granularities.
 
     Returns:
         :class:`CollectedRollout` with shape "tree" and ``split_steps``.
     """
     options.check_shape("tree")
     assert options.split_steps is not None  # checked above; for the type checker
-    episode = sample_tree(env, prompts, group_ids, split_steps=options.split_steps, **options.sampler_options())
+    episode = sample_tree(
+        env,
+        prompts,
+        group_ids,
+        split_steps=options.split_steps,
+        split_noise=options.split_noise,
+        **options.sampler_options(),
+    )
     return _from_episode(episode, prompts)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_split_steps, option_names
+from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_pruning, check_split_steps, option_names
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -185,7 +185,9 @@ class TrainConfig:
             self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
         )
         if rollout_shape(self.algo) == "tree":
-            check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
+            options, size = self.algo_options, self.resolved_window_size
+            splits = check_split_steps(options.get("split_steps"), size, self.group_size)
+            check_pruning(options.get("depth_prune"), options.get("width_prune"), size, splits)  # depths vs K
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
             if self.cps_log_prob is None:  # recorded resolved in config.json, so a run says what it trained with
@@ -326,6 +328,15 @@ class TrainConfig:
         if rollout_shape(self.algo) != "tree":
             return DEFAULT_GROUP_SIZE
         return 2 ** len(check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size))
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats ``config.json`` records beside the fields: today, an off-policy ``split_noise=code:C``."""
+        from creditzoo.sampling import parse_split_noise
+
+        spec = self.algo_options.get("split_noise") if rollout_shape(self.algo) == "tree" else None
+        note = parse_split_noise(spec).note if isinstance(spec, str) else ""
+        return [note] if note else []
 
     @property
     def batch_size(self) -> int:
