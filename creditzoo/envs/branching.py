@@ -211,10 +211,10 @@ class _Lockstep:
         for first in range(0, latents.shape[0], size):
             chunk = env._decode(latents[first : first + size])
             scores = _score(env.reward, chunk, prompts[first : first + size])
-            noisy.append(scores[0])
-            clean.append(scores[1])
+            noisy.append(scores.noisy)
+            clean.append(scores.clean)
             images.append(chunk[max(0, latents.shape[0] - keep - first) :].cpu())
-        self.counters.reward_calls += latents.shape[0]
+            self.counters.reward_calls += scores.calls  # images x reward repeats
         self.counters.seconds["reward"] += time.perf_counter() - start
         return torch.cat(noisy), torch.cat(clean), torch.cat(images)
 

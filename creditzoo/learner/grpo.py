@@ -11,13 +11,14 @@ of one step in :mod:`creditzoo.learner.loss`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from creditzoo.algorithms import check_split_steps, get_algorithm
+from creditzoo.algorithms import check_split_steps, get_algorithm, option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.collect import CollectedRollout, EpisodeOptions, check_trainable, collect_rollout
 from creditzoo.learner.config import TrainConfig
@@ -26,6 +27,7 @@ from creditzoo.learner.lora import adapter_state, add_lora, load_adapter_state
 from creditzoo.learner.loss import step_loss
 from creditzoo.learner.update import Minibatch, StepSums, UpdateStatistics, kept_rows, minibatch_plan
 from creditzoo.models.base import FlowModel, select_conditioning
+from creditzoo.rewards.noise import pooled_noise_sd
 from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 
@@ -139,10 +141,11 @@ class GRPOLearner:
         rows = self.processes.shard.rows(len(prompts) // self.processes.world_size)
         local = self.collect(prompts[rows], group_ids[rows], iteration)  # this process's groups
         rollout = self.gather(local, prompts, group_ids, iteration)  # global rewards and log-probs
-        credit = self.assign_credit(rollout, iteration)
+        noise = self.noise_estimate(rollout)  # the reward noise pooled from repeats, and what the credit is given
+        credit = self.assign_credit(rollout, iteration, noise.get("credit_noise_sd"))
         update = self.update(local, credit, iteration, group_ids)
-        metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
-        record = self.record(rollout, credit, iteration)
+        metrics = self.log(iteration, rollout, credit, {**update, **noise}, time.perf_counter() - started)
+        record = self.record(rollout, credit, iteration, noise)
         return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
 
     def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
@@ -236,6 +239,8 @@ class GRPOLearner:
             completion_rewards_clean=cat(rollout.completion_rewards_clean),
             branch_rewards=cat(rollout.branch_rewards),
             branch_rewards_clean=cat(rollout.branch_rewards_clean),
+            final_rewards_var=cat(rollout.final_rewards_var),
+            completion_rewards_var=cat(rollout.completion_rewards_var),
             info={
                 **{name: int(total) for name, total in zip(counters, totals.tolist(), strict=True)},
                 "seconds": dict(zip(phases, slowest.tolist(), strict=True)),
@@ -301,11 +306,37 @@ class GRPOLearner:
             weights = weights * steps.unsqueeze(0)
         return weights
 
-    def assign_credit(self, rollout: CollectedRollout, iteration: int | None = None) -> Credit:
+    def noise_estimate(self, rollout: CollectedRollout) -> dict[str, float]:
+        """The iteration's reward-noise figures (docs/math.md section 10.1), as metrics.
+
+        ``reward_noise_sd_pooled``: with reward repeats N >= 2 on a chain, the per-call SD pooled over every image
+        of the batch, sqrt(mean of the per-image sample variances) (final images counted once, as R_K).
+        ``credit_noise_sd``: for a noise-aware algorithm, what it is given: the per-call SD (pooled for
+        ``reward_noise_sd="auto"``, else declared) divided by sqrt(N), the SD of a mean of N calls.
+        """
+        variances = rollout.completion_rewards_var
+        variances = rollout.final_rewards_var if variances is None else variances  # [B, K+1] or [B]
+        figures = {} if variances is None else {"reward_noise_sd_pooled": pooled_noise_sd(variances)}
+        if "noise_sd" in option_names(self.algorithm.fn):
+            declared = self.config.reward_noise_sd
+            if declared == 0:  # none declared: the algorithm's own (algo_options' noise_sd, else its default 0)
+                figures["credit_noise_sd"] = float(self.algorithm.bound_options["noise_sd"])
+            else:
+                per_call = figures["reward_noise_sd_pooled"] if declared == "auto" else float(declared)
+                figures["credit_noise_sd"] = per_call / math.sqrt(self.config.reward_repeats)
+        return figures
+
+    def assign_credit(
+        self, rollout: CollectedRollout, iteration: int | None = None, noise_sd: float | None = None
+    ) -> Credit:
         """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm.
 
-        ``iteration`` (1-based) reaches the algorithm as ``Rollout.iteration``, for credit that follows a schedule
-        (``branch_grpo``'s sliding depth pruning).
+        Args:
+            rollout: the iteration's (global) rollout.
+            iteration: 1-based; reaches the algorithm as ``Rollout.iteration``, for credit that follows a schedule
+                (``branch_grpo``'s sliding depth pruning).
+            noise_sd: the noise SD a noise-aware algorithm is given this iteration (``credit_noise_sd`` of
+                :meth:`noise_estimate`); None leaves its bound options as they are.
         """
         if rollout.shape == "anchor":
             inputs = Rollout(
@@ -329,7 +360,10 @@ class GRPOLearner:
             inputs = Rollout(
                 group_ids=rollout.group_ids, final_rewards=rollout.final_rewards, num_steps=self.env.window.size
             )
-        return self.algorithm(dataclasses.replace(inputs, iteration=iteration))
+        algorithm = self.algorithm
+        if noise_sd is not None:
+            algorithm = dataclasses.replace(algorithm, options={**algorithm.options, "noise_sd": noise_sd})
+        return algorithm(dataclasses.replace(inputs, iteration=iteration))
 
     def update(
         self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None
@@ -494,12 +528,17 @@ class GRPOLearner:
         increments = rollout.completion_rewards[:, 1:] - rollout.completion_rewards[:, :-1]
         return float((increments == 0).float().mean())
 
-    def record(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict[str, torch.Tensor]:
+    def record(
+        self, rollout: CollectedRollout, credit: Credit, iteration: int, noise: dict[str, float] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The compact per-iteration record analysis needs to recompute any algorithm offline.
 
         Besides rewards and credit it holds what shaped the loss, when present: ``window_start`` [1] (a sliding
         window's position), ``weights`` [B, K] (the credit's weights times the step weights), ``step_weights``
-        [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset).
+        [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset); with reward repeats the per-image
+        sample variances ``completion_rewards_var`` [B, K+1] and ``final_rewards_var`` [B], and for a
+        noise-aware algorithm the noise SD it was given, ``credit_noise_sd`` [1] (from ``noise``, the figures of
+        :meth:`noise_estimate`).
         """
         record = {
             "group_ids": rollout.group_ids,
@@ -516,6 +555,11 @@ class GRPOLearner:
         if rollout.branch_rewards is not None:
             record["branch_rewards"] = rollout.branch_rewards  # [B, K, L]
             record["branch_rewards_clean"] = rollout.branch_rewards_clean
+        for name in ("completion_rewards_var", "final_rewards_var"):
+            if getattr(rollout, name) is not None:
+                record[name] = getattr(rollout, name)
+        if noise and "credit_noise_sd" in noise:
+            record["credit_noise_sd"] = torch.tensor([noise["credit_noise_sd"]], dtype=torch.float64)
         if rollout.split_steps is not None:
             record["split_steps"] = torch.tensor(rollout.split_steps, dtype=torch.int64)  # [|S|]
         if self.config.window_schedule is not None:
