@@ -11,7 +11,7 @@ import torch
 from synthetic_runs import write_run
 from typer.testing import CliRunner
 
-from creditzoo.algorithms import ALGORITHMS, get_algorithm
+from creditzoo.algorithms import ALGORITHMS, get_algorithm, option_names
 from creditzoo.algorithms.tp_grpo import turning_points
 from creditzoo.analysis import load_records, noise_theory
 from creditzoo.analysis.noise_theory import (
@@ -252,10 +252,14 @@ def test_every_chain_scheme_runs_under_every_noise_kind(tmp_path) -> None:
     assert [(e.noise, e.algo) for e in effects] == [(str(s), a) for s in specs for a in CHAIN_ALGOS]
     for effect in effects:
         assert 0 <= effect.advantage_sign_agreement.mean <= 1
-        if effect.noise in ("flip:0.0", "student_t:3.0:0.0", "quantize:0.03125"):  # no-ops: rewards are k / 32
+        # no-ops: rewards are k / 32. A noise-aware scheme is told quantize's SD STEP / sqrt(12) > 0, so it credits
+        # differently from its clean version even where rounding changed nothing; the zero-SD no-ops hold for all.
+        aware = "noise_sd" in option_names(ALGORITHMS[effect.algo].fn)
+        no_ops = ("flip:0.0", "student_t:3.0:0.0") + (() if aware else ("quantize:0.03125",))
+        if effect.noise in no_ops:
             assert effect.advantage_sign_agreement.mean == 1 and effect.increment_sign_change.mean == 0
             assert effect.tp_precision is None or (effect.tp_precision.mean, effect.tp_recall.mean) == (1, 1)
-        elif effect.noise != "bias:0.1":
+        elif effect.noise not in ("bias:0.1", "quantize:0.03125"):
             assert effect.increment_sign_change.mean > 0
 
 
@@ -319,3 +323,24 @@ def test_bias_leaves_every_scheme_unchanged_in_the_counterfactual(tmp_path) -> N
     for effect in effects:
         assert effect.increment_sign_change.mean == 0  # rewards are multiples of 1/32 apart: rounding cannot flip one
         assert effect.advantage_spearman.mean == pytest.approx(1.0, abs=1e-6)
+
+
+def test_noise_aware_schemes_are_told_the_injected_noise(tmp_path) -> None:
+    """A scheme with a ``noise_sd`` option replays with the injected noise's SD, not as its clean version."""
+    from creditzoo.algorithms import get_algorithm
+    from creditzoo.analysis.robustness import _noisy_rollouts, _score_prompts
+    from creditzoo.rewards.noise import per_call_sd
+
+    records = _run_records(tmp_path, iterations=2)
+    spec = parse_noise_list(["gaussian:0.05"])[0]
+    assert per_call_sd(spec) == 0.05
+    effect = counterfactual_study(records, [spec], algos=["tp_margin"], repeats=1)[0]
+    # the same copy by hand: the scheme told sigma = 0.05, against its clean version
+    rollouts = _noisy_rollouts(records, [_score_prompts(r) for r in records], spec, seed=0, repeat=0)
+    told, clean = get_algorithm("tp_margin", noise_sd=0.05), get_algorithm("tp_margin")
+    noisy = torch.cat([told(rollout).advantages for rollout in rollouts])
+    reference = torch.cat([clean(record.rollout(clean=True)).advantages for record in records])
+    agreement = float((torch.sign(noisy) == torch.sign(reference)).float().mean())
+    assert abs(effect.advantage_sign_agreement.mean - agreement) <= 5e-7  # Estimate keeps 6 decimals
+    untold = torch.cat([clean(rollout).advantages for rollout in rollouts])
+    assert not torch.equal(noisy, untold)  # the margin changed the credit, so the check above can tell them apart

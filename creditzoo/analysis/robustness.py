@@ -11,6 +11,9 @@ statistics are those of training), and measure what the noise changed:
 * the Spearman rank correlation and the sign agreement of the advantages with the clean ones.
 
 Each noisy copy draws every score once, R_K included, as a noisy reward model would during training.
+A noise-aware scheme (one with a ``noise_sd`` option, docs/math.md section 10) is told the per-call SD of the
+noise injected (:func:`creditzoo.rewards.noise.per_call_sd`), as ``--reward-noise-sd X`` would tell it in training;
+its clean reference is its clean version (sigma = 0).
 Turning points are those of TP-GRPO (Tong et al. 2026, arXiv 2602.06422). Each figure is the pool over all records
 of one repeat; the reported value is the mean over repeats with the 2.5-97.5 percentile range across repeats.
 
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm
+from creditzoo.algorithms import get_algorithm, option_names
 from creditzoo.analysis.compare import (
     IGNORED_KEYS,
     RunGroup,
@@ -52,7 +55,7 @@ from creditzoo.analysis.noise_theory import (
 )
 from creditzoo.analysis.runs import RunData
 from creditzoo.analysis.turning_points import TP_VARIANTS
-from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec
+from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec, per_call_sd
 from creditzoo.rollout import Rollout
 
 DEFAULT_NOISE = ("gaussian:0", "gaussian:0.01", "gaussian:0.02", "gaussian:0.05", "gaussian:0.1")
@@ -187,6 +190,7 @@ def counterfactual_study(
         )
     algorithms = {name: get_algorithm(name) for name in algos}
     clean_credit = {name: [fn(record.rollout(clean=True)) for record in records] for name, fn in algorithms.items()}
+    aware = {name for name, fn in algorithms.items() if "noise_sd" in option_names(fn.spec.fn)}
     chains = all(record.shape == "chain" for record in records)  # increments d_k exist along chains only
     clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if chains else None
     prompts = [_score_prompts(record) for record in records]
@@ -200,6 +204,8 @@ def counterfactual_study(
                 increments = torch.cat([rollout.completion_rewards.diff(dim=1) for rollout in rollouts])
                 sign_changes.append(float((torch.sign(increments) != torch.sign(clean_increments)).float().mean()))
             for name, fn in algorithms.items():
+                if name in aware:  # told the noise, as --reward-noise-sd would tell it (docs/math.md section 10.1)
+                    fn = get_algorithm(name, **{**fn.options, "noise_sd": per_call_sd(spec)})
                 _measure(samples[name], [fn(rollout) for rollout in rollouts], clean_credit[name])
         for name in algorithms:
             effects.append(_effect(name, spec, repeats, samples[name], sign_changes))

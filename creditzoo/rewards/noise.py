@@ -118,6 +118,40 @@ class NoiseSpec:
         return ":".join((self.kind, *(repr(p) for p in self.params)))
 
 
+def per_call_sd(spec: NoiseSpec | None) -> float:
+    """The SD of one call's noise that a noise-aware scheme is told about a noise model (docs/math.md section 10.1).
+
+    What ``--reward-noise-sd X`` would declare for rewards carrying this noise, for counterfactual replays:
+    gaussian: SD; uniform: HALFWIDTH / sqrt(3); student_t: SCALE * sqrt(DF / (DF - 2)) for DF > 2, and SCALE for
+    DF <= 2 (the variance is infinite; the scale is the only finite spread there is); bias: 0 (a per-prompt offset
+    is the same in every score of a trajectory, so it cancels in every increment); quantize: STEP / sqrt(12) (the
+    rounding error of a score spread over many steps); flip: sqrt(P / 3), the RMS change of a score replaced by
+    U(0, 1) at its worst (a clean score at 0 or 1); a declared value, not an exact one. No noise: 0.
+
+    Args:
+        spec: a parsed noise model, or None.
+
+    Returns:
+        The declared per-call SD, >= 0.
+    """
+    if spec is None:
+        return 0.0
+    first, last = spec.params[0], spec.params[-1]
+    if spec.kind == "gaussian":
+        return float(first)
+    if spec.kind == "uniform":
+        return float(first) / math.sqrt(3.0)
+    if spec.kind == "student_t":
+        return float(last) * math.sqrt(first / (first - 2.0)) if first > 2 else float(last)
+    if spec.kind == "bias":
+        return 0.0
+    if spec.kind == "quantize":
+        return float(first) / math.sqrt(12.0)
+    if spec.kind == "flip":
+        return math.sqrt(float(first) / 3.0)
+    raise ValueError(f"unknown noise kind {spec.kind!r}; valid: {', '.join(NOISE_KINDS)}")
+
+
 def parse_noise_spec(text: str) -> NoiseSpec | None:
     """Parse ``"kind:PARAM[:PARAM]"`` (e.g. ``"student_t:5:0.1"``) into a :class:`NoiseSpec`.
 
