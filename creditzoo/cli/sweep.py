@@ -7,13 +7,13 @@ The command takes every ``creditzoo train`` option as the sweep's fixed setting 
 from __future__ import annotations
 
 import inspect
-import typing
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail
+from creditzoo.cli.options import keyword_option, with_parameters
 from creditzoo.cli.train import resolve_config, train_command
 
 NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
@@ -113,30 +113,32 @@ def _print_table(out: Path, names: list[str], final: dict[str, str]) -> None:
     console.print(table)
 
 
-def _signature() -> inspect.Signature:
-    """``sweep``'s parameters: its own, then every ``train`` option it does not replace."""
-    hints = typing.get_type_hints(train_command)
-    inherited = [
-        parameter.replace(annotation=hints[name])
-        for name, parameter in inspect.signature(train_command).parameters.items()
-        if name not in NOT_FROM_TRAIN
-    ]
-    keyword = inspect.Parameter.KEYWORD_ONLY
+def _parameters() -> list[inspect.Parameter]:
+    """``sweep``'s parameters: its own, then every ``train`` option it does not replace (TrainConfig's included)."""
     own = [
-        ("algos", list[str], typer.Option(..., "--algo", help="algorithm to train (repeat for several)")),
-        ("seeds", str, typer.Option("0", help="seeds, e.g. 0,1,2 or 0-4")),
-        ("grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")),
-        ("out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")),
-        ("jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")),
-        ("launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")),
-        ("cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")),
-        ("executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")),
+        keyword_option("algos", list[str], typer.Option(..., "--algo", help="algorithm to train (repeat for several)")),
+        keyword_option("seeds", str, typer.Option("0", help="seeds, e.g. 0,1,2 or 0-4")),
+        keyword_option(
+            "grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")
+        ),
+        keyword_option(
+            "out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")
+        ),
+        keyword_option(
+            "jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")
+        ),
+        keyword_option(
+            "launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")
+        ),
+        keyword_option(
+            "cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")
+        ),
+        keyword_option(
+            "executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")
+        ),
     ]
-    parameters = [inspect.Parameter(n, keyword, default=d, annotation=a) for n, a, d in own]
-    parameters += [p.replace(kind=keyword) for p in inherited]
-    return inspect.Signature(parameters)
+    inherited = inspect.signature(train_command).parameters.values()
+    return own + [parameter for parameter in inherited if parameter.name not in NOT_FROM_TRAIN]
 
 
-sweep_command.__signature__ = _signature()  # type: ignore[attr-defined]
-sweep_command.__annotations__ = {p.name: p.annotation for p in sweep_command.__signature__.parameters.values()}
-app.command("sweep")(sweep_command)
+app.command("sweep")(with_parameters(sweep_command, _parameters()))

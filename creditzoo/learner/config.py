@@ -48,17 +48,28 @@ class TrainConfig:
     Defaults follow Flow-GRPO / TP-GRPO where they apply (AdamW lr 3e-4, grad-norm clip 1.0, adv clip 5,
     clip range 1e-4 for the Flow-GRPO SDE and 1e-5 for CPS) and are sized for the embedded ``geneval`` task
     on a laptop CPU otherwise.
+
+    Each field is declared once, here: ``creditzoo train`` (and ``creditzoo sweep``) make one option of it
+    (:mod:`creditzoo.cli.options`) from its name (or its :data:`OPTION_ALIASES` spelling), its type and its
+    metadata: ``help`` (required), ``show_default`` (append the default to the help: only where no task
+    overrides it) and ``option`` (False: no command-line option; a table set in the ``--config`` TOML file).
     """
 
-    algo: str = field(default="tp_grpo_strict", metadata={"help": "credit-assignment algorithm (creditzoo algos)"})
-    env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
+    algo: str = field(
+        default="tp_grpo_strict",
+        metadata={"help": "credit-assignment algorithm (creditzoo algos)", "show_default": True},
+    )
+    env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)", "show_default": True})
     model: str | None = field(
         default=None, metadata={"help": "model spec: toy, toy:PATH, sd3:PATH, flux:PATH (default: the task's model)"}
     )
     model_options: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length"}
+        default_factory=dict,
+        metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length", "option": False},
     )
-    dtype: str = field(default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16"})
+    dtype: str = field(
+        default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16", "show_default": True}
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}
     )
@@ -72,14 +83,16 @@ class TrainConfig:
         default=1,
         metadata={
             "help": "score every image (final and completions) N times and keep the mean and the per-image "
-            "variance; every call counts in reward_calls"
+            "variance; every call counts in reward_calls",
+            "show_default": True,
         },
     )
     reward_noise_sd: float | str = field(
         default=0.0,
         metadata={
             "help": "per-call reward noise SD given to the noise-aware algorithms (tp_margin, tp_prob, *_rts): "
-            "auto (pooled from --reward-repeats N >= 2) or a number; 0: none. They get it divided by sqrt(N)"
+            "auto (pooled from --reward-repeats N >= 2) or a number; 0: none. They get it divided by sqrt(N)",
+            "show_default": True,
         },
     )
     prompts: str | None = field(
@@ -134,7 +147,9 @@ class TrainConfig:
     updates_per_iteration: int = field(default=2, metadata={"help": "optimizer updates (minibatches) per epoch"})
     inner_epochs: int = field(default=1, metadata={"help": "passes over each iteration's samples"})
     std_mode: str = field(default="group", metadata={"help": "advantage std: group, global, none"})
-    algo_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra algorithm options"})
+    algo_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "extra algorithm options", "option": False}
+    )
     eval_every: int = field(default=10, metadata={"help": "evaluate on the test prompts every N iterations (0: end)"})
     eval_steps: int = field(default=40, metadata={"help": "ODE steps for evaluation"})
     eval_samples_per_prompt: int = field(default=1, metadata={"help": "evaluation samples per test prompt"})
@@ -148,10 +163,15 @@ class TrainConfig:
         default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
     )
     final_eval_steps: int = field(
-        default=40, metadata={"help": "ODE steps of the final evaluation of the run and of its base model"}
+        default=40,
+        metadata={"help": "ODE steps of the final evaluation of the run and of its base model", "show_default": True},
     )
     final_eval_samples: int = field(
-        default=4, metadata={"help": "final evaluation samples per test prompt (per-image scores in eval/final.json)"}
+        default=4,
+        metadata={
+            "help": "final evaluation samples per test prompt (per-image scores in eval/final.json)",
+            "show_default": True,
+        },
     )
 
     def __post_init__(self) -> None:
