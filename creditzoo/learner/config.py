@@ -11,9 +11,17 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_pruning, check_split_steps, option_names
+from creditzoo.algorithms import (
+    ALGORITHMS,
+    Algorithm,
+    algorithm_spec,
+    check_pruning,
+    check_split_steps,
+    get_algorithm,
+    option_names,
+)
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -26,6 +34,9 @@ from creditzoo.sampling import (
     parse_window_schedule,
     sde_window,
 )
+
+if TYPE_CHECKING:
+    from creditzoo.rewards.noise import NoiseSpec
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
 OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
@@ -310,10 +321,11 @@ class TrainConfig:
                 raise ValueError(f"{item.name} must be a finite number{bound}, got {value}")
 
     def _check_names(self) -> None:
-        """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run."""
-        from creditzoo.algorithms import get_algorithm
+        """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run.
+
+        The algorithm and the reward-noise spec are resolved here, once (:attr:`algorithm`, :attr:`noise_spec`).
+        """
         from creditzoo.envs.completion import parse_completion_mode
-        from creditzoo.rewards.noise import parse_noise_spec
         from creditzoo.tasks import get_task
 
         task = get_task(self.env)
@@ -323,11 +335,9 @@ class TrainConfig:
             task = task_with_prompt_files(task, self.prompts)
         from creditzoo.learner.collect import check_trainable  # loads the environment: only when checking
 
-        algorithm = get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
-        check_trainable(algorithm.name, algorithm.rollout_shape)
+        check_trainable(self.algorithm.name, self.algorithm.rollout_shape)  # resolves it; checks std_mode too
         parse_completion_mode(self.completion)
-        if self.reward_noise is not None:
-            parse_noise_spec(self.reward_noise)
+        self.noise_spec  # noqa: B018  (parses it: a malformed spec fails here)
         if self.reward is not None and self.reward not in task.rewards and ":" not in self.reward:
             raise ValueError(
                 f"unknown reward {self.reward!r} for {self.env}; valid: {', '.join(task.rewards)} "
@@ -341,6 +351,21 @@ class TrainConfig:
             )
         if self.model is None and task.default_model is None:
             raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
+
+    @functools.cached_property
+    def algorithm(self) -> Algorithm:
+        """The algorithm with its options bound (``std_mode`` and ``algo_options``), resolved and checked once.
+
+        Resolved while the configuration is checked; the learner, the preflight and collection read it.
+        """
+        return get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)
+
+    @functools.cached_property
+    def noise_spec(self) -> NoiseSpec | None:
+        """The parsed ``reward_noise`` (None without noise), parsed once while the configuration is checked."""
+        from creditzoo.rewards.noise import parse_noise_spec
+
+        return parse_noise_spec(self.reward_noise) if self.reward_noise is not None else None
 
     @property
     def default_group_size(self) -> int:
@@ -385,7 +410,7 @@ class TrainConfig:
         """The step weighting: ``step_weight`` if set, else the algorithm's default ("noise" for tempflow)."""
         if self.step_weight is not None:
             return self.step_weight
-        return algorithm_spec(self.algo).default_step_weight
+        return self.algorithm.default_step_weight
 
     @property
     def resolved_noise_level(self) -> float:

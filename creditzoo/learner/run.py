@@ -95,11 +95,10 @@ def load_task(config: TrainConfig) -> Task:
 
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked, repeated N times."""
-    from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
+    from creditzoo.rewards.noise import NoisyReward
 
     reward = task.reward(config.reward)
-    spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
-    return NoisyReward(reward, spec, seed=config.seed, repeats=config.reward_repeats)
+    return NoisyReward(reward, config.noise_spec, seed=config.seed, repeats=config.reward_repeats)
 
 
 def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
