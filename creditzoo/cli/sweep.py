@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail
 from creditzoo.cli.options import keyword_option, with_parameters
 from creditzoo.cli.train import resolve_config, train_command
+
+if TYPE_CHECKING:
+    from creditzoo.sweep import SweepRun
 
 NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
 """``creditzoo train`` options a sweep replaces (by --algo/--seeds/--out) or has no use for."""
@@ -75,7 +78,7 @@ def sweep_command(**options: Any) -> None:
     except KeyboardInterrupt:
         error_console.print(f"interrupted; run the same command again to continue the sweep in {out}")
         raise typer.Exit(code=130) from None
-    _print_table(out, names, final)
+    _print_table(out, runs, final)
     failed = [name for name, status in final.items() if status != "finished"]
     if failed:
         error_console.print(f"{len(failed)} of {len(names)} runs failed ({', '.join(failed)}); see {out / 'logs'}")
@@ -94,22 +97,20 @@ def _executor_parameters(specs: list[str]) -> dict[str, Any]:
     return parameters
 
 
-def _print_table(out: Path, names: list[str], final: dict[str, str]) -> None:
+def _print_table(out: Path, runs: list[SweepRun], final: dict[str, str]) -> None:
+    """Each run's status and last test scores, one column per metric of the runs' tasks."""
     from rich.table import Table
 
     from creditzoo.learner.checkpoint import read_metrics
+    from creditzoo.tasks import get_task
 
-    table = Table("run", "status", "test partial", "test strict", title=f"sweep {out}")
-    for name in names:
-        lines = read_metrics(out / name) if final[name] == "finished" else []
+    metrics = {m.test_key: m for run in runs for m in get_task(run.config.env).metrics}  # in order, once each
+    table = Table("run", "status", *(f"test {metric.label}" for metric in metrics.values()), title=f"sweep {out}")
+    for run in runs:
+        lines = read_metrics(out / run.name) if final[run.name] == "finished" else []
         last = lines[-1] if lines else {}
-        partial, strict = last.get("test_partial_score"), last.get("test_strict_accuracy")
-        table.add_row(
-            name,
-            final[name],
-            "-" if partial is None else f"{partial:.4f}",
-            "-" if strict is None else f"{strict:.4f}",
-        )
+        values = [last.get(key) for key in metrics]
+        table.add_row(run.name, final[run.name], *("-" if value is None else f"{value:.4f}" for value in values))
     console.print(table)
 
 

@@ -12,6 +12,7 @@ import typer
 from creditzoo.cli.app import app, console, error_console, fail, is_main_process
 from creditzoo.cli.options import config_options, keyword_option, option_fields, option_parameter, with_parameters
 from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
+from creditzoo.tasks import Metric, get_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,16 +106,17 @@ def train_command(**options: Any) -> None:
         if is_main_process():
             error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
         raise typer.Exit(code=1) from None
-    last = summary.metrics[-1]
-    base = summary.metrics[0]
     if not is_main_process():
         return
-    typer.echo(  # plain and unwrapped: the run directory is printed literally, on one line
-        f"done: {summary.run_dir}  test partial score {base['test_partial_score']:.4f} -> "
-        f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
-        f"{last.get('test_strict_accuracy', float('nan')):.4f}"
-    )
-    final = _final_scores(summary.run_dir)
+    metrics = get_task(train_config.env).metrics
+    last, base = summary.metrics[-1], summary.metrics[0]
+    changes = [
+        f"{metric.label} {base[metric.test_key]:.4f} -> {last.get(metric.test_key, float('nan')):.4f}"
+        for metric in metrics
+        if metric.test_key in base
+    ]
+    typer.echo(f"done: {summary.run_dir}  test {', '.join(changes)}")  # plain, unwrapped: the path on one line
+    final = _final_scores(summary.run_dir, metrics)
     if final is not None:
         typer.echo(final)
 
@@ -133,8 +135,13 @@ OWN_OPTIONS = [
 app.command("train")(with_parameters(train_command, config_options() + OWN_OPTIONS))
 
 
-def _final_scores(run_dir: Path) -> str | None:
-    """One line of the final evaluation against the base model on the same noise (eval/final.json, eval/base.json)."""
+def _final_scores(run_dir: Path, metrics: tuple[Metric, ...]) -> str | None:
+    """One line of the final evaluation against the base model on the same noise (eval/final.json, eval/base.json).
+
+    Args:
+        run_dir: the run directory.
+        metrics: the task's metrics; each one both files hold is shown, in order.
+    """
     import json
 
     try:
@@ -143,9 +150,9 @@ def _final_scores(run_dir: Path) -> str | None:
         return None
     protocol = final.get("protocol", {})
     parts = [
-        f"{name.replace('_', ' ')} {base['summary'][name]:.4f} -> {final['summary'][name]:.4f}"
-        for name in ("partial_score", "strict_accuracy", "extra_object_rate")
-        if name in base.get("summary", {}) and name in final.get("summary", {})
+        f"{metric.label} {base['summary'][metric.mean]:.4f} -> {final['summary'][metric.mean]:.4f}"
+        for metric in metrics
+        if metric.mean in base.get("summary", {}) and metric.mean in final.get("summary", {})
     ]
     return (
         f"final evaluation ({protocol.get('num_steps')}-step ODE, {protocol.get('samples_per_prompt')} samples per "
@@ -158,7 +165,10 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
     from creditzoo.learner.run import train
 
     description = f"{config.algo} on {config.env}"
-    with TrainProgress(description, config.iterations, console=console, enabled=is_main_process()) as progress:
+    test_metric = get_task(config.env).primary.test_key  # the test score the progress line shows
+    with TrainProgress(
+        description, config.iterations, console=console, enabled=is_main_process(), test_metric=test_metric
+    ) as progress:
 
         def report(iteration: int, total: int, metrics: dict) -> None:
             progress.update(iteration, metrics)
@@ -176,7 +186,7 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 def envs_command(
     wide: bool = typer.Option(False, "--wide", help="one long line per environment, never wrapped"),
 ) -> None:
-    """List the environments (tasks): name and gymnasium id, then what the task is."""
+    """List the environments (tasks): name and gymnasium id, then what the task is and the metrics it reports."""
     from creditzoo.cli.terminal import echo_wrapped, text_width
     from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
@@ -185,8 +195,11 @@ def envs_command(
     width, column = text_width(), max(len(name) for name in ids)
     for name, gym_id in ids.items():
         task = get_task(name)
+        names = [f"{m.mean} (primary)" if m.name == task.primary_metric else m.mean for m in task.metrics]
+        metrics = f"metrics: {', '.join(names)}"
         if wide:
-            typer.echo(f"{name:<{column}}  {gym_id:<26} {task.description}")
+            typer.echo(f"{name:<{column}}  {gym_id:<26} {task.description}  {metrics}")
             continue
         typer.echo(f"{name:<{column}}  {gym_id}")
         echo_wrapped(task.description, width)
+        echo_wrapped(metrics, width, hang="         ")
