@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import check_split_steps, get_algorithm, option_names
+from creditzoo.algorithms import check_split_steps, option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.collect import CollectedRollout, EpisodeOptions, check_trainable, collect_rollout
 from creditzoo.learner.config import TrainConfig
@@ -103,8 +103,7 @@ class GRPOLearner:
         self.config = config
         self.train_prompts = list(train_prompts)
         self.reward = reward
-        options = {"std_mode": config.std_mode, **config.algo_options}
-        self.algorithm = get_algorithm(config.algo, **options)
+        self.algorithm = config.algorithm  # resolved once, when the configuration was checked
         check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
         self.shape_options = self._shape_options()
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1

@@ -172,9 +172,7 @@ def estimate_memory(config: TrainConfig, model: object, world_size: int = 1) -> 
     Returns:
         The :class:`MemoryEstimate` of one process.
     """
-    from creditzoo.algorithms import get_algorithm
-
-    algorithm = get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
+    algorithm = config.algorithm
     window = config.resolved_window_size
     if algorithm.rollout_shape == "chain":
         latents = (window + 1) * (2 if algorithm.needs_completions else 1)
