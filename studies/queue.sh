@@ -19,3 +19,4 @@ while pgrep -f "studies/verdict/run.sh" > /dev/null; do sleep 60; done
 step "verdict" verdict-code verdict/run.sh
 step "verdict, release rules" release-code verdict/run-release.sh
 step "zoo reruns after the fidelity revisions" zoo-code zoo/rerun.sh
+step "noise-aware credit" noiseaware-code noise-aware/run.sh

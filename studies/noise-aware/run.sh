@@ -3,7 +3,7 @@
 # Gaussian SD 0.2, 0.05 and 0 (10 seeds each, the verdict study's settings), then the 3-seed pilots. The baselines at
 # SD 0, 0.05 and 0.2 are the verdict study's runs. Resumable: run it again; finished runs are skipped.
 # From a frozen checkout (README.md names the commit):
-#   git worktree add --detach ../noiseaware-code FROZEN_COMMIT
+#   git worktree add --detach ../noiseaware-code FROZEN_COMMIT   # 101cee5ab8ea2b7a412864a9777442dc4228c964
 #   (cd ../noiseaware-code && python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints-cpu.txt -e .)
 #   STUDY_VENV=$PWD/../noiseaware-code/.venv bash studies/noise-aware/run.sh
 set -euo pipefail
