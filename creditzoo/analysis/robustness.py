@@ -39,6 +39,7 @@ from creditzoo.analysis.credit import Record
 from creditzoo.analysis.runs import RunData
 from creditzoo.analysis.turning_points import TP_VARIANTS
 from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec
+from creditzoo.shapes import get_shape
 
 DEFAULT_NOISE = ("gaussian:0", "gaussian:0.01", "gaussian:0.02", "gaussian:0.05", "gaussian:0.1")
 """Gaussian reward noise at several standard deviations (rewards in [0, 1])."""
@@ -172,8 +173,8 @@ def counterfactual_study(
         )
     algorithms = {name: get_algorithm(name) for name in algos}
     clean_credit = {name: [fn(record.rollout(clean=True)) for record in records] for name, fn in algorithms.items()}
-    chains = all(record.shape == "chain" for record in records)  # increments d_k exist along chains only
-    clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if chains else None
+    along_paths = all(get_shape(record.shape).scores_along_path for record in records)  # only then increments d_k
+    clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if along_paths else None
     prompts = [_score_prompts(record) for record in records]
     effects = []
     for spec in specs:
@@ -182,12 +183,13 @@ def counterfactual_study(
         for repeat in range(repeats):
             noise = NoisyReward(_passthrough, spec, seed=seed)
             noise.manual_seed(seed * 1_000_003 + 1000 * zlib.crc32(str(spec).encode()) + repeat)
-            rollouts = []
-            for record, per_score in zip(records, prompts, strict=True):
-                noisy = _noisy_copy(record.scores(clean=True), per_score, noise)  # the shape of the record's scores
-                rollouts.append(record.rollout_with(noisy))
+            scores = [
+                _noisy_copy(record.scores(clean=True), per_score, noise)  # the shape of the record's scores
+                for record, per_score in zip(records, prompts, strict=True)
+            ]
+            rollouts = [record.rollout_with(noisy) for record, noisy in zip(records, scores, strict=True)]
             if clean_increments is not None:
-                increments = torch.cat([rollout.completion_rewards.diff(dim=1) for rollout in rollouts])
+                increments = torch.cat([noisy.diff(dim=1) for noisy in scores])
                 sign_changes.append(float((torch.sign(increments) != torch.sign(clean_increments)).float().mean()))
             for name, fn in algorithms.items():
                 _measure(samples[name], [fn(rollout) for rollout in rollouts], clean_credit[name])

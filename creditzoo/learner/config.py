@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import algorithm_spec, check_split_steps
+from creditzoo.algorithms import algorithm_spec
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -26,6 +26,7 @@ from creditzoo.sampling import (
     parse_window_schedule,
     sde_window,
 )
+from creditzoo.shapes import DEFAULT_SHAPE, RolloutShape, get_shape
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
 OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
@@ -170,8 +171,9 @@ class TrainConfig:
         need(
             self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
         )
-        if rollout_shape(self.algo) == "tree":
-            check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size, self.group_size)
+        rollout_shape(self.algo).episode_options(  # e.g. a tree's split steps against K and G = 2^|S|
+            self.algo_options, window_size=self.resolved_window_size, group_size=self.group_size
+        )
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
             if self.cps_log_prob is None:  # recorded resolved in config.json, so a run says what it trained with
@@ -255,10 +257,7 @@ class TrainConfig:
             from creditzoo.tasks.prompts import task_with_prompt_files
 
             task = task_with_prompt_files(task, self.prompts)
-        from creditzoo.learner.collect import check_trainable  # loads the environment: only when checking
-
-        algorithm = get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
-        check_trainable(algorithm.name, algorithm.rollout_shape)
+        get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
         parse_completion_mode(self.completion)
         if self.reward_noise is not None:
             parse_noise_spec(self.reward_noise)
@@ -278,10 +277,9 @@ class TrainConfig:
 
     @property
     def default_group_size(self) -> int:
-        """G when none is given: 2^|S| (the leaves of the split set) for a tree algorithm, else 8."""
-        if rollout_shape(self.algo) != "tree":
-            return DEFAULT_GROUP_SIZE
-        return 2 ** len(check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size))
+        """G when none is given: the one the rollout shape fixes (a tree's 2^|S| leaves), else 8."""
+        fixed = rollout_shape(self.algo).group_size(self.algo_options, window_size=self.resolved_window_size)
+        return DEFAULT_GROUP_SIZE if fixed is None else fixed
 
     @property
     def batch_size(self) -> int:
@@ -344,8 +342,8 @@ class TrainConfig:
         from creditzoo.tasks import get_task
 
         defaults = dict(get_task(env).train_defaults)
-        if rollout_shape(str(values.get("algo", cls.algo))) == "tree":
-            defaults.pop("group_size", None)  # a tree's group size is its leaf count unless the user gives one
+        if rollout_shape(str(values.get("algo", cls.algo))).sets_group_size:
+            defaults.pop("group_size", None)  # e.g. a tree's group size is its leaf count unless the user gives one
         return cls.from_dict({**defaults, **values, "env": env})
 
     @classmethod
@@ -376,12 +374,12 @@ def stored_values(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def rollout_shape(algo: str) -> str:
-    """The rollout shape algorithm ``algo`` needs ("chain" for a name that does not resolve: that fails later)."""
+def rollout_shape(algo: str) -> RolloutShape:
+    """The rollout shape ``algo`` needs (the default shape for a name that does not resolve: that fails later)."""
     try:
-        return algorithm_spec(algo).shape
+        return get_shape(algorithm_spec(algo).shape)
     except (ValueError, ImportError, AttributeError):  # reported with the valid names by get_algorithm
-        return "chain"
+        return get_shape(DEFAULT_SHAPE)
 
 
 TYPE_WORDS: dict[type, str] = {

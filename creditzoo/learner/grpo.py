@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import check_split_steps, get_algorithm
+from creditzoo.algorithms import get_algorithm
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import CollectedRollout, EpisodeOptions, check_trainable, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
 from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
 from creditzoo.models.base import FlowModel, select_conditioning
 from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
+from creditzoo.shapes import DEFAULT_SHAPE, CollectedRollout, EpisodeOptions, get_shape
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
 
@@ -93,7 +93,7 @@ class IterationResult:
     metrics: dict
     record: dict[str, torch.Tensor]
     prompts: list[str]
-    shape: str = "chain"
+    shape: str = DEFAULT_SHAPE
 
 
 class GRPOLearner:
@@ -133,7 +133,7 @@ class GRPOLearner:
         self.reward = reward
         options = {"std_mode": config.std_mode, **config.algo_options}
         self.algorithm = get_algorithm(config.algo, **options)
-        check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
+        self.shape = get_shape(self.algorithm.rollout_shape)  # collects, and converts what it collected
         self.shape_options = self._shape_options()
         torch.manual_seed(config.seed)  # LoRA initialisation
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
@@ -202,9 +202,9 @@ class GRPOLearner:
             cps_log_prob=self.config.resolved_cps_log_prob,
             window_start=self.window_start(iteration),
             shard=processes.shard,
-            **self.shape_options,
+            shape_options=self.shape_options,
         )
-        rollout = collect_rollout(self.env, prompts, group_ids, options, shape=self.algorithm.rollout_shape)
+        rollout = self.shape.collect(self.env, prompts, group_ids, options)
         if processes.world_size == 1:
             self.check_finite(rollout, iteration)
         return rollout
@@ -281,15 +281,10 @@ class GRPOLearner:
         Raises:
             ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
         """
-        options = self.algorithm.bound_options
-        if self.algorithm.rollout_shape == "tree":
-            steps = check_split_steps(
-                options.get("split_steps"), self.config.resolved_window_size, self.config.group_size
-            )
-            return {"split_steps": steps}
-        if self.algorithm.rollout_shape == "anchor" and options.get("granularities") is not None:
-            return {"granularities": tuple(options["granularities"])}
-        return {}
+        config = self.config
+        return self.shape.episode_options(
+            self.algorithm.bound_options, window_size=config.resolved_window_size, group_size=config.group_size
+        )
 
     def window_start(self, iteration: int) -> int:
         """The SDE window's first step at ``iteration``: moved by the sliding schedule, else the configured one."""
@@ -333,30 +328,13 @@ class GRPOLearner:
         return weights
 
     def assign_credit(self, rollout: CollectedRollout) -> Credit:
-        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm."""
-        if rollout.shape == "anchor":
-            inputs = Rollout(
-                group_ids=rollout.group_ids,
-                shape="anchor",
-                branch_rewards=rollout.branch_rewards,
-                final_rewards=rollout.final_rewards,
-                log_probs=rollout.log_probs,
-            )
-        elif rollout.shape == "tree":
-            inputs = Rollout(
-                group_ids=rollout.group_ids,
-                shape="tree",
-                final_rewards=rollout.final_rewards,
-                split_steps=rollout.split_steps,
-                log_probs=rollout.log_probs,
-            )
-        elif rollout.completion_rewards is not None:
-            inputs = Rollout(group_ids=rollout.group_ids, completion_rewards=rollout.completion_rewards)
-        else:
-            inputs = Rollout(
-                group_ids=rollout.group_ids, final_rewards=rollout.final_rewards, num_steps=self.env.window.size
-            )
-        return self.algorithm(inputs)
+        """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm.
+
+        The rollout's shape says which Rollout its algorithms read (:meth:`RolloutShape.rollout_fields
+        <creditzoo.shapes.base.RolloutShape.rollout_fields>`).
+        """
+        fields = get_shape(rollout.shape).rollout_fields(rollout, num_steps=self.env.window.size)
+        return self.algorithm(Rollout(**fields))
 
     def update(
         self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None
