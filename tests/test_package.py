@@ -13,7 +13,8 @@ from creditzoo.sampling import sde_step
 @pytest.mark.slow
 def test_algorithms_import_nothing_heavy() -> None:
     heavy = ("diffusers", "transformers", "seaborn", "peft", "scipy")
-    assert loaded_by("creditzoo.algorithms, creditzoo.rollout, creditzoo.sampling", heavy, timeout=120) == []
+    modules = "creditzoo.algorithms, creditzoo.rollout, creditzoo.shapes, creditzoo.sampling"
+    assert loaded_by(modules, heavy, timeout=120) == []
 
 
 @pytest.mark.gpu
