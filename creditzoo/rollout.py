@@ -54,7 +54,9 @@ class Rollout:
         branch_rewards: float [B, K, L], R_{k,i} of row (prompt, i) at window step k (anchor rollouts only).
         split_steps: sorted window steps at which a tree splits in two (tree rollouts only, required there).
         log_probs: float [B, K] path log-probabilities log p(step k of row b); optional, needed by
-            ``branch_grpo`` with ``fusion="path"``.
+            ``branch_grpo`` with ``fusion="path"`` or ``"path_code"``.
+        iteration: the 1-based training iteration the rollout was sampled at, for credit that follows a schedule
+            (``branch_grpo``'s sliding ``depth_prune``); None when unknown (read as before any schedule moved).
     """
 
     group_ids: torch.Tensor
@@ -65,8 +67,13 @@ class Rollout:
     branch_rewards: torch.Tensor | None = None
     split_steps: tuple[int, ...] | None = None
     log_probs: torch.Tensor | None = None
+    iteration: int | None = None
 
     def __post_init__(self) -> None:
+        if self.iteration is not None and (
+            not isinstance(self.iteration, int) or isinstance(self.iteration, bool) or self.iteration < 1
+        ):
+            raise ValueError(f"iteration must be an integer >= 1 (1-based) or None, got {self.iteration!r}")
         get_shape(self.shape)  # an unknown shape fails first, listing the valid ones
         if not isinstance(self.group_ids, torch.Tensor):
             raise TypeError(f"group_ids must be a torch.Tensor, got {type(self.group_ids).__name__}")

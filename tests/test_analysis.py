@@ -52,7 +52,24 @@ def test_known_turning_points_give_known_frequencies(tmp_path) -> None:
     assert pairs[("tp_grpo", "tp_grpo_strict")].jaccard == pytest.approx(3 / 5)
     assert pairs[("tp_grpo", "tp_grpo_strict")].equal_share == pytest.approx(38 / 40)
     assert pairs[("tp_grpo", "tp_grpo_noinit")].jaccard == pytest.approx(3 / 6)
-    assert len(report.agreement) == 6
+    assert len(report.agreement) == 15  # 6 variants, 2 of them the released rule's
+    # the released rule marks as tp_grpo / tp_grpo_strict and balances nothing: the unbalanced counts above
+    release = report.variants["tp_grpo_release"]  # A2 A4 B0 (+) C2 C4 (-), iteration 2: B0 (+)
+    assert (release.total, release.removed_by_balancing, release.positive, release.negative) == (6, 0, 4, 2)
+    strict_release = report.variants["tp_grpo_strict_release"]  # A2 B0 C2, iteration 2: B0
+    assert (strict_release.total, strict_release.removed_by_balancing) == (4, 0)
+    assert (strict_release.positive, strict_release.negative) == (3, 1)
+    assert pairs[("tp_grpo", "tp_grpo_release")].jaccard == pytest.approx(5 / 6)  # A4 dropped by balancing only
+
+
+def test_a_released_rule_run_replays_its_own_turning_points(tmp_path) -> None:
+    run = write_run(tmp_path / "run", algo="tp_grpo_strict_release")
+    report = turning_point_report(load_records(run), config=json.loads((run / "config.json").read_text()))
+    assert report.recorded_algo == "tp_grpo_strict_release" and report.recorded_matches_replay is True
+    other = write_run(tmp_path / "other", algo="tp_grpo_strict")  # balanced marks differ from the released rule's
+    records = load_records(other)
+    replay = turning_point_report(records, config={"algo": "tp_grpo_strict_release"})
+    assert replay.recorded_matches_replay is False
 
 
 @pytest.mark.slow

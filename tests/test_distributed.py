@@ -48,6 +48,8 @@ CASES = {
     # the other rollout shapes: a tree is one group (its 2^|S| leaves), anchors are one per group
     "branch_grpo_tree": {"algo": "branch_grpo", "group_size": 4, "algo_options": {"split_steps": [0, 1]}},
     "tempflow_anchor": {"algo": "tempflow", "updates_per_iteration": 1},
+    # reward repeats: the per-image variances are gathered with the rewards (docs/math.md section 10.1)
+    "flow_grpo_repeats": {"algo": "flow_grpo", "reward_repeats": 2},
 }
 WORKER_THREADS = 1
 """torch threads of each gloo rank and of the one-process reference."""
@@ -80,7 +82,7 @@ def advantage_tolerance(reference: dict[str, torch.Tensor], step_error: float, s
 
 def one_iteration(name: str, processes: Processes | None) -> dict[str, torch.Tensor]:
     config = dataclasses.replace(BASE, **CASES[name])
-    reward = NoisyReward(brightness_reward, None, seed=config.seed)
+    reward = NoisyReward(brightness_reward, None, seed=config.seed, repeats=config.reward_repeats)
     learner = GRPOLearner(config, TinyFlowModel(), reward, TRAIN_PROMPTS, torch.device("cpu"), processes)
     before = {n: p.detach().clone() for n, p in learner.policy.named_parameters() if p.requires_grad}
     result = learner.iteration(1)
@@ -150,6 +152,9 @@ def test_two_processes_give_the_advantages_and_lora_update_of_one(two_processes:
         assert sorted(record) == sorted(reference)
         # the same samples: layout-independent noise, so the same rewards and sampling log-probs
         torch.testing.assert_close(record["final_rewards"], reference["final_rewards"], atol=FLOAT32_ROUNDING, rtol=0)
+        if "final_rewards_var" in reference:  # a noiseless reward repeated: every variance is exactly 0
+            assert torch.equal(record["final_rewards_var"], reference["final_rewards_var"])
+            assert record["final_rewards_var"].shape == record["final_rewards"].shape
         torch.testing.assert_close(record["log_probs"], reference["log_probs"], atol=1e-3, rtol=1e-6)
         # credit on the gathered global batch
         assert record["advantages"].abs().sum() > 0

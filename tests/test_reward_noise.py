@@ -299,3 +299,23 @@ def test_flip_rate_and_replacement_range(p: float) -> None:
     assert ((replaced >= -1.0) & (replaced < 3.0)).all()
     if p == 1.0:  # replacements are U(low, high)
         assert stats.kstest(replaced.numpy(), "uniform", args=(-1.0, 4.0)).pvalue > 1e-3
+
+
+def test_per_call_sd_of_every_kind() -> None:
+    """The SD a noise-aware scheme is told, per kind, from each kind's variance (uniform, t, quantize by formula)."""
+    import math
+
+    from creditzoo.rewards.noise import per_call_sd
+
+    cases = {
+        "gaussian:0.2": 0.2,
+        "uniform:0.3": 0.3 / math.sqrt(3),  # Var U(-h, h) = h^2 / 3
+        "student_t:4:0.1": 0.1 * math.sqrt(2),  # Var t_4 = 4 / 2
+        "student_t:2:0.1": 0.1,  # infinite variance: the scale
+        "bias:0.5": 0.0,  # constant per prompt: cancels in every increment
+        "quantize:0.06": 0.06 / math.sqrt(12),
+        "flip:0.3": math.sqrt(0.1),
+    }
+    for text, expected in cases.items():
+        assert math.isclose(per_call_sd(parse_noise_spec(text)), expected, rel_tol=1e-12), text
+    assert per_call_sd(parse_noise_spec("none")) == 0.0

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from creditzoo.algorithms.branch_grpo import BRANCH_GRPO
+from creditzoo.algorithms.branch_pruning import check_pruning
 from creditzoo.algorithms.dense_value import DENSE_VALUE
 from creditzoo.algorithms.flow_grpo import FLOW_GRPO
 from creditzoo.algorithms.g2rpo import G2RPO
 from creditzoo.algorithms.incremental import INCREMENTAL
+from creditzoo.algorithms.smoothed import INCREMENTAL_RTS, TP_GRPO_STRICT_RTS
 from creditzoo.algorithms.spec import AlgorithmFn, AlgorithmSpec
 from creditzoo.algorithms.tempflow import TEMPFLOW
 from creditzoo.algorithms.tp_grpo import (
@@ -32,6 +34,8 @@ from creditzoo.algorithms.tp_grpo import (
     TP_GRPO_STRICT_NOINIT,
     TP_GRPO_STRICT_RELEASE,
 )
+from creditzoo.algorithms.tp_margin import TP_MARGIN
+from creditzoo.algorithms.tp_prob import TP_PROB
 from creditzoo.registry import lookup
 from creditzoo.rollout import Credit, Rollout, shape_mismatch
 from creditzoo.shapes import get_shape
@@ -50,6 +54,10 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "tempflow": TEMPFLOW,
     "g2rpo": G2RPO,
     "branch_grpo": BRANCH_GRPO,
+    "tp_margin": TP_MARGIN,
+    "tp_prob": TP_PROB,
+    "incremental_rts": INCREMENTAL_RTS,
+    "tp_grpo_strict_rts": TP_GRPO_STRICT_RTS,
 }
 
 
@@ -194,6 +202,7 @@ __all__ = [
     "AlgorithmSpec",
     "algorithm_spec",
     "base_function",
+    "check_pruning",
     "check_split_steps",
     "default_split_steps",
     "get_algorithm",

@@ -6,6 +6,8 @@ Everything is vectorised over the batch: groups are found with ``torch.unique`` 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from creditzoo.rollout import Credit, Rollout, shape_mismatch
@@ -20,6 +22,14 @@ def check_std_options(std_mode: str, eps: float) -> None:
         raise ValueError(f"unknown std_mode {std_mode!r}; valid: {', '.join(STD_MODES)}")
     if not (isinstance(eps, (int, float)) and eps >= 0):
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+
+
+def check_noise_sd(noise_sd: float) -> None:
+    """Validate the noise SD a noise-aware scheme is given (docs/math.md section 10.1): a finite number >= 0."""
+    if isinstance(noise_sd, bool) or not isinstance(noise_sd, (int, float)):
+        raise TypeError(f"noise_sd must be a number >= 0, got {noise_sd!r}")
+    if not (math.isfinite(noise_sd) and noise_sd >= 0):
+        raise ValueError(f"noise_sd must be a finite number >= 0, got {noise_sd!r}")
 
 
 def group_advantages(

@@ -34,28 +34,47 @@ from creditzoo.rollout import Credit, Rollout
 BALANCE_KEYS = ("r_agg", "trajectory")
 
 
-def turning_points(rewards: torch.Tensor, *, strict: bool = False, initial_step: bool = True) -> torch.Tensor:
+def dead_zone_sign(values: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """sign(x) where |x| > margin, else 0 (docs/math.md section 10.2); margin 0 gives sign(x) exactly.
+
+    Args:
+        values: float [...] score differences.
+        margin: the half-width of the dead zone, >= 0, on the scale of ``values``.
+
+    Returns:
+        float [...] in {-1, 0, +1}, same shape and dtype.
+    """
+    return torch.where(values.abs() > margin, torch.sign(values), torch.zeros_like(values))
+
+
+def turning_points(
+    rewards: torch.Tensor, *, strict: bool = False, initial_step: bool = True, margin: float = 0.0
+) -> torch.Tensor:
     """Mark turning points of trajectories from their completion rewards (before balancing).
 
     Args:
         rewards: float [B, K+1] completion rewards R_0 .. R_K.
         strict: apply the consistency constraint (Definition 5.1).
         initial_step: allow step 0 to be a turning point (Remark 4.2).
+        margin: a score difference (d_k, the trend R_K - R_0, the consistency term R_K - R_{k+1}) has a sign
+            only where its magnitude exceeds ``margin``; 0 (TP-GRPO) counts every non-zero difference
+            (``tp_margin`` passes c * sqrt(2) * sigma, docs/math.md section 10.2).
 
     Returns:
         bool [B, K].
     """
     increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K] d_k
     final = rewards[:, -1:]  # [B, 1] R_K
-    trend = torch.sign(final - rewards[:, :1])  # [B, 1] g
-    local = torch.sign(increments) * trend  # [B, K] s_k
+    step_sign = dead_zone_sign(increments, margin)  # [B, K] sign(d_k)
+    trend = dead_zone_sign(final - rewards[:, :1], margin)  # [B, 1] g
+    local = step_sign * trend  # [B, K] s_k
     flips = torch.zeros_like(local, dtype=torch.bool)  # [B, K]
     flips[:, 1:] = (local[:, :-1] < 0) & (local[:, 1:] > 0)
     if initial_step:
         flips[:, 0] = local[:, 0] > 0
     if strict:
         # sign(d_k) * sign(R_K - R_{k+1}) > 0; at step 0 it implies s_0 > 0, so it decides alone there.
-        flips &= torch.sign(increments) * torch.sign(final - rewards[:, 1:]) > 0
+        flips &= step_sign * dead_zone_sign(final - rewards[:, 1:], margin) > 0
     return flips & (final - rewards[:, :-1] != 0)
 
 
@@ -111,23 +130,63 @@ def tp_grpo(
         :class:`Credit` with step_rewards [B, K], turning_points [B, K], advantages [B, K].
     """
     check_std_options(std_mode, eps)
+    check_tp_options(strict=strict, initial_step=initial_step, balance=balance, balance_key=balance_key)
+    rewards = require_completions(rollout, "tp_grpo")  # [B, K+1]
+    marked = turning_points(rewards, strict=strict, initial_step=initial_step)  # [B, K]
+    return turning_point_credit(
+        rollout, rewards, marked, balance=balance, balance_key=balance_key, std_mode=std_mode, eps=eps
+    )
+
+
+def turning_point_credit(
+    rollout: Rollout,
+    rewards: torch.Tensor,
+    marked: torch.Tensor,
+    *,
+    balance: bool,
+    balance_key: str,
+    std_mode: str,
+    eps: float,
+) -> Credit:
+    """Balance the marks, then credit r_agg_k at turning points and d_k elsewhere (docs/math.md section 3).
+
+    Args:
+        rollout: the rollout (its group ids normalise the advantages).
+        rewards: float [B, K+1] the completion rewards the marks were found on.
+        marked: bool [B, K] turning points before balancing.
+        balance: balance positive and negative turning points over the batch.
+        balance_key: "r_agg" or "trajectory".
+        std_mode: advantage normalisation ("group", "global", "none").
+        eps: added to the std.
+    """
+    if balance:
+        marked = balance_turning_points(marked, balance_keys(rewards, balance_key))
+    increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K]
+    aggregated = rewards[:, -1:] - rewards[:, :-1]  # [B, K] r_agg
+    step_rewards = torch.where(marked, aggregated, increments)  # [B, K]
+    return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
+
+
+def check_tp_options(*, strict: bool, initial_step: bool, balance: bool, balance_key: str) -> None:
+    """Validate the turning-point options shared by TP-GRPO and its noise-aware relatives (one line each)."""
     if balance_key not in BALANCE_KEYS:
         raise ValueError(f"unknown balance_key {balance_key!r}; valid: {', '.join(BALANCE_KEYS)}")
     for name, value in (("strict", strict), ("initial_step", initial_step), ("balance", balance)):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
-    rewards = require_completions(rollout, "tp_grpo")  # [B, K+1]
-    increments = rewards[:, 1:] - rewards[:, :-1]  # [B, K]
-    aggregated = rewards[:, -1:] - rewards[:, :-1]  # [B, K] r_agg
-    marked = turning_points(rewards, strict=strict, initial_step=initial_step)  # [B, K]
-    if balance:
-        if balance_key == "r_agg":
-            key = aggregated
-        else:
-            key = (rewards[:, -1:] - rewards[:, :1]).expand_as(aggregated)
-        marked = balance_turning_points(marked, key)
-    step_rewards = torch.where(marked, aggregated, increments)  # [B, K]
-    return make_credit(rollout, step_rewards, marked, std_mode=std_mode, eps=eps)
+
+
+def balance_keys(rewards: torch.Tensor, balance_key: str) -> torch.Tensor:
+    """The balancing key of every step, float [B, K]: r_agg_k = R_K - R_k, or the trajectory's R_K - R_0.
+
+    Args:
+        rewards: float [B, K+1] completion rewards R_0 .. R_K.
+        balance_key: "r_agg" or "trajectory".
+    """
+    aggregated = rewards[:, -1:] - rewards[:, :-1]  # [B, K]
+    if balance_key == "r_agg":
+        return aggregated
+    return (rewards[:, -1:] - rewards[:, :1]).expand_as(aggregated)
 
 
 def tp_grpo_release(rollout: Rollout, *, strict: bool = False, std_mode: str = "group", eps: float = 1e-4) -> Credit:

@@ -7,7 +7,8 @@
 - :mod:`.stats`: t intervals, Welch contrasts, Holm, interactions, the paired bootstrap (scipy, statsmodels).
 - :mod:`.evaluation`: per-image final evaluations (``eval/final.json``) and test-set identity.
 - :mod:`.report`: the comparison's markdown report, verdict sentences first.
-- :mod:`.robustness`: the counterfactual reward-noise study and the noise sweep.
+- :mod:`.robustness`: the counterfactual reward-noise study, the theory beside it, and the noise sweep.
+- :mod:`.noise_theory`: increment sign flips and turning-point precision/recall predicted for Gaussian noise.
 - :mod:`.plots`: the figures (the only module importing seaborn/matplotlib; import it explicitly).
 
 Nothing here is imported by the library or the learner; it reads what a run wrote.

@@ -18,7 +18,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter  # noqa: E402
 
 from creditzoo.analysis.compare import KEY_NAMES, Comparison, short_label  # noqa: E402
-from creditzoo.analysis.robustness import NoiseEffect, NoiseScore  # noqa: E402
+from creditzoo.analysis.robustness import NoiseEffect, NoiseScore, TheoryRow  # noqa: E402
 from creditzoo.analysis.turning_points import TurningPointReport  # noqa: E402
 
 DPI = 110
@@ -169,6 +169,112 @@ def robustness_figures(
             ax.legend(fontsize=7)
         figure.suptitle("What reward noise changes in the credit (mean over repeats, 95% range)")
         paths.append(_save(figure, out_dir / f"robustness_{kind}.png"))
+    return paths
+
+
+THEORY_TITLES = {
+    "flip_rate": "sign flips of untied increments",
+    "sign_change": "sign changes, ties included",
+    "mark_rate": "share of (trajectory, step) marked",
+    "precision": "turning-point precision",
+    "recall": "turning-point recall",
+}
+
+
+def _theory_series(rows: list[TheoryRow], subject: str, quantity: str, noise: str | None) -> dict[str, np.ndarray]:
+    """Predicted and measured values of one subject and quantity: per step at one noise level, or pooled per level."""
+    chosen = [
+        r
+        for r in rows
+        if r.subject == subject
+        and r.quantity == quantity
+        and ((r.step is not None) if noise else r.step is None)
+        and (noise is None or r.noise == noise)
+    ]
+    x = np.array([r.step if noise else r.sigma for r in chosen], dtype=float)
+    nan = float("nan")
+    predicted = np.array([nan if r.predicted is None else r.predicted for r in chosen], dtype=float)
+    mean = np.array([nan if r.measured is None else r.measured.mean for r in chosen], dtype=float)
+    low = np.array([nan if r.measured is None else r.measured.mean - r.measured.low for r in chosen], dtype=float)
+    high = np.array([nan if r.measured is None else r.measured.high - r.measured.mean for r in chosen], dtype=float)
+    return {"x": x, "predicted": predicted, "mean": mean, "error": np.array([low, high])}
+
+
+def _theory_panel(ax: plt.Axes, rows: list[TheoryRow], subjects: list[str], quantity: str, per_step: bool) -> None:
+    """Predicted lines beside measured points with 95% intervals; per step (one colour per level) or against sigma."""
+    levels = list(dict.fromkeys(r.noise for r in rows if r.sigma > 0)) if per_step else [None]
+    markers = ["o", "x"]
+    for color, noise in zip(_palette(len(levels)), levels, strict=True):
+        for number, subject in enumerate(subjects):
+            series = _theory_series(rows, subject, quantity, noise)
+            if series["x"].size == 0:
+                continue
+            label = (f"sigma {noise.split(':')[-1]}" if noise else "predicted") if number == 0 else None
+            if number == 0:
+                ax.plot(series["x"], series["predicted"], color=color if noise else "0.2", label=label)
+            measured = "measured" if number == 0 else "measured, as credited (balanced)"
+            ax.errorbar(
+                series["x"],
+                series["mean"],
+                yerr=series["error"],
+                color=color if noise else f"C{number}",
+                marker=markers[number % 2],
+                linestyle="none",
+                capsize=2,
+                label=None if noise else measured,
+            )
+    ax.set(xlabel="window step k" if per_step else "Gaussian noise SD", title=THEORY_TITLES[quantity])
+    if not per_step:
+        sigmas = sorted({r.sigma for r in rows})
+        ax.set_xscale("symlog", linthresh=min([s for s in sigmas if s > 0], default=1.0))
+        ax.set_xticks(sigmas, [f"{s:g}" for s in sigmas])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if ax.get_legend_handles_labels()[0]:  # a per-step panel without a noisy level has nothing to label
+        ax.legend(fontsize=7)
+
+
+def theory_figures(rows: list[TheoryRow], out_dir: Path) -> list[Path]:
+    """The theory beside the measurement (:func:`~creditzoo.analysis.robustness.theory_comparison`).
+
+    ``theory_increments.png``: sign flips of the untied increments, per step at each noise level and pooled against
+    the level. ``theory_<rule>.png`` per turning-point rule: marked share, precision and recall, per step (top) and
+    pooled (bottom); the rule's marks before balancing as points, the algorithm's balanced ones as crosses. Lines are
+    predictions, error bars the measured 95% intervals over repeats.
+
+    Returns:
+        The PNG paths (none without rows).
+    """
+    if not rows:
+        return []
+    _theme()
+    paths = []
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4))
+    _theory_panel(axes[0], rows, ["increments"], "flip_rate", per_step=True)
+    _theory_panel(axes[1], rows, ["increments"], "flip_rate", per_step=False)
+    _theory_panel(axes[2], rows, ["increments"], "sign_change", per_step=False)
+    pooled = {(r.quantity, r.sigma): r.predicted for r in rows if r.subject == "increments" and r.step is None}
+    sigmas = sorted({sigma for _, sigma in pooled})
+    naive = [  # a tie counted as a coin flip (1/2) instead of a certain change
+        (1 - pooled[("tie_share", s)]) * (pooled[("flip_rate", s)] or 0.0)
+        + pooled[("tie_share", s)] * (0.5 if s else 0)
+        for s in sigmas
+    ]
+    axes[2].plot(sigmas, naive, color="0.5", linestyle=":", label="ties counted as 1/2")
+    axes[2].legend(fontsize=7)
+    figure.suptitle("Increment sign flips: Phi(-|d| / (sqrt(2) sigma)) (lines) beside measured (points, 95% CI)")
+    paths.append(_save(figure, out_dir / "theory_increments.png"))
+    for rule in dict.fromkeys(r.subject for r in rows if r.subject.startswith("rule:")):
+        name = rule.removeprefix("rule:")
+        subjects = [rule] + ([name] if any(r.subject == name for r in rows) else [])
+        figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+        for column, quantity in enumerate(("mark_rate", "precision", "recall")):
+            _theory_panel(axes[0, column], rows, subjects, quantity, per_step=True)
+            _theory_panel(axes[1, column], rows, subjects, quantity, per_step=False)
+        figure.suptitle(
+            f"{name}: turning points under Gaussian noise, predicted (lines) beside measured (95% CI): "
+            "dots the rule before balancing, crosses as credited (balanced)"
+        )
+        paths.append(_save(figure, out_dir / f"theory_{name}.png"))
     return paths
 
 

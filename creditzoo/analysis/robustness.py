@@ -11,8 +11,16 @@ statistics are those of training), and measure what the noise changed:
 * the Spearman rank correlation and the sign agreement of the advantages with the clean ones.
 
 Each noisy copy draws every score once, R_K included, as a noisy reward model would during training.
+A noise-aware scheme (one with a ``noise_sd`` option, docs/math.md section 10) is told the per-call SD of the
+noise injected (:func:`creditzoo.rewards.noise.per_call_sd`), as ``--reward-noise-sd X`` would tell it in training;
+its clean reference is its clean version (sigma = 0).
 Turning points are those of TP-GRPO (Tong et al. 2026, arXiv 2602.06422). Each figure is the pool over all records
 of one repeat; the reported value is the mean over repeats with the 2.5-97.5 percentile range across repeats.
+
+Theory beside measurement (:func:`theory_comparison`): for Gaussian noise, the increments' sign flips and the
+turning points' rate, precision and recall that :mod:`creditzoo.analysis.noise_theory` predicts from the clean
+rewards, per window step, beside the same quantities measured on the same noisy copies (mean over repeats with a
+Student-t interval).
 
 Noise sweep: runs trained with several ``--reward-noise`` levels give the final clean test score against the noise
 level per algorithm, with a bootstrap interval across seeds.
@@ -21,12 +29,13 @@ level per algorithm, with a bootstrap interval across seeds.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm
+from creditzoo.algorithms import get_algorithm, option_names
 from creditzoo.analysis.compare import (
     IGNORED_KEYS,
     RunGroup,
@@ -36,9 +45,18 @@ from creditzoo.analysis.compare import (
     group_runs,
 )
 from creditzoo.analysis.credit import Record
+from creditzoo.analysis.noise_theory import (
+    FlipPrediction,
+    TurningPointPrediction,
+    TurningPointRule,
+    predict_flips,
+    predict_turning_points,
+    sign_change_rule,
+)
 from creditzoo.analysis.runs import RunData
 from creditzoo.analysis.turning_points import TP_VARIANTS
-from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec
+from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec, per_call_sd
+from creditzoo.rollout import Rollout
 from creditzoo.shapes import get_shape
 
 DEFAULT_NOISE = ("gaussian:0", "gaussian:0.01", "gaussian:0.02", "gaussian:0.05", "gaussian:0.1")
@@ -173,6 +191,7 @@ def counterfactual_study(
         )
     algorithms = {name: get_algorithm(name) for name in algos}
     clean_credit = {name: [fn(record.rollout(clean=True)) for record in records] for name, fn in algorithms.items()}
+    aware = {name for name, fn in algorithms.items() if "noise_sd" in option_names(fn.spec.fn)}
     along_paths = all(get_shape(record.shape).scores_along_path for record in records)  # only then increments d_k
     clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if along_paths else None
     prompts = [_score_prompts(record) for record in records]
@@ -181,21 +200,30 @@ def counterfactual_study(
         samples: dict[str, dict[str, list]] = {name: {} for name in algorithms}
         sign_changes = []
         for repeat in range(repeats):
-            noise = NoisyReward(_passthrough, spec, seed=seed)
-            noise.manual_seed(seed * 1_000_003 + 1000 * zlib.crc32(str(spec).encode()) + repeat)
-            scores = [
-                _noisy_copy(record.scores(clean=True), per_score, noise)  # the shape of the record's scores
-                for record, per_score in zip(records, prompts, strict=True)
-            ]
-            rollouts = [record.rollout_with(noisy) for record, noisy in zip(records, scores, strict=True)]
+            rollouts = _noisy_rollouts(records, prompts, spec, seed=seed, repeat=repeat)
             if clean_increments is not None:
-                increments = torch.cat([noisy.diff(dim=1) for noisy in scores])
+                increments = torch.cat([rollout.completion_rewards.diff(dim=1) for rollout in rollouts])
                 sign_changes.append(float((torch.sign(increments) != torch.sign(clean_increments)).float().mean()))
             for name, fn in algorithms.items():
+                if name in aware:  # told the noise, as --reward-noise-sd would tell it (docs/math.md section 10.1)
+                    fn = get_algorithm(name, **{**fn.options, "noise_sd": per_call_sd(spec)})
                 _measure(samples[name], [fn(rollout) for rollout in rollouts], clean_credit[name])
         for name in algorithms:
             effects.append(_effect(name, spec, repeats, samples[name], sign_changes))
     return effects
+
+
+def _noisy_rollouts(
+    records: list[Record], prompts: list[list[str]], spec: NoiseSpec | None, *, seed: int, repeat: int
+) -> list[Rollout]:
+    """Copy ``repeat`` of ``spec``: every record's clean scores drawn once through the noise, in record order."""
+    noise = NoisyReward(_passthrough, spec, seed=seed)
+    noise.manual_seed(seed * 1_000_003 + 1000 * zlib.crc32(str(spec).encode()) + repeat)
+    rollouts = []
+    for record, per_score in zip(records, prompts, strict=True):
+        noisy = _noisy_copy(record.scores(clean=True), per_score, noise)  # the shape of the record's scores
+        rollouts.append(record.rollout_with(noisy))
+    return rollouts
 
 
 def _score_prompts(record: Record) -> list[str]:
@@ -282,3 +310,226 @@ def noise_sweep_scores(
             kind = "none" if spec is None else spec.kind
             scores.append(NoiseScore(group.label, text, kind, noise_level(spec), len(members), estimate))
     return sorted(scores, key=lambda s: (s.algo, s.level))
+
+
+# ----------------------------------------------------------------------------------------------- theory vs measurement
+
+THEORY_QUANTITIES = ("tie_share", "flip_rate", "sign_change", "mark_rate", "precision", "recall")
+"""What :func:`theory_comparison` reports: the share of clean increments that are exactly 0 (a fact of the clean
+rewards, in ``predicted``; nothing measured), sign flips of the untied increments, sign changes of all increments
+(ties included), and the turning points' rate, precision and recall."""
+
+
+@dataclass(frozen=True)
+class TheoryRow:
+    """One predicted figure beside its measurement, at one Gaussian noise level and one window step.
+
+    Attributes:
+        noise: canonical noise spec (``"none"`` for no noise).
+        sigma: its SD.
+        subject: ``"increments"`` (flip_rate, sign_change); ``"rule:NAME"``, the sign-change rule of the TP-GRPO
+            variant NAME before balancing (what the theory describes); or an algorithm's name, its turning points as
+            it credits them (after balancing), set beside its rule's prediction.
+        quantity: one of :data:`THEORY_QUANTITIES`.
+        step: the window step, or None for every step pooled.
+        predicted: docs/math.md section 8.1 (None where undefined, e.g. precision where nothing is marked).
+        measured: mean over the repeats that define it, with its 95% Student-t interval (the repeats' spread / sqrt n).
+        pooled: for ratios, the totals over every repeat divided (a ratio of sums, like the prediction); else None.
+        repeats: how many repeats define the measurement (a precision needs at least one mark).
+    """
+
+    noise: str
+    sigma: float
+    subject: str
+    quantity: str
+    step: int | None
+    predicted: float | None
+    measured: Estimate | None
+    pooled: float | None
+    repeats: int
+
+
+def _mean_interval(values: list[float]) -> Estimate | None:
+    from creditzoo.analysis.stats import t_interval
+
+    if not values:
+        return None
+    estimate = t_interval(values)
+    return Estimate(round(estimate.mean, 6), round(estimate.low, 6), round(estimate.high, 6))
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The noise level rows are measured at, and the number of trajectories N they pool."""
+
+    noise: str
+    sigma: float
+    trajectories: int
+
+
+def _row(
+    level: _Level,
+    subject: str,
+    quantity: str,
+    step: int | None,
+    *,
+    predicted: float | None,
+    values: list[float],
+    pooled: float | None = None,
+) -> TheoryRow:
+    return TheoryRow(
+        level.noise, level.sigma, subject, quantity, step, predicted, _mean_interval(values), pooled, len(values)
+    )
+
+
+def _counts(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per step: hits, marked and true turning points, int [3, K], from bool marks [N, K]."""
+    return torch.stack([(noisy & clean).sum(0), noisy.sum(0), clean.sum(0)])
+
+
+def _ratio(per: list[torch.Tensor], top: int, bottom: int) -> tuple[list[float], float | None]:
+    """Per-repeat ratios count[top] / count[bottom] (repeats with a zero bottom left out) and the ratio of totals."""
+    values = [float(c[top]) / float(c[bottom]) for c in per if c[bottom] > 0]
+    total = sum(float(c[bottom]) for c in per)
+    return values, (round(sum(float(c[top]) for c in per) / total, 6) if total else None)
+
+
+def _ratio_rows(
+    counts: list[torch.Tensor], prediction: TurningPointPrediction, level: _Level, subject: str
+) -> list[TheoryRow]:
+    """mark_rate, precision and recall per step and pooled, from per-repeat counts [3, K] and the prediction."""
+    rows = []
+    steps = counts[0].shape[1]
+    for step in [*range(steps), None]:
+        per = [c[:, step] if step is not None else c.sum(1) for c in counts]  # [3] per repeat
+        trials = level.trajectories * (1 if step is not None else steps)
+        rates = [float(c[1]) / trials for c in per]
+        rows.append(
+            _row(level, subject, "mark_rate", step, predicted=_predicted(prediction, "mark_rate", step), values=rates)
+        )
+        for quantity, top, bottom in (("precision", 0, 1), ("recall", 0, 2)):
+            values, pooled = _ratio(per, top, bottom)
+            predicted = _predicted(prediction, quantity, step)
+            rows.append(_row(level, subject, quantity, step, predicted=predicted, values=values, pooled=pooled))
+    return rows
+
+
+def _predicted(prediction: TurningPointPrediction, quantity: str, step: int | None) -> float | None:
+    return getattr(prediction, f"{quantity}_all") if step is None else getattr(prediction, quantity)[step]
+
+
+def _flip_rows(
+    flips: list[torch.Tensor], changes: list[torch.Tensor], prediction: FlipPrediction, level: _Level
+) -> list[TheoryRow]:
+    """flip_rate (untied increments) and sign_change (all) per step and pooled.
+
+    Args:
+        flips: per repeat, int [2, K]: untied increments whose sign flipped, untied increments.
+        changes: per repeat, bool [N, K]: the noisy sign differs from the clean one (ties included).
+        prediction: the theory's.
+        level: the noise level.
+    """
+    rows = []
+    for step in [*range(flips[0].shape[1]), None]:
+        per = [f[:, step] if step is not None else f.sum(1) for f in flips]  # [2] per repeat
+        values, pooled = _ratio(per, 0, 1)
+        predicted = prediction.flip_rate_all if step is None else prediction.flip_rate[step]
+        rows.append(_row(level, "increments", "flip_rate", step, predicted=predicted, values=values, pooled=pooled))
+        shares = [float((c if step is None else c[:, step]).float().mean()) for c in changes]
+        predicted = prediction.sign_change_all if step is None else prediction.sign_change_rate[step]
+        rows.append(_row(level, "increments", "sign_change", step, predicted=predicted, values=shares))
+        ties = prediction.tie_share_all if step is None else prediction.tie_share[step]
+        rows.append(_row(level, "increments", "tie_share", step, predicted=ties, values=[]))
+    return rows
+
+
+def theory_applies(records: list[Record]) -> bool:
+    """Whether :func:`theory_comparison` can read ``records``: rewards along each row's path, R_0 .. R_K (chains)."""
+    return bool(records) and all(get_shape(r.shape).scores_along_path and r.has_completions for r in records)
+
+
+def theory_comparison(
+    records: list[Record],
+    specs: list[NoiseSpec | None],
+    *,
+    algos: tuple[str, ...] | list[str] = DEFAULT_ALGOS,
+    repeats: int = 8,
+    seed: int = 0,
+) -> list[TheoryRow]:
+    """Predicted increment flips and turning-point precision/recall beside the measured ones, per step and noise level.
+
+    Only Gaussian noise (and none) has a prediction (:mod:`creditzoo.analysis.noise_theory`); other specs are left
+    out. The noisy copies are the very ones :func:`counterfactual_study` draws (same seeds). Every algorithm whose
+    turning points follow a TP-GRPO sign-change rule (:func:`~creditzoo.analysis.noise_theory.sign_change_rule`) adds
+    its rule, measured before balancing (``rule:NAME``, what the theory describes), and itself, measured as it credits
+    (after balancing); other algorithms add nothing but the increments' rows, which every spec gets.
+
+    Args:
+        records: chain records with clean completion rewards [B, K+1].
+        specs: noise models (None: no noise).
+        algos: algorithms (registry names) whose rules to compare.
+        repeats: noisy copies per noise model (>= 1).
+        seed: seed of the draws, as in :func:`counterfactual_study`.
+
+    Returns:
+        :class:`TheoryRow` s, noise levels outermost; empty when no spec is Gaussian (or none).
+
+    Raises:
+        ValueError: records that are not chains with completion rewards, repeats < 1, or an unknown algorithm.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if not theory_applies(records):
+        raise ValueError("the theory needs chain records with completion rewards R_0 .. R_K")
+    rules = {name: rule for name in algos if (rule := sign_change_rule(name)) is not None}
+    markers = {f"rule:{rule.name}": _rule_marker(rule) for rule in rules.values()}
+    markers.update({name: _algorithm_marker(name) for name in rules})
+    clean = torch.cat([record.completion_rewards(clean=True) for record in records]).double()  # [N, K+1]
+    clean_rollouts = [record.rollout(clean=True) for record in records]
+    references = {subject: mark(clean_rollouts) for subject, mark in markers.items()}  # clean marks [N, K]
+    prompts = [_score_prompts(record) for record in records]
+    rows = []
+    for spec in (spec for spec in specs if spec is None or spec.kind == "gaussian"):
+        sigma = noise_level(spec)
+        level = _Level("none" if spec is None else str(spec), sigma, clean.shape[0])
+        flips, changes, counts = [], [], {subject: [] for subject in markers}
+        for repeat in range(repeats):
+            rollouts = _noisy_rollouts(records, prompts, spec, seed=seed, repeat=repeat)
+            noisy = torch.cat([rollout.completion_rewards for rollout in rollouts]).double()  # [N, K+1]
+            changed = torch.sign(noisy.diff(dim=1)) != torch.sign(clean.diff(dim=1))  # [N, K]
+            untied = clean.diff(dim=1) != 0  # [N, K]
+            flips.append(torch.stack([(changed & untied).sum(0), untied.sum(0)]))  # [2, K]
+            changes.append(changed)
+            for subject, mark in markers.items():
+                counts[subject].append(_counts(mark(rollouts), references[subject]))
+        rows += _flip_rows(flips, changes, predict_flips(clean.numpy(), sigma), level)
+        predictions = {rule.name: predict_turning_points(clean.numpy(), sigma, rule) for rule in rules.values()}
+        for subject in markers:
+            rule_name = subject.removeprefix("rule:") if subject.startswith("rule:") else rules[subject].name
+            rows += _ratio_rows(counts[subject], predictions[rule_name], level, subject)
+    return rows
+
+
+Marker = Callable[[list[Rollout]], torch.Tensor]
+"""Turning-point marks bool [N, K] of a list of chain rollouts, concatenated."""
+
+
+def _rule_marker(rule: TurningPointRule) -> Marker:
+    """A sign-change rule's marks before balancing."""
+    from creditzoo.algorithms.tp_grpo import turning_points
+
+    def mark(rollouts: list[Rollout]) -> torch.Tensor:
+        rewards = torch.cat([rollout.completion_rewards for rollout in rollouts])  # [N, K+1]
+        return turning_points(rewards, strict=rule.strict, initial_step=rule.initial_step)
+
+    return mark
+
+
+def _algorithm_marker(name: str) -> Marker:
+    """An algorithm's marks as it credits them (balanced per rollout, i.e. per training batch)."""
+    algorithm = get_algorithm(name)
+
+    def mark(rollouts: list[Rollout]) -> torch.Tensor:
+        return torch.cat([algorithm(rollout).turning_points for rollout in rollouts])
+
+    return mark

@@ -3,9 +3,10 @@
 Turning points follow TP-GRPO (Tong et al. 2026, "Alleviating Sparse Rewards by Modeling Step-Wise and Long-Term
 Sampling Effects in Flow-Based GRPO", arXiv 2602.06422): Definition 4.1 (``tp_grpo``), Definition 5.1 with the
 consistency constraint (``tp_grpo_strict``), Remark 4.2's initial step (off in the ``*_noinit`` variants) and the
-batch balancing of docs/math.md section 3. Every variant is replayed on the same recorded completion rewards
-R_0 .. R_K, one record (one training batch) at a time, exactly as the learner would have balanced it, so the
-variants can be compared on identical rollouts.
+batch balancing of docs/math.md section 3. The released rule's variants (``tp_grpo_release``,
+``tp_grpo_strict_release``) mark as ``tp_grpo`` / ``tp_grpo_strict`` do and balance nothing. Every variant is
+replayed on the same recorded completion rewards R_0 .. R_K, one record (one training batch) at a time, exactly as
+the learner would have balanced it, so the variants can be compared on identical rollouts.
 
 Counts are reported for the balanced turning points (what training credits) and, for the balancing itself, the
 unbalanced ones: balancing only unmarks, so ``removed_by_balancing = before_balancing - total``.
@@ -27,8 +28,12 @@ TP_VARIANTS: dict[str, dict[str, bool]] = {
     "tp_grpo_strict": {"strict": True, "initial_step": True},
     "tp_grpo_noinit": {"strict": False, "initial_step": False},
     "tp_grpo_strict_noinit": {"strict": True, "initial_step": False},
+    "tp_grpo_release": {"strict": False, "initial_step": True},
+    "tp_grpo_strict_release": {"strict": True, "initial_step": True},
 }
 """Registry name of every turning-point variant -> its definition's switches (for the unbalanced marks)."""
+UNBALANCED_VARIANTS = ("tp_grpo_release", "tp_grpo_strict_release")
+"""Variants that never balance (the released rule): they take no ``balance_key``."""
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,16 @@ def variant_turning_points(
         records: the run's records, all with completion rewards [B_i, K+1].
         variant: a key of :data:`TP_VARIANTS`.
         clean: replay on the clean rewards instead of the noisy ones the run trained on.
-        balance_key: the balancing key the run used (``r_agg`` or ``trajectory``).
+        balance_key: the balancing key the run used (``r_agg`` or ``trajectory``); the released rule's variants
+            balance nothing and ignore it.
 
     Returns:
         The summary, and the balanced turning points of each record (bool [B_i, K]).
     """
     if variant not in TP_VARIANTS:
         raise ValueError(f"unknown turning-point variant {variant!r}; valid: {', '.join(TP_VARIANTS)}")
-    algorithm = get_algorithm(variant, balance_key=balance_key)
+    options = {} if variant in UNBALANCED_VARIANTS else {"balance_key": balance_key}
+    algorithm = get_algorithm(variant, **options)
     marks, unbalanced, aggregated = [], 0, []
     for record in records:
         rewards = record.completion_rewards(clean=clean)  # [B, K+1]

@@ -149,13 +149,25 @@ def robustness_command(
         ["flow_grpo", "incremental", "tp_grpo", "tp_grpo_strict"], "--algo", help="algorithms to replay (repeat)"
     ),
     seed: int = typer.Option(0, "--seed", help="seed of the noise draws"),
+    theory: bool = typer.Option(
+        True,
+        "--theory/--no-theory",
+        help="set the Gaussian-noise theory's flips and turning points beside the measured",
+    ),
     metric: str = typer.Option("test_partial_score", "--metric", help="test metric of the sweep figure"),
     out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
 ) -> None:
     """What reward noise does to each algorithm's credit (counterfactual on recorded clean rewards)."""
     from creditzoo.analysis import compare_credit, load_records
-    from creditzoo.analysis.robustness import DEFAULT_NOISE, counterfactual_study, noise_sweep_scores, parse_noise_list
+    from creditzoo.analysis.robustness import (
+        DEFAULT_NOISE,
+        counterfactual_study,
+        noise_sweep_scores,
+        parse_noise_list,
+        theory_applies,
+        theory_comparison,
+    )
     from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, split_finished
 
     try:
@@ -171,9 +183,11 @@ def robustness_command(
         records = load_records(run_dir)
         effects = counterfactual_study(records, specs, algos=algo, repeats=repeats, seed=seed)
         recorded = {name: compare_credit(records, name) for name in algo}
+        applies = theory and theory_applies(records)  # chains with completion rewards
+        rows = theory_comparison(records, specs, algos=algo, repeats=repeats, seed=seed) if applies else []
     except ValueError as error:
         fail(str(error))
-    from creditzoo.analysis.plots import noise_sweep_figure, robustness_figures
+    from creditzoo.analysis.plots import noise_sweep_figure, robustness_figures, theory_figures
 
     destination = _out_dir(out, [source])
     rates = {
@@ -184,17 +198,20 @@ def robustness_command(
     figures = robustness_figures(effects, destination, clean_rates=rates)
     if sweep is not None:
         figures.append(noise_sweep_figure(sweep, destination, metric=metric))
+    figures += theory_figures(rows, destination)
     result = {
         "counterfactual_run": str(run_dir),
         "iterations": len(records),
         "counterfactual": [asdict(e) for e in effects],
         "recorded_noisy_vs_clean": {name: asdict(c) for name, c in recorded.items()},
         "noise_sweep": None if sweep is None else [asdict(s) for s in sweep],
+        "theory": [asdict(row) for row in rows],
         "skipped": skipped,
         "figures": [p.name for p in figures],
     }
     if not _emit(result, destination / "robustness.json", as_json):
         title = f"Counterfactual reward noise on {run_dir} ({len(records)} iterations, {repeats} repeats)"
+        _print_theory(rows)
         _print_robustness(effects, sweep, title=title, metric=metric, written=f"{destination / 'robustness.json'}")
 
 
@@ -229,6 +246,51 @@ def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: 
             scores.add_row(s.algo, s.noise, str(s.seeds), f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]")
         _console().print(scores)
     _console().print(f"wrote {written} and its figures", highlight=False)
+
+
+def _estimate_text(estimate) -> str:
+    return "n/a" if estimate is None else f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]"
+
+
+def _print_theory(rows: list) -> None:
+    """Predicted beside measured, per noise level and step: the increments' table, then one table per rule."""
+    if not rows:
+        return
+    cell = {(r.noise, r.step, r.subject, r.quantity): r for r in rows}
+    levels = list(dict.fromkeys((r.noise, r.step) for r in rows))
+    note = "predicted: docs/math.md section 8.1; measured: mean over repeats [95% t interval]"
+    table = Table(title=f"Increment sign flips under Gaussian noise ({note})")
+    for column in ("noise", "step", "ties", "flips pred.", "flips meas. (untied)", "changes pred.", "changes meas."):
+        table.add_column(column, justify="left" if column == "noise" else "right")
+    for noise, step in levels:
+        flip, change = cell[(noise, step, "increments", "flip_rate")], cell[(noise, step, "increments", "sign_change")]
+        table.add_row(
+            noise,
+            "all" if step is None else str(step),
+            _pct(cell[(noise, step, "increments", "tie_share")].predicted),
+            _num(flip.predicted),
+            _estimate_text(flip.measured),
+            _num(change.predicted),
+            _estimate_text(change.measured),
+        )
+    _console().print(table)
+    for rule in dict.fromkeys(r.subject for r in rows if r.subject.startswith("rule:")):
+        name = rule.removeprefix("rule:")
+        credited = name in {r.subject for r in rows}
+        table = Table(title=f"Turning points of {name}'s rule before balancing ({note})")
+        columns = ["noise", "step", "marked pred.", "marked meas.", "precision pred.", "precision meas."]
+        columns += ["recall pred.", "recall meas."] + (["precision credited", "recall credited"] if credited else [])
+        for column in columns:
+            table.add_column(column, justify="left" if column == "noise" else "right")
+        for noise, step in levels:
+            marked, precision, recall = (cell[(noise, step, rule, q)] for q in ("mark_rate", "precision", "recall"))
+            values = [noise, "all" if step is None else str(step), _num(marked.predicted)]
+            values += [_estimate_text(marked.measured), _num(precision.predicted), _estimate_text(precision.measured)]
+            values += [_num(recall.predicted), _estimate_text(recall.measured)]
+            if credited:
+                values += [_estimate_text(cell[(noise, step, name, q)].measured) for q in ("precision", "recall")]
+            table.add_row(*values)
+        _console().print(table)
 
 
 def _counterfactual_run(runs: list) -> Path:

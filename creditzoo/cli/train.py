@@ -99,6 +99,8 @@ def train_command(
     std_mode: str = typer.Option(None, help=_help("std_mode")),
     reward: str = typer.Option(None, help=_help("reward")),
     reward_noise: str = typer.Option(None, help=_help("reward_noise")),
+    reward_repeats: int = typer.Option(None, help=_help("reward_repeats") + " [default: 1]"),
+    reward_noise_sd: str = typer.Option(None, help=_help("reward_noise_sd") + " [default: 0]"),
     prompts: str = typer.Option(None, help=_help("prompts")),
     eval_every: int = typer.Option(None, help=_help("eval_every")),
     eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),

@@ -75,7 +75,8 @@ class DenoisingEnv(VectorEnv):
     ``sigma`` float32 [B]. The action is the next latent [B, *S]. Rewards are float32 [B]: zero until the
     last step, then the (possibly noisy) terminal reward. At the last step ``info`` holds
     ``completion_rewards`` [B, K+1] (if a completion mode is set) and ``final_rewards`` [B], each with a
-    ``*_clean`` twin, the final ``images`` [B, 3, H, W], and work counters.
+    ``*_clean`` twin (and, when the reward repeats its calls, a ``*_var`` twin: each image's sample variance),
+    the final ``images`` [B, 3, H, W], and work counters (``reward_calls`` counts every repeated call).
 
     Devices: latents, sigmas, steps and every index the environment builds live on the model's device (the
     sigma grid follows the model at each ``reset``); rewards, ``terminated``/``truncated`` and the completion
@@ -305,23 +306,22 @@ class DenoisingEnv(VectorEnv):
             decode, count, prompts, lambda images, names: score_images(self.reward, images, names),
             chunk_size=self.config.decode_batch,
         )  # fmt: skip
-        noisy, clean, images = [n for n, _ in scores], [c for _, c in scores], finals
-        noisy_all, clean_all = torch.cat(noisy), torch.cat(clean)  # [B*K + B]
-        engine.counters.reward_calls += len(prompts)
+        engine.counters.reward_calls += sum(part.calls for part in scores)  # images x reward repeats
         engine.counters.seconds["reward"] += time.perf_counter() - start
-        final, final_clean = noisy_all[-self.num_envs :], clean_all[-self.num_envs :]
-        info = {
-            "final_rewards": final,
-            "final_rewards_clean": final_clean,
-            "images": torch.cat(images),
-            **engine.info(),
+        values = {  # [B*K + B] each: the completions' images, then the final ones
+            "rewards": torch.cat([part.noisy for part in scores]),
+            "rewards_clean": torch.cat([part.clean for part in scores]),
         }
+        if scores[0].variance is not None:  # the reward repeats its calls: keep each image's sample variance
+            values["rewards_var"] = torch.cat([part.variance for part in scores])
+        info = {f"final_{name}": value[-self.num_envs :] for name, value in values.items()}
+        info.update(images=torch.cat(finals), **engine.info())
         if self.completion is not None:
             grid = (self.num_envs, slots)
-            info["completion_rewards"] = torch.cat([noisy_all[: -self.num_envs].view(grid), final[:, None]], 1)
-            info["completion_rewards_clean"] = torch.cat(
-                [clean_all[: -self.num_envs].view(grid), final_clean[:, None]], 1
-            )
+            for name, value in values.items():  # R_0 .. R_{K-1} from the completions, R_K the final image's
+                info[f"completion_{name}"] = torch.cat(
+                    [value[: -self.num_envs].view(grid), value[-self.num_envs :, None]], 1
+                )
         return info
 
     # ------------------------------------------------------------------------------ standalone branching

@@ -86,29 +86,44 @@ class Counters:
         }
 
 
-def score_images(reward: object, images: torch.Tensor, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy and clean scores, float32 [N] on the CPU, of images [N, 3, H, W]; equal without a noise model.
+@dataclass(frozen=True)
+class ScoredImages:
+    """The scores of N images, float32 on the CPU.
 
-    Args:
-        reward: a callable ``(images, prompts) -> Tensor[N]``, or an object whose ``score`` returns ``noisy`` and
-            ``clean`` (:mod:`creditzoo.rewards.noise`).
-        images: [N, 3, H, W] in [0, 1].
-        prompts: N prompts.
+    Attributes:
+        noisy: [N] what the learner trains on (with reward repeats, the mean of each image's calls).
+        clean: [N] the same without reward noise; equal to ``noisy`` when the reward has no noise model.
+        variance: [N] the sample variance of each image's repeated noisy scores, or None without repeats.
+        calls: the reward calls made: N times the repeats.
+    """
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    variance: torch.Tensor | None
+    calls: int
+
+
+def score_images(reward: object, images: torch.Tensor, prompts: list[str]) -> ScoredImages:
+    """Score images [N, 3, H, W] with ``reward`` (a callable, or one with ``score``: :mod:`creditzoo.rewards.noise`).
+
+    A plain callable ``(images, prompts) -> Tensor[N]`` gives noisy = clean and no variance; one with ``score``
+    returns noisy, clean, variance and repeats.
 
     Raises:
         ValueError: the reward returned another shape than [N].
     """
     if hasattr(reward, "score"):
         scores = reward.score(images, prompts)
-        noisy, clean = scores.noisy, scores.clean
+        noisy, clean, variance, repeats = scores.noisy, scores.clean, scores.variance, scores.repeats
     else:
         noisy = reward(images, prompts)  # type: ignore[operator]
-        clean = noisy
+        clean, variance, repeats = noisy, None, 1
     noisy, clean = noisy.float().cpu(), clean.float().cpu()
     expected = (len(prompts),)
     if tuple(noisy.shape) != expected or tuple(clean.shape) != expected:
         raise ValueError(f"reward returned shape {list(noisy.shape)}, expected {list(expected)}")
-    return noisy, clean
+    variance = None if variance is None else variance.float().cpu()
+    return ScoredImages(noisy=noisy, clean=clean, variance=variance, calls=len(prompts) * repeats)
 
 
 class Lockstep:
@@ -255,7 +270,7 @@ class Lockstep:
     def score(
         self, latents: torch.Tensor, prompts: list[str], keep: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode and score ``latents`` [N, *S] in chunks, counting the reward calls.
+        """Decode and score ``latents`` [N, *S] in chunks, counting the reward calls (images x reward repeats).
 
         Returns:
             Noisy scores [N], clean scores [N] and the images [keep, 3, H, W] of the last ``keep`` latents (CPU).
@@ -266,10 +281,10 @@ class Lockstep:
         for first in range(0, latents.shape[0], size):
             chunk = self.decode(latents[first : first + size])
             scores = score_images(self.reward, chunk, prompts[first : first + size])
-            noisy.append(scores[0])
-            clean.append(scores[1])
+            noisy.append(scores.noisy)
+            clean.append(scores.clean)
             images.append(chunk[max(0, latents.shape[0] - keep - first) :].cpu())
-        self.counters.reward_calls += latents.shape[0]
+            self.counters.reward_calls += scores.calls  # images x reward repeats
         self.counters.seconds["reward"] += time.perf_counter() - start
         return torch.cat(noisy), torch.cat(clean), torch.cat(images)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms import algorithm_spec
+from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_pruning, option_names
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -69,6 +69,20 @@ class TrainConfig:
     decode_batch: int = field(default=32, metadata={"help": "latents decoded and scored at once when an episode ends"})
     reward: str | None = field(default=None, metadata={"help": "training reward (default: the task's first)"})
     reward_noise: str | None = field(default=None, metadata={"help": "reward noise spec, e.g. gaussian:0.05"})
+    reward_repeats: int = field(
+        default=1,
+        metadata={
+            "help": "score every image (final and completions) N times and keep the mean and the per-image "
+            "variance; every call counts in reward_calls"
+        },
+    )
+    reward_noise_sd: float | str = field(
+        default=0.0,
+        metadata={
+            "help": "per-call reward noise SD given to the noise-aware algorithms (tp_margin, tp_prob, *_rts): "
+            "auto (pooled from --reward-repeats N >= 2) or a number; 0: none. They get it divided by sqrt(N)"
+        },
+    )
     prompts: str | None = field(
         default=None, metadata={"help": "prompt files TRAIN,TEST (.txt or GenEval .jsonl) instead of the task's own"}
     )
@@ -171,9 +185,10 @@ class TrainConfig:
         need(
             self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
         )
-        rollout_shape(self.algo).episode_options(  # e.g. a tree's split steps against K and G = 2^|S|
-            self.algo_options, window_size=self.resolved_window_size, group_size=self.group_size
-        )
+        options, size = self.algo_options, self.resolved_window_size
+        collected = rollout_shape(self.algo).episode_options(options, window_size=size, group_size=self.group_size)
+        if "split_steps" in collected:  # a tree (its split steps checked against K and G = 2^|S|): pruning vs K
+            check_pruning(options.get("depth_prune"), options.get("width_prune"), size, collected["split_steps"])
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
             if self.cps_log_prob is None:  # recorded resolved in config.json, so a run says what it trained with
@@ -193,6 +208,7 @@ class TrainConfig:
             )
         need(self.beta >= 0 and math.isfinite(self.beta), f"beta must be >= 0 and finite, got {self.beta}")
         need(0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}, got {self.seed}")
+        self._check_reward_noise_sd()
         self._check_finite()
         need(self.learning_rate > 0, f"learning_rate must be a finite number > 0, got {self.learning_rate}")
         need(self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
@@ -236,12 +252,41 @@ class TrainConfig:
         need(not unknown, f"unknown tracker {unknown[0] if unknown else ''!r} in log; valid: {', '.join(TRACKERS)}")
         self._check_names()
 
+    def _check_reward_noise_sd(self) -> None:
+        """Reward repeats >= 1; the noise SD is auto (with repeats) or a number >= 0, for a noise-aware algorithm."""
+        if self.reward_repeats < 1:
+            raise ValueError(f"reward_repeats must be >= 1, got {self.reward_repeats}")
+        value = self.reward_noise_sd
+        if isinstance(value, str) and value.strip() != "auto":  # "0.05" from the command line is a number
+            try:
+                value = float(value)
+            except ValueError:
+                value = None
+        if value is None or (not isinstance(value, str) and not (math.isfinite(value) and value >= 0)):
+            raise ValueError(f"reward_noise_sd must be auto or a finite number >= 0, got {shown(self.reward_noise_sd)}")
+        object.__setattr__(self, "reward_noise_sd", value.strip() if isinstance(value, str) else value)
+        if value == 0:
+            return
+        if isinstance(value, str) and self.reward_repeats < 2:
+            raise ValueError(
+                "reward_noise_sd=auto pools the noise from repeated reward calls: give reward_repeats >= 2, "
+                "or a number for reward_noise_sd"
+            )
+        if takes_noise_sd(self.algo) is False:  # an unknown name is reported with the valid ones by _check_names
+            raise ValueError(
+                f"reward_noise_sd is given to the noise-aware algorithms ({', '.join(noise_aware_algorithms())}); "
+                f"{self.algo} takes none: leave reward_noise_sd at 0"
+            )
+        if "noise_sd" in self.algo_options:
+            raise ValueError("give the noise SD once: reward_noise_sd or algo_options noise_sd, not both")
+
     def _check_finite(self) -> None:
         """Every number field holds a finite value: inf and nan pass ``> 0`` style checks or fail only mid-run."""
         hints = _field_hints()
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if float in _field_types(hints[item.name]) and value is not None and not math.isfinite(value):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)  # not reward_noise_sd's "auto"
+            if float in _field_types(hints[item.name]) and number and not math.isfinite(value):
                 bound = {"learning_rate": " > 0", "lora_alpha": " > 0", "noise_level": " >= 0"}.get(item.name, "")
                 raise ValueError(f"{item.name} must be a finite number{bound}, got {value}")
 
@@ -280,6 +325,16 @@ class TrainConfig:
         """G when none is given: the one the rollout shape fixes (a tree's 2^|S| leaves), else 8."""
         fixed = rollout_shape(self.algo).group_size(self.algo_options, window_size=self.resolved_window_size)
         return DEFAULT_GROUP_SIZE if fixed is None else fixed
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats ``config.json`` records beside the fields: today, an off-policy ``split_noise=code:C``."""
+        from creditzoo.sampling import parse_split_noise
+
+        takes = "split_noise" in rollout_shape(self.algo).option_names  # a tree's collector takes it
+        spec = self.algo_options.get("split_noise") if takes else None
+        note = parse_split_noise(spec).note if isinstance(spec, str) else ""
+        return [note] if note else []
 
     @property
     def batch_size(self) -> int:
@@ -372,6 +427,19 @@ def stored_values(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("sde_kind") == "cps" and "cps_log_prob" not in values:
         values["cps_log_prob"] = "gaussian"
     return values
+
+
+def takes_noise_sd(algo: str) -> bool | None:
+    """Whether algorithm ``algo`` is noise-aware (takes ``noise_sd``); None for a name that does not resolve."""
+    try:
+        return "noise_sd" in option_names(algorithm_spec(algo).fn)
+    except (ValueError, ImportError, AttributeError):  # reported with the valid names by get_algorithm
+        return None
+
+
+def noise_aware_algorithms() -> list[str]:
+    """The registered algorithms that take ``noise_sd`` (docs/math.md section 10)."""
+    return [name for name, spec in ALGORITHMS.items() if "noise_sd" in option_names(spec.fn)]
 
 
 def rollout_shape(algo: str) -> RolloutShape:

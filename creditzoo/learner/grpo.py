@@ -3,24 +3,30 @@
 GRPO for flow models as in Flow-GRPO (Liu et al. 2025, arXiv 2505.05470), with the credit-assignment step
 swappable for any algorithm of :mod:`creditzoo.algorithms` (e.g. TP-GRPO, Tong et al. 2026,
 arXiv 2602.06422). Advantages, loss and defaults: docs/math.md sections 4-6. The policy is the base model plus
-a peft LoRA adapter; the reference model is the same network with the adapter disabled.
+a peft LoRA adapter (set up in :mod:`creditzoo.learner.lora`); the reference model is the same network with the
+adapter disabled. The update's pieces (minibatch plan, statistics) are in :mod:`creditzoo.learner.update`, the loss
+of one step in :mod:`creditzoo.learner.loss`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm
+from creditzoo.algorithms import get_algorithm, option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
-from creditzoo.learner.loss import clipped_surrogate, gaussian_mean_kl
+from creditzoo.learner.lora import adapter_state, add_lora, load_adapter_state
+from creditzoo.learner.loss import step_loss
+from creditzoo.learner.update import Minibatch, StepSums, UpdateStatistics, kept_rows, minibatch_plan
 from creditzoo.models.base import FlowModel, select_conditioning
+from creditzoo.rewards.noise import pooled_noise_sd
 from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
 from creditzoo.shapes import DEFAULT_SHAPE, CollectedRollout, EpisodeOptions, get_shape
@@ -50,40 +56,6 @@ def resolve_max_batch(max_batch: int | None, device: torch.device) -> int | None
     if max_batch is not None:
         return max_batch or None
     return CPU_MAX_BATCH if torch.device(device).type == "cpu" else None
-
-
-def lora_shape(model: FlowModel, config: TrainConfig) -> tuple[int, float]:
-    """(rank, alpha) of the adapter: the configured values, else the model's defaults.
-
-    The model declares ``default_lora_rank`` and ``default_lora_alpha`` (toy: 16 / None, SD3: 32 / 64, FLUX:
-    64 / 128); the model's alpha applies only with its own rank, otherwise alpha defaults to the rank (scale 1).
-    """
-    model_rank = int(model.default_lora_rank)
-    rank = config.lora_rank if config.lora_rank is not None else model_rank
-    if config.lora_alpha is not None:
-        return rank, float(config.lora_alpha)
-    model_alpha = model.default_lora_alpha
-    return rank, float(model_alpha if model_alpha is not None and rank == model_rank else rank)
-
-
-def add_lora(model: FlowModel, config: TrainConfig) -> torch.nn.Module:
-    """Wrap ``model`` in a peft LoRA adapter on its ``lora_target_modules``; only the adapter trains."""
-    from peft import LoraConfig, get_peft_model
-
-    targets = model.lora_target_modules
-    if not targets:
-        raise ValueError(f"{type(model).__name__} has no lora_target_modules; name the layers LoRA may adapt")
-    for parameter in model.parameters():  # type: ignore[attr-defined]
-        parameter.requires_grad_(False)
-    rank, alpha = lora_shape(model, config)
-    lora = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        target_modules=list(targets),
-        lora_dropout=0.0,
-        init_lora_weights="gaussian",
-    )
-    return get_peft_model(model, lora)
 
 
 @dataclass(frozen=True)
@@ -135,10 +107,9 @@ class GRPOLearner:
         self.algorithm = get_algorithm(config.algo, **options)
         self.shape = get_shape(self.algorithm.rollout_shape)  # collects, and converts what it collected
         self.shape_options = self._shape_options()
-        torch.manual_seed(config.seed)  # LoRA initialisation
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
         self.shift = config.shift if config.shift is not None else float(model.default_shift)
-        self.policy = add_lora(model, config).to(device)
+        self.policy = add_lora(model, seed=config.seed, rank=config.lora_rank, alpha=config.lora_alpha).to(device)
         if config.gradient_checkpointing:
             model.enable_gradient_checkpointing()  # a model without it refuses in one line
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function
@@ -170,10 +141,11 @@ class GRPOLearner:
         rows = self.processes.shard.rows(len(prompts) // self.processes.world_size)
         local = self.collect(prompts[rows], group_ids[rows], iteration)  # this process's groups
         rollout = self.gather(local, prompts, group_ids, iteration)  # global rewards and log-probs
-        credit = self.assign_credit(rollout)
+        noise = self.noise_estimate(rollout)  # the reward noise pooled from repeats, and what the credit is given
+        credit = self.assign_credit(rollout, iteration, noise.get("credit_noise_sd"))
         update = self.update(local, credit, iteration, group_ids)
-        metrics = self.log(iteration, rollout, credit, update, time.perf_counter() - started)
-        record = self.record(rollout, credit, iteration)
+        metrics = self.log(iteration, rollout, credit, {**update, **noise}, time.perf_counter() - started)
+        record = self.record(rollout, credit, iteration, noise)
         return IterationResult(metrics=metrics, record=record, prompts=rollout.prompts, shape=rollout.shape)
 
     def draw_prompts(self, iteration: int) -> tuple[list[str], torch.Tensor]:
@@ -267,6 +239,8 @@ class GRPOLearner:
             completion_rewards_clean=cat(rollout.completion_rewards_clean),
             branch_rewards=cat(rollout.branch_rewards),
             branch_rewards_clean=cat(rollout.branch_rewards_clean),
+            final_rewards_var=cat(rollout.final_rewards_var),
+            completion_rewards_var=cat(rollout.completion_rewards_var),
             info={
                 **{name: int(total) for name, total in zip(counters, totals.tolist(), strict=True)},
                 "seconds": dict(zip(phases, slowest.tolist(), strict=True)),
@@ -276,7 +250,7 @@ class GRPOLearner:
         return merged
 
     def _shape_options(self) -> dict:
-        """What the collector of the algorithm's rollout shape needs: tree split steps, G2RPO granularities.
+        """What the collector of the algorithm's rollout shape needs: tree split steps and noise, G2RPO granularities.
 
         Raises:
             ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
@@ -327,14 +301,46 @@ class GRPOLearner:
             weights = weights * steps.unsqueeze(0)
         return weights
 
-    def assign_credit(self, rollout: CollectedRollout) -> Credit:
+    def noise_estimate(self, rollout: CollectedRollout) -> dict[str, float]:
+        """The iteration's reward-noise figures (docs/math.md section 10.1), as metrics.
+
+        ``reward_noise_sd_pooled``: with reward repeats N >= 2 on a chain, the per-call SD pooled over every image
+        of the batch, sqrt(mean of the per-image sample variances) (final images counted once, as R_K).
+        ``credit_noise_sd``: for a noise-aware algorithm, what it is given: the per-call SD (pooled for
+        ``reward_noise_sd="auto"``, else declared) divided by sqrt(N), the SD of a mean of N calls.
+        """
+        variances = rollout.completion_rewards_var
+        variances = rollout.final_rewards_var if variances is None else variances  # [B, K+1] or [B]
+        figures = {} if variances is None else {"reward_noise_sd_pooled": pooled_noise_sd(variances)}
+        if "noise_sd" in option_names(self.algorithm.fn):
+            declared = self.config.reward_noise_sd
+            if declared == 0:  # none declared: the algorithm's own (algo_options' noise_sd, else its default 0)
+                figures["credit_noise_sd"] = float(self.algorithm.bound_options["noise_sd"])
+            else:
+                per_call = figures["reward_noise_sd_pooled"] if declared == "auto" else float(declared)
+                figures["credit_noise_sd"] = per_call / math.sqrt(self.config.reward_repeats)
+        return figures
+
+    def assign_credit(
+        self, rollout: CollectedRollout, iteration: int | None = None, noise_sd: float | None = None
+    ) -> Credit:
         """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm.
 
-        The rollout's shape says which Rollout its algorithms read (:meth:`RolloutShape.rollout_fields
+        The algorithm reads the Rollout the rollout's shape builds of it (:meth:`RolloutShape.rollout_fields
         <creditzoo.shapes.base.RolloutShape.rollout_fields>`).
+
+        Args:
+            rollout: the iteration's (global) rollout.
+            iteration: 1-based; reaches the algorithm as ``Rollout.iteration``, for credit that follows a schedule
+                (``branch_grpo``'s sliding depth pruning).
+            noise_sd: the noise SD a noise-aware algorithm is given this iteration (``credit_noise_sd`` of
+                :meth:`noise_estimate`); None leaves its bound options as they are.
         """
-        fields = get_shape(rollout.shape).rollout_fields(rollout, num_steps=self.env.window.size)
-        return self.algorithm(Rollout(**fields))
+        fields = get_shape(rollout.shape).rollout_fields(rollout, num_steps=self.env.window.size)  # the shape's Rollout
+        algorithm = self.algorithm
+        if noise_sd is not None:
+            algorithm = dataclasses.replace(algorithm, options={**algorithm.options, "noise_sd": noise_sd})
+        return algorithm(Rollout(**fields, iteration=iteration))
 
     def update(
         self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None
@@ -351,98 +357,102 @@ class GRPOLearner:
         gradients are summed over the processes before clipping and the AdamW step, so every process takes
         the step one process would take on the global batch. The returned statistics are global.
 
+        The pieces (``creditzoo/learner/update.py``): ``minibatch_plan`` says which rows each minibatch and step
+        train; :meth:`accumulate_gradients` runs the forward passes and ``step_loss`` of each step and backpropagates;
+        ``UpdateStatistics`` gathers what is logged.
+
         Args:
             rollout: this process's rows (their latents and sampling log-probs), block ``processes.rank``.
             credit: the global batch's credit, advantages [B, K].
             iteration: the iteration (seeds the minibatch shuffle and the random step subset).
             group_ids: int64 [B], the global batch's group ids (None: ``rollout.group_ids``, one process).
         """
-        config, window, policy, processes = self.config, self.env.window, self.policy, self.processes
+        config, window, processes = self.config, self.env.window, self.processes
         started = time.perf_counter()
         group_ids = rollout.group_ids if group_ids is None else group_ids  # [B] global
-        mine = processes.shard.rows(rollout.group_ids.numel())  # the global rows this process holds
         advantages = credit.advantages.clamp(-config.adv_clip, config.adv_clip)  # [B, K]
         weights = self.loss_weights(credit)  # [B, K] or None
-        mask = self.train_mask(group_ids.numel(), iteration)  # [B, K] or None
-        steps_per_sample = window.size if mask is None else int(mask[0].sum())
-        signal = (advantages != 0).any(dim=1).float()  # [B]
-        group_has_signal = torch.zeros(int(group_ids.max()) + 1).index_add_(0, group_ids, signal) > 0
-        kept = group_has_signal[group_ids].nonzero().squeeze(1)  # [B'] samples of groups with signal
-        generator = torch.Generator().manual_seed(derive_seed(config.seed, iteration, "minibatch"))
+        plan = minibatch_plan(
+            kept_rows(advantages, group_ids),
+            epochs=config.inner_epochs,
+            minibatches=config.updates_per_iteration,
+            seed=derive_seed(config.seed, iteration, "minibatch"),
+            num_steps=window.size,
+            mask=self.train_mask(group_ids.numel(), iteration),  # [B, K] or None
+            local=processes.shard.rows(rollout.group_ids.numel()),  # the global rows this process holds
+        )
+        statistics = UpdateStatistics(with_kl=config.beta > 0)
+        for minibatch in plan.minibatches:
+            self.optimizer.zero_grad(set_to_none=True)
+            sums = self.accumulate_gradients(rollout, minibatch, advantages, weights, plan.steps_per_sample)
+            processes.sum_gradients(self.parameters)
+            sums.reduce(processes)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, config.max_grad_norm)
+            self.optimizer.step()
+            statistics.add(minibatch, sums, grad_norm)
+        metrics = statistics.summary(plan, group_ids.numel(), window.start, window.size)
+        metrics["train_evals"] = int(processes.sum(torch.tensor(metrics["train_evals"], dtype=torch.float64)))
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics
+
+    def accumulate_gradients(
+        self,
+        rollout: CollectedRollout,
+        minibatch: Minibatch,
+        advantages: torch.Tensor,
+        weights: torch.Tensor | None,
+        steps_per_sample: int,
+    ) -> StepSums:
+        """Backpropagate one minibatch's loss on this process's rows, window step by window step.
+
+        Each step's :func:`~creditzoo.learner.loss.step_loss` is divided by ``steps_per_sample`` before its
+        backward pass, so the gradients add up to the gradient of the minibatch's loss (this process's share).
+
+        Args:
+            rollout: this process's rows (block ``processes.rank`` of the global batch).
+            minibatch: the minibatch (global rows; ``minibatch.local`` are the ones sampled here).
+            advantages: [B, K] clipped advantages of the global batch.
+            weights: [B, K] loss weights of the global batch, or None for ones.
+            steps_per_sample: the window steps each sample trains.
+
+        Returns:
+            The minibatch's :class:`~creditzoo.learner.update.StepSums` on this process (not yet reduced).
+        """
+        config, window, policy = self.config, self.env.window, self.policy
+        start = self.processes.shard.rows(rollout.group_ids.numel()).start  # global row of this process's row 0
         device = rollout.inputs.device
         evals_per_forward = 2 if config.guidance_scale != 1.0 else 1
-        stats = {"loss": [], "kl": [], "clip_fraction": [], "grad_norm": [], "ratio_dev": []}
-        first_ratio_dev = float("nan")
-        train_evals = 0
-        for epoch in range(config.inner_epochs if kept.numel() else 0):
-            order = kept[torch.randperm(kept.numel(), generator=generator)]
-            for part, minibatch in enumerate(order.tensor_split(config.updates_per_iteration)):
-                if minibatch.numel() == 0:
-                    continue
-                self.optimizer.zero_grad(set_to_none=True)
-                sums = torch.zeros(window.size, 4, dtype=torch.float64)  # per step: loss, kl, clipped rows, rows
-                deviation = torch.zeros((), dtype=torch.float64)
-                for k in range(window.size):
-                    trained = minibatch if mask is None else minibatch[mask[minibatch, k]]  # global rows
-                    sums[k, 3] = trained.numel()
-                    rows = trained[(trained >= mine.start) & (trained < mine.stop)]  # global rows sampled here
-                    if rows.numel() == 0:
-                        continue
-                    here = rows - mine.start  # the same rows, indexed in this process's rollout
-                    j = window.start + k
-                    cond = select_conditioning(self.env.cond, here.to(device))
-                    z, z_next = rollout.inputs[here, k], rollout.outputs[here, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}...
-                    sigma = self.env.sigmas[j].expand(rows.numel())
-                    step = self._policy_step(policy, z, z_next, sigma, cond, j)
-                    surrogate = clipped_surrogate(
-                        step.log_prob,
-                        rollout.log_probs[here, k],
-                        advantages[rows, k].to(device),
-                        clip_range=config.resolved_clip_range,
-                        weights=None if weights is None else weights[rows, k].to(device),
-                        batch_size=minibatch.numel(),
-                    )
-                    loss = surrogate.loss
-                    train_evals += 3 * evals_per_forward * rows.numel()
-                    if config.beta > 0:
-                        with torch.no_grad(), policy.disable_adapter():
-                            reference = self._policy_step(policy, z, z_next, sigma, cond, j)
-                        kl = gaussian_mean_kl(step.mean, reference.mean, step.std) * (rows.numel() / minibatch.numel())
-                        loss = loss + config.beta * kl
-                        sums[k, 1] = float(kl.detach())
-                        train_evals += evals_per_forward * rows.numel()
-                    (loss / steps_per_sample).backward()
-                    sums[k, 0] = float(loss.detach())
-                    sums[k, 2] = float(surrogate.clip_fraction) * rows.numel()
-                    deviation = torch.maximum(deviation, (surrogate.ratio - 1).abs().max().double().cpu())
-                processes.sum_gradients(self.parameters)
-                sums[:, :3] = processes.sum(sums[:, :3])
-                deviation = float(processes.max(deviation))
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, config.max_grad_norm)
-                self.optimizer.step()
-                for k in sums[:, 3].nonzero().squeeze(1).tolist():
-                    stats["loss"].append(float(sums[k, 0]))
-                    stats["clip_fraction"].append(float(sums[k, 2] / sums[k, 3]))
-                    if config.beta > 0:
-                        stats["kl"].append(float(sums[k, 1]))
-                stats["grad_norm"].append(float(grad_norm))
-                stats["ratio_dev"].append(deviation)
-                if epoch == 0 and part == 0:
-                    first_ratio_dev = deviation
-        mean = {name: (float(np.mean(values)) if values else None) for name, values in stats.items()}
-        return {
-            "loss": mean["loss"],
-            "kl": mean["kl"],
-            "clip_fraction": mean["clip_fraction"],
-            "grad_norm": mean["grad_norm"],
-            "ratio_dev_first_update": first_ratio_dev if kept.numel() else None,
-            "ratio_dev_max": max(stats["ratio_dev"]) if stats["ratio_dev"] else None,
-            "kept_fraction": kept.numel() / group_ids.numel(),
-            "window_start": window.start,
-            "trained_step_fraction": steps_per_sample / window.size,
-            "train_evals": int(processes.sum(torch.tensor(train_evals, dtype=torch.float64))),
-            "seconds": time.perf_counter() - started,
-        }
+        sums = StepSums.zeros(window.size)
+        for k in range(window.size):
+            sums.count(k, minibatch.trained[k].numel())
+            rows = minibatch.local[k]  # global rows sampled here
+            if rows.numel() == 0:
+                continue
+            here = rows - start  # the same rows, indexed in this process's rollout
+            j = window.start + k
+            cond = select_conditioning(self.env.cond, here.to(device))
+            z, z_next = rollout.inputs[here, k], rollout.outputs[here, k]  # z_k -> z_{k+1}, o_j -> c_{k,i}...
+            sigma = self.env.sigmas[j].expand(rows.numel())
+            step = self._policy_step(policy, z, z_next, sigma, cond, j)
+            sums.evals += 3 * evals_per_forward * rows.numel()
+            reference = None
+            if config.beta > 0:
+                with torch.no_grad(), policy.disable_adapter():
+                    reference = self._policy_step(policy, z, z_next, sigma, cond, j)
+                sums.evals += evals_per_forward * rows.numel()
+            loss = step_loss(
+                step,
+                rollout.log_probs[here, k],
+                advantages[rows, k].to(device),
+                clip_range=config.resolved_clip_range,
+                minibatch_size=minibatch.size,
+                weights=None if weights is None else weights[rows, k].to(device),
+                reference=reference,
+                beta=config.beta,
+            )
+            (loss.loss / steps_per_sample).backward()
+            sums.add(k, rows.numel(), loss)
+        return sums
 
     def _policy_step(
         self, policy: torch.nn.Module, z: torch.Tensor, z_next: torch.Tensor, sigma: torch.Tensor, cond: dict, j: int
@@ -495,12 +505,17 @@ class GRPOLearner:
         increments = rollout.completion_rewards[:, 1:] - rollout.completion_rewards[:, :-1]
         return float((increments == 0).float().mean())
 
-    def record(self, rollout: CollectedRollout, credit: Credit, iteration: int) -> dict[str, torch.Tensor]:
+    def record(
+        self, rollout: CollectedRollout, credit: Credit, iteration: int, noise: dict[str, float] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The compact per-iteration record analysis needs to recompute any algorithm offline.
 
         Besides rewards and credit it holds what shaped the loss, when present: ``window_start`` [1] (a sliding
         window's position), ``weights`` [B, K] (the credit's weights times the step weights), ``step_weights``
-        [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset).
+        [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset); with reward repeats the per-image
+        sample variances ``completion_rewards_var`` [B, K+1] and ``final_rewards_var`` [B], and for a
+        noise-aware algorithm the noise SD it was given, ``credit_noise_sd`` [1] (from ``noise``, the figures of
+        :meth:`noise_estimate`).
         """
         record = {
             "group_ids": rollout.group_ids,
@@ -517,6 +532,11 @@ class GRPOLearner:
         if rollout.branch_rewards is not None:
             record["branch_rewards"] = rollout.branch_rewards  # [B, K, L]
             record["branch_rewards_clean"] = rollout.branch_rewards_clean
+        for name in ("completion_rewards_var", "final_rewards_var"):
+            if getattr(rollout, name) is not None:
+                record[name] = getattr(rollout, name)
+        if noise and "credit_noise_sd" in noise:
+            record["credit_noise_sd"] = torch.tensor([noise["credit_noise_sd"]], dtype=torch.float64)
         if rollout.split_steps is not None:
             record["split_steps"] = torch.tensor(rollout.split_steps, dtype=torch.int64)  # [|S|]
         if self.config.window_schedule is not None:
@@ -534,17 +554,13 @@ class GRPOLearner:
     # ----------------------------------------------------------------------------------------- state
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The LoRA weights (peft's naming)."""
-        from peft import get_peft_model_state_dict
-
-        return {
-            name: value.detach().cpu().contiguous() for name, value in get_peft_model_state_dict(self.policy).items()
-        }
+        """The LoRA weights (peft's naming; :func:`creditzoo.learner.lora.adapter_state`)."""
+        return adapter_state(self.policy)
 
     def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Load LoRA weights saved by :meth:`adapter_state` (or peft's ``save_pretrained``)."""
-        from peft import set_peft_model_state_dict
+        """Load LoRA weights saved by :meth:`adapter_state` (or peft's ``save_pretrained``).
 
-        result = set_peft_model_state_dict(self.policy, state)
-        if result.unexpected_keys:
-            raise ValueError(f"checkpoint has unexpected LoRA keys: {result.unexpected_keys[:3]}")
+        Raises:
+            ValueError: ``state`` has keys the adapter does not have (one line).
+        """
+        load_adapter_state(self.policy, state)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from creditzoo.sampling.sde import SdeStep
+
 
 @dataclass(frozen=True)
 class PolicyLoss:
@@ -76,3 +78,57 @@ def gaussian_mean_kl(mean: torch.Tensor, ref_mean: torch.Tensor, std: torch.Tens
         Scalar mean of (mean - ref_mean)^2 / (2 std^2).
     """
     return ((mean - ref_mean) ** 2 / (2 * std**2)).mean()
+
+
+@dataclass(frozen=True)
+class StepLoss:
+    """The loss of one window step of a minibatch, on the rows one process evaluated.
+
+    Attributes:
+        loss: scalar with gradient, ``surrogate.loss + beta * kl`` (the surrogate alone without a reference).
+        kl: scalar, the KL term before ``beta`` (scaled to this process's share of the minibatch), or None.
+        surrogate: the clipped-surrogate terms (:func:`clipped_surrogate`).
+    """
+
+    loss: torch.Tensor
+    kl: torch.Tensor | None
+    surrogate: PolicyLoss
+
+
+def step_loss(
+    step: SdeStep,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_range: float,
+    minibatch_size: int,
+    weights: torch.Tensor | None = None,
+    reference: SdeStep | None = None,
+    beta: float = 0.0,
+) -> StepLoss:
+    """L_k of one window step k on m rows of a minibatch of M rows (docs/math.md section 5).
+
+    L_k = sum_b(weights[b] * surrogate[b]) / M + beta * KL_k, with KL_k = :func:`gaussian_mean_kl` of the policy's
+    and the reference's step means, times m / M: each process evaluates its m rows and divides by the minibatch's
+    M, so the terms of all processes add up to the minibatch's loss.
+
+    Args:
+        step: the policy's step on the m rows (``log_prob`` [m] with gradient, ``mean`` [m, ...], ``std``).
+        old_log_prob: [m] log-probabilities recorded while sampling.
+        advantages: [m] (already clipped).
+        clip_range: eps of the ratio clip.
+        minibatch_size: M, the minibatch's rows over every process.
+        weights: [m] loss weights (credit weights times step weights), or None for ones.
+        reference: the reference model's step on the same rows (adapter disabled), or None: no KL term.
+        beta: the KL weight (used only with a ``reference``).
+
+    Returns:
+        :class:`StepLoss`.
+    """
+    surrogate = clipped_surrogate(
+        step.log_prob, old_log_prob, advantages, clip_range=clip_range, weights=weights, batch_size=minibatch_size
+    )
+    if reference is None:
+        return StepLoss(loss=surrogate.loss, kl=None, surrogate=surrogate)
+    kl = gaussian_mean_kl(step.mean, reference.mean, step.std) * (step.log_prob.shape[0] / minibatch_size)
+    return StepLoss(loss=surrogate.loss + beta * kl, kl=kl, surrogate=surrogate)

@@ -94,12 +94,12 @@ def load_task(config: TrainConfig) -> Task:
 
 
 def build_reward(task: Task, config: TrainConfig) -> object:
-    """The training reward: the task's (or the named) reward, wrapped in a noise model if asked."""
+    """The training reward: the task's (or the named) reward, wrapped in a noise model if asked, repeated N times."""
     from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
 
     reward = task.reward(config.reward)
     spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
-    return NoisyReward(reward, spec, seed=config.seed)
+    return NoisyReward(reward, spec, seed=config.seed, repeats=config.reward_repeats)
 
 
 def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
@@ -123,7 +123,7 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
-    """The resolved configuration a run directory was started with (``config.json`` less its provenance)."""
+    """The resolved configuration a run directory was started with (``config.json`` less provenance and notes)."""
     import json
 
     if not run_dir.exists():
@@ -148,6 +148,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     if not isinstance(values, dict):
         raise RunDirectoryError(f"{str(path)!r} does not hold a JSON object of TrainConfig fields")
     values.pop("provenance", None)
+    values.pop("notes", None)  # derived from the fields (TrainConfig.notes), written for readers
     try:
         return TrainConfig.from_dict(stored_values(values))
     except (ValueError, TypeError) as error:
@@ -155,7 +156,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def write_run_config(run_dir: Path, config: TrainConfig, device: torch.device, *, resume: bool) -> None:
-    """Write ``config.json``: the configuration and its provenance (:mod:`creditzoo.provenance`).
+    """Write ``config.json``: the configuration, its notes (:attr:`TrainConfig.notes`, if any) and its provenance.
 
     A resume keeps the provenance the run was started with and appends its own to ``"resumes"``.
     """
@@ -169,7 +170,8 @@ def write_run_config(run_dir: Path, config: TrainConfig, device: torch.device, *
         record = provenance.with_resume(json.loads(path.read_text()).get("provenance"), current)
     else:
         record = {**current, "resumes": []}
-    atomic_write_json(path, {**config.to_dict(), "provenance": record})
+    notes = {"notes": config.notes} if config.notes else {}
+    atomic_write_json(path, {**config.to_dict(), **notes, "provenance": record})
 
 
 def train(

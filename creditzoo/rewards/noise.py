@@ -21,6 +21,13 @@ Ranges: SD, HALFWIDTH and SCALE may be 0 (a zero-noise control that still runs t
 must be > 0; P lies in [0, 1]; every parameter must be finite. ``"none"`` parses to ``None``, the single
 representation of "no noise" (``NoisyReward(fn, None)`` records clean == noisy and draws nothing).
 
+Repeats (docs/math.md section 10.1): ``NoisyReward(..., repeats=N)`` scores every image N times, each call a
+fresh draw of the noise (and a fresh call of the wrapped reward, which may itself be random, e.g. a judge sampling
+at a temperature). :class:`NoisyScores` then holds the mean of the N noisy scores, the mean of the N clean ones,
+the per-image sample variance (ddof 1) of the noisy ones and N; :func:`pooled_noise_sd` turns a batch of such
+variances into the per-call noise SD. Means are taken in float64; a reward that returns the same clean scores on
+every call keeps them as they are.
+
 Repeatability: per-call draws come from a CPU ``torch.Generator`` owned by the :class:`NoisyReward` (the
 noise, a [B] vector, is then moved to the scores' device, so a run repeats across devices). The learner
 reseeds it with :meth:`NoisyReward.manual_seed` at the start of every iteration, from (run seed, iteration),
@@ -111,6 +118,40 @@ class NoiseSpec:
         return ":".join((self.kind, *(repr(p) for p in self.params)))
 
 
+def per_call_sd(spec: NoiseSpec | None) -> float:
+    """The SD of one call's noise that a noise-aware scheme is told about a noise model (docs/math.md section 10.1).
+
+    What ``--reward-noise-sd X`` would declare for rewards carrying this noise, for counterfactual replays:
+    gaussian: SD; uniform: HALFWIDTH / sqrt(3); student_t: SCALE * sqrt(DF / (DF - 2)) for DF > 2, and SCALE for
+    DF <= 2 (the variance is infinite; the scale is the only finite spread there is); bias: 0 (a per-prompt offset
+    is the same in every score of a trajectory, so it cancels in every increment); quantize: STEP / sqrt(12) (the
+    rounding error of a score spread over many steps); flip: sqrt(P / 3), the RMS change of a score replaced by
+    U(0, 1) at its worst (a clean score at 0 or 1); a declared value, not an exact one. No noise: 0.
+
+    Args:
+        spec: a parsed noise model, or None.
+
+    Returns:
+        The declared per-call SD, >= 0.
+    """
+    if spec is None:
+        return 0.0
+    first, last = spec.params[0], spec.params[-1]
+    if spec.kind == "gaussian":
+        return float(first)
+    if spec.kind == "uniform":
+        return float(first) / math.sqrt(3.0)
+    if spec.kind == "student_t":
+        return float(last) * math.sqrt(first / (first - 2.0)) if first > 2 else float(last)
+    if spec.kind == "bias":
+        return 0.0
+    if spec.kind == "quantize":
+        return float(first) / math.sqrt(12.0)
+    if spec.kind == "flip":
+        return math.sqrt(float(first) / 3.0)
+    raise ValueError(f"unknown noise kind {spec.kind!r}; valid: {', '.join(NOISE_KINDS)}")
+
+
 def parse_noise_spec(text: str) -> NoiseSpec | None:
     """Parse ``"kind:PARAM[:PARAM]"`` (e.g. ``"student_t:5:0.1"``) into a :class:`NoiseSpec`.
 
@@ -145,12 +186,16 @@ class NoisyScores:
     """A batch of scores with and without noise.
 
     Attributes:
-        noisy: float [B], what the learner trains on.
-        clean: float [B], the wrapped reward's own scores, same shape, dtype and device.
+        noisy: float [B], what the learner trains on (with repeats, the mean of the N noisy scores).
+        clean: float [B], the wrapped reward's own scores (with repeats, their mean), same shape, dtype and device.
+        variance: float [B], the sample variance (ddof 1) of each image's N noisy scores, or None when N = 1.
+        repeats: N, the reward calls made per image.
     """
 
     noisy: torch.Tensor
     clean: torch.Tensor
+    variance: torch.Tensor | None = None
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if self.noisy.shape != self.clean.shape or self.clean.ndim != 1:
@@ -158,6 +203,26 @@ class NoisyScores:
                 f"noisy and clean scores must both have shape [B], got {list(self.noisy.shape)} "
                 f"and {list(self.clean.shape)}"
             )
+        if (self.variance is None) != (self.repeats == 1) or self.repeats < 1:
+            raise ValueError(f"a variance comes with repeats >= 2 and only then, got repeats={self.repeats}")
+        if self.variance is not None and self.variance.shape != self.noisy.shape:
+            raise ValueError(f"variance must have shape {list(self.noisy.shape)}, got {list(self.variance.shape)}")
+
+
+def pooled_noise_sd(variances: torch.Tensor) -> float:
+    """The per-call noise SD pooled from per-image sample variances: sqrt(mean of the variances).
+
+    Each variance is an unbiased estimate of sigma^2 from the same number of repeats, so their mean is too (and
+    has B * (N - 1) degrees of freedom); its square root is the estimate of sigma (biased low by a fraction of
+    order 1 / (4 B (N - 1))). A noiseless reward gives exactly 0.
+
+    Args:
+        variances: float [...] per-image sample variances (ddof 1) of N >= 2 repeated scores.
+
+    Returns:
+        sigma-hat >= 0.
+    """
+    return float(variances.double().mean().sqrt())
 
 
 def _standard_normal_from_text(seed: int, text: str) -> float:
@@ -197,6 +262,7 @@ class NoisyReward:
             (which :meth:`manual_seed` leaves alone).
         low: lower end of the reward's range, for ``flip``.
         high: upper end of the reward's range, for ``flip``.
+        repeats: N >= 1, calls per image; the scores are the means of N calls (see :class:`NoisyScores`).
 
     Example:
         >>> reward = NoisyReward(lambda x, p: x.mean(dim=(1, 2, 3)), parse_noise_spec("gaussian:0.05"), seed=1)
@@ -211,7 +277,10 @@ class NoisyReward:
         seed: int = 0,
         low: float = 0.0,
         high: float = 1.0,
+        repeats: int = 1,
     ) -> None:
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
         if spec is not None and not isinstance(spec, NoiseSpec):
             raise TypeError(f"spec must be a NoiseSpec or None (see parse_noise_spec), got {type(spec).__name__}")
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
@@ -220,6 +289,7 @@ class NoisyReward:
         self.spec = spec
         self.low = float(low)
         self.high = float(high)
+        self.repeats = repeats
         self._seed = int(seed)
         self._bias: dict[str, float] = {}  # prompt -> offset, filled lazily; a cache of a pure function
         self._generator = torch.Generator(device="cpu")
@@ -246,7 +316,8 @@ class NoisyReward:
             prompts: B prompts, one per image.
 
         Returns:
-            :class:`NoisyScores` with ``clean`` (the wrapped reward's output, [B]) and ``noisy`` ([B]).
+            :class:`NoisyScores` with ``clean`` (the wrapped reward's output, [B]) and ``noisy`` ([B]); with
+            repeats, their means over the N calls and the noisy scores' per-image sample variance.
 
         Raises:
             ValueError: if ``len(prompts) != B`` or the wrapped reward does not return a float tensor [B].
@@ -254,11 +325,24 @@ class NoisyReward:
         batch = images.shape[0]
         if len(prompts) != batch:
             raise ValueError(f"got {batch} images but {len(prompts)} prompts")
-        clean = self.reward_fn(images, prompts)  # [B]
-        if not isinstance(clean, torch.Tensor) or clean.shape != (batch,) or not clean.is_floating_point():
-            got = f"{clean.dtype} {list(clean.shape)}" if isinstance(clean, torch.Tensor) else type(clean).__name__
-            raise ValueError(f"the wrapped reward must return a float tensor of shape [B={batch}], got {got}")
-        return NoisyScores(noisy=self._perturb(clean, prompts), clean=clean)
+        cleans, draws = [], []
+        for _ in range(self.repeats):  # call after call: the noise draws in the order of a plain loop
+            clean = self.reward_fn(images, prompts)  # [B]
+            if not isinstance(clean, torch.Tensor) or clean.shape != (batch,) or not clean.is_floating_point():
+                kind = f"{clean.dtype} {list(clean.shape)}" if isinstance(clean, torch.Tensor) else type(clean).__name__
+                raise ValueError(f"the wrapped reward must return a float tensor of shape [B={batch}], got {kind}")
+            cleans.append(clean)
+            draws.append(self._perturb(clean, prompts))
+        if self.repeats == 1:
+            return NoisyScores(noisy=draws[0], clean=cleans[0])
+        noisy = torch.stack(draws, dim=1).double()  # [B, N]
+        deterministic = all(torch.equal(other, cleans[0]) for other in cleans[1:])
+        return NoisyScores(
+            noisy=noisy.mean(1).to(clean.dtype),
+            clean=cleans[0] if deterministic else torch.stack(cleans, dim=1).double().mean(1).to(clean.dtype),
+            variance=noisy.var(1, correction=1).to(clean.dtype),
+            repeats=self.repeats,
+        )
 
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """The noisy scores, float [B]: a :class:`NoisyReward` is itself a reward callable."""
@@ -317,4 +401,4 @@ class NoisyReward:
         self._generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
-        return f"NoisyReward({self.reward_fn!r}, spec={str(self.spec)!r}, seed={self._seed})"
+        return f"NoisyReward({self.reward_fn!r}, spec={str(self.spec)!r}, seed={self._seed}, repeats={self.repeats})"

@@ -11,6 +11,7 @@ from creditzoo.sampling.sde import (
     sde_step,
     x0_prediction,
 )
+from creditzoo.sampling.split_noise import SPLIT_NOISE_FORMS, SplitNoise, parse_split_noise
 from creditzoo.sampling.steps import (
     STEP_WEIGHTS,
     SlideSchedule,
@@ -25,9 +26,12 @@ from creditzoo.sampling.steps import (
 __all__ = [
     "CPS_LOG_PROBS",
     "SDE_KINDS",
+    "SPLIT_NOISE_FORMS",
     "STEP_WEIGHTS",
     "SlideSchedule",
+    "SplitNoise",
     "noise_step_weights",
+    "parse_split_noise",
     "parse_step_weight",
     "parse_train_steps",
     "parse_window_schedule",

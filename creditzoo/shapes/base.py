@@ -87,6 +87,8 @@ class CollectedRollout:
         states: [B, K + 1, *S] window states z_0 .. z_K (chains), else None.
         branch_rewards: float32 [B, K, L] R_{k,i} per completion variant (anchor), else None; ``*_clean`` likewise.
         split_steps: the tree's split steps (tree), else None.
+        final_rewards_var: [B] the sample variance of each final image's repeated scores (chains with reward
+            repeats, docs/math.md section 10.1), else None; ``completion_rewards_var`` [B, K + 1] likewise.
 
     With several processes, :meth:`GRPOLearner.gather <creditzoo.learner.grpo.GRPOLearner.gather>` builds the
     global batch's view: prompts, group ids, rewards and log-probs of every process, with ``inputs``,
@@ -109,6 +111,8 @@ class CollectedRollout:
     branch_rewards: torch.Tensor | None = None
     branch_rewards_clean: torch.Tensor | None = None
     split_steps: tuple[int, ...] | None = None
+    final_rewards_var: torch.Tensor | None = None
+    completion_rewards_var: torch.Tensor | None = None
 
 
 class RolloutShape(ABC):

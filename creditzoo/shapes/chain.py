@@ -113,6 +113,8 @@ def sample_chain(
         images=info["images"],
         info=info,
         shape=NAME,
+        final_rewards_var=info.get("final_rewards_var"),
+        completion_rewards_var=info.get("completion_rewards_var"),
     )
 
 

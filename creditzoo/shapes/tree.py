@@ -13,9 +13,10 @@ one chunked model call, so the sequential depth stays T.
 
 Seeding, so that an independent one-sample-at-a-time sampler can reproduce a rollout: one CPU generator seeded
 with ``seed`` draws the roots x_T [P, *S] (P groups in increasing group-id order), then, for each window step in
-order, the children's noise [P, N_k, *S] (N_k nodes per tree after window step k). With N processes (a
-``shard``) each of these draws is made for the global batch, all processes' groups in order, and each process
-keeps its block, so the draws do not depend on N.
+order, the children's noise [P, N_k, *S] (N_k nodes per tree after window step k; with ``split_noise="paper:S"`` a
+split step then draws the siblings' shared xi, [P, N_k / 2, *S]). With N processes (a ``shard``) each of these
+draws is made for the global batch, all processes' groups in order, and each process keeps its block, so the draws
+do not depend on N.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from creditzoo.sampling import ode_step, sde_step
+from creditzoo.sampling.split_noise import SplitNoise, parse_split_noise
 from creditzoo.shapes.base import (
     CollectedRollout,
     EpisodeOptions,
@@ -109,6 +111,7 @@ def sample_tree(
     cps_log_prob: str = "released",
     window_start: int | None = None,
     shard: Shard | None = None,
+    split_noise: str | SplitNoise = "iid",
 ) -> CollectedRollout:
     """Sample a tree episode (docs/math.md section 9.4): binary splits at ``split_steps``, leaves as rows.
 
@@ -124,6 +127,8 @@ def sample_tree(
         cps_log_prob: what a CPS step's log-prob is: "released" or "gaussian" (docs/math.md section 1).
         window_start: the SDE window's first step for this episode (None: the configured one).
         shard: this process's block of groups (:mod:`creditzoo.envs.shard`). None: one process.
+        split_noise: the children's noise at split steps (:mod:`creditzoo.sampling.split_noise`): "iid",
+            "paper:S" or "code:C"; log-probs always use the SDE's own std.
 
     Returns:
         :class:`CollectedRollout` with shape "tree", ``split_steps`` and leaf rows [B, K]: ``inputs`` and
@@ -138,6 +143,7 @@ def sample_tree(
     sizes = torch.bincount(inverse)
     splits = check_split_steps(split_steps, env.window.size, int(sizes.max()))
     check_split_steps(splits, env.window.size, int(sizes.min()))
+    sibling = parse_split_noise(split_noise)  # split-step noise (branch option split_noise)
     reset_episode(env, prompts, seed, window_start)
     window = env.window
     device, shape, steps = env.device, tuple(env.model.sample_shape), env.config.num_steps
@@ -164,6 +170,9 @@ def sample_tree(
         fan = 2 if k in splits else 1
         parent = torch.arange(groups * count, device=device).repeat_interleave(fan)  # [P*N*fan] node q -> fan*q+c
         eps = draw_normal(generator, (groups, count * fan, *shape), shard).to(device).flatten(0, 1)
+        if fan == 2:  # split step: sibling noise per split_noise; paper:S draws one shared xi per parent after eta
+            shared = draw_normal(generator, (groups, count, *shape), shard) if sibling.shares_noise else None
+            eps = sibling.sibling_noise(eps, None if shared is None else shared.to(device).flatten(0, 1))
         mean, std = sde_moments(env, velocity, flat, j, sde)
         children = (mean[parent] + std[parent] * eps).to(flat.dtype)  # [P*N*fan, *S]
         step = sde_step(velocity[parent], flat[parent], env.sigmas[j], env.sigmas[j + 1], prev_sample=children, **sde)
@@ -198,7 +207,7 @@ class TreeShape(RolloutShape):
 
     name = NAME
     description = "a row is one leaf of a prompt's binary tree of SDE paths (BranchGRPO)"
-    option_names = ("split_steps",)
+    option_names = ("split_steps", "split_noise")
     fields = ("split_steps",)
     score_name = "final_rewards"
     sets_group_size = True
@@ -206,8 +215,15 @@ class TreeShape(RolloutShape):
     def episode_options(
         self, algorithm_options: Mapping[str, Any], *, window_size: int, group_size: int | None = None
     ) -> dict[str, Any]:
-        """The split steps (the algorithm's, else :func:`default_split_steps`), checked against K and G = 2^|S|."""
-        return {"split_steps": check_split_steps(algorithm_options.get("split_steps"), window_size, group_size)}
+        """The split steps and the split-step noise, checked.
+
+        The split steps are the algorithm's (else :func:`default_split_steps`), checked against K and G = 2^|S|; the
+        noise is its ``split_noise`` (else "iid").
+        """
+        steps = check_split_steps(algorithm_options.get("split_steps"), window_size, group_size)
+        noise = algorithm_options.get("split_noise", "iid")
+        parse_split_noise(noise)  # a malformed spec fails here, with the valid forms
+        return {"split_steps": steps, "split_noise": noise}
 
     def group_size(self, algorithm_options: Mapping[str, Any], *, window_size: int) -> int | None:
         """2^|S|, the leaves of the split set."""
@@ -220,7 +236,7 @@ class TreeShape(RolloutShape):
     def sample(
         self, env: DenoisingEnv, prompts: list[str], group_ids: torch.Tensor, options: EpisodeOptions
     ) -> CollectedRollout:
-        """:func:`sample_tree` with ``options``' split steps (required).
+        """:func:`sample_tree` with ``options``' split steps (required) and split noise (default "iid").
 
         Raises:
             ValueError: no ``split_steps`` in ``options.shape_options``.
@@ -228,7 +244,10 @@ class TreeShape(RolloutShape):
         split_steps = options.shape_options.get("split_steps")
         if split_steps is None:
             raise ValueError("a tree rollout needs split_steps (window steps at which every node splits in two)")
-        return sample_tree(env, prompts, group_ids, split_steps=split_steps, **options.sampler_options())
+        split_noise = options.shape_options.get("split_noise", "iid")
+        return sample_tree(
+            env, prompts, group_ids, split_steps=split_steps, split_noise=split_noise, **options.sampler_options()
+        )
 
     def check_rollout(self, rollout: Rollout) -> dict[str, Any]:
         """Leaf rewards [B], K (given or from ``log_probs``) and increasing split steps in 0..K-1 (a tuple)."""
