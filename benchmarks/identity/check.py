@@ -1,6 +1,7 @@
 """Bit-identity of fixed-seed tiny runs between two commits: one algorithm per rollout shape and more.
 
-Run (from a checkout whose virtual environment has creditzoo's dependencies installed):
+Run (from a checkout whose virtual environment has creditzoo's dependencies installed; ``--cases`` picks cases, e.g.
+the first five for a commit older than ``--reward-repeats`` and ``split_noise``):
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/identity/check.py BEFORE AFTER [--jobs 2] [--keep]
 
@@ -49,7 +50,17 @@ CASES: dict[str, list[str]] = {
     "g2rpo": ["--algo", "g2rpo", "--group-size", "2"],
     # tree: the default split steps (0, 2) of K = 3, so 4 leaves a group
     "branch_grpo": ["--algo", "branch_grpo"],
+    # tree: the paper's correlated sibling noise and path fusion (algo_options from CONFIGS)
+    "branch_grpo_paper": ["--algo", "branch_grpo"],
+    # chain, noise-aware: two reward calls per image, the per-image variances pooled into the scheme's noise SD
+    "tp_margin_repeats": ["--algo", "tp_margin", "--group-size", "2", "--reward-noise", "gaussian:0.05"]
+    + ["--reward-repeats", "2", "--reward-noise-sd", "auto"],
 }
+
+CONFIGS: dict[str, str] = {
+    "branch_grpo_paper": 'algo_options = { split_steps = [0, 1], split_noise = "paper:0.5", fusion = "path" }\n',
+}
+"""TOML files (``--config``) of the cases that need algorithm options, which have no command-line option."""
 
 TIMING_FIELDS = ("seconds",)
 """Fields that hold wall times, left out of the comparison."""
@@ -74,6 +85,9 @@ def run_case(tree: Path, name: str, out: Path) -> Path:
     env.update({"HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "CUDA_VISIBLE_DEVICES": ""})
     command = [sys.executable, "-c", LAUNCH, str(tree / "creditzoo"), "train", *TINY, *CASES[name]]
     command += ["--device", "cpu", "--run-dir", str(run_dir)]
+    if name in CONFIGS:
+        (out / f"{name}.toml").write_text(CONFIGS[name])
+        command += ["--config", str(out / f"{name}.toml")]
     result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True)
     (out / f"{name}.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
