@@ -165,8 +165,8 @@ def test_evaluate_smoke(model: ToyFlowModel, task) -> None:
     assert set(result.per_category) == set(CATEGORIES)
     assert sum(row["count"] for row in result.per_category.values()) == n
     means = [row["strict_accuracy"] for row in result.per_category.values()]
-    assert result.strict_accuracy == pytest.approx(sum(means) / len(means))
-    assert 0 <= result.strict_accuracy <= result.partial_score + 1e-6 <= 1 + 1e-6
+    assert result.summary["strict_accuracy"] == pytest.approx(sum(means) / len(means))
+    assert 0 <= result.summary["strict_accuracy"] <= result.summary["partial_score"] + 1e-6 <= 1 + 1e-6
     summary = json.loads(result.to_json())
     assert set(summary) == {"strict_accuracy", "partial_score", "extra_object_rate", "per_category"}
     assert set(summary["per_category"]["counting"]) == {"strict_accuracy", "partial_score", "extra_object_rate"}

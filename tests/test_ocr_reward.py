@@ -166,8 +166,9 @@ def test_task_score_on_rendered_text():
     task = get_task("ocr")
     images = torch.stack([render_text("OPEN"), render_text("")])
     scores = task.score(images, ['A neon sign on a brick wall that says "Open"'] * 2)
-    torch.testing.assert_close(scores["partial_score"], torch.tensor([1.0, 0.0]))
-    torch.testing.assert_close(scores["strict_accuracy"], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(scores["ocr"], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(scores["exact_text"], torch.tensor([1.0, 0.0]))
+    assert [metric.name for metric in task.metrics] == ["ocr", "exact_text"] and task.primary_metric == "ocr"
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ class FakeClock:
 
 def metrics(test: float | None = None) -> dict:
     line = {"reward_mean": 0.5, "tp_rate": 0.25}
-    return line if test is None else {**line, "test_partial_score": test}
+    return line if test is None else {**line, "test_my_score": test, "test_other": 0.125}
 
 
 def test_duration_format() -> None:
@@ -42,7 +42,8 @@ def test_duration_format() -> None:
 
 def test_plain_progress_prints_one_line_per_iteration_with_elapsed_and_eta(capsys) -> None:
     clock = FakeClock()
-    with TrainProgress("algo on env", 5, console=Console(file=io.StringIO()), clock=clock) as progress:
+    console = Console(file=io.StringIO())
+    with TrainProgress("algo on env", 5, console=console, clock=clock, test_metric="test_my_score") as progress:
         clock.now += 30  # model loading and the base evaluation, then iteration 1
         progress.update(1, metrics())
         clock.now += 10
@@ -61,7 +62,7 @@ def test_plain_progress_prints_one_line_per_iteration_with_elapsed_and_eta(capsy
 def test_progress_on_a_terminal_is_a_bar_with_an_eta_and_prints_the_description_literally() -> None:
     out = io.StringIO()
     terminal = Console(file=out, force_terminal=True, width=140, markup=False, emoji=False)
-    with TrainProgress("my:smile:algo on [red]env", 4, console=terminal) as progress:
+    with TrainProgress("my:smile:algo on [red]env", 4, console=terminal, test_metric="test_my_score") as progress:
         time.sleep(0.05)
         progress.update(1, metrics())
         progress.update(2, metrics(test=0.5))

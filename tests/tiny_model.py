@@ -75,7 +75,7 @@ def _score(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
 
 
 def make_task():
-    from creditzoo.tasks import Task
+    from creditzoo.tasks import Metric, Task
 
     return Task(
         name="tiny",
@@ -84,6 +84,11 @@ def make_task():
         test_prompts=lambda: list(TEST_PROMPTS),
         category=lambda prompt: prompt.split()[0],
         score=_score,
+        metrics=(
+            Metric("partial_score", "mean red-channel brightness"),
+            Metric("strict_accuracy", "1 where the brightness exceeds 0.5", correctness=True),
+        ),
+        primary_metric="partial_score",
         rewards={"bright": "tiny_model:brightness_reward"},
         default_model="tiny_model:TinyFlowModel",
         gym_id="creditzoo/TinyTest-v0",

@@ -8,8 +8,9 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
 * Scores: when every run holds a per-image final evaluation (``eval/final.json``) under one protocol, each run's
   scores come from it (same prompts and noise for every run: the comparison is paired); otherwise from the last
   in-run test score in ``metrics.jsonl``. The report says which, and why.
-* Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (strict
-  accuracy, extra-object rate) beside the score.
+* Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (the task's
+  other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. The metrics are the
+  runs' task's (:attr:`~creditzoo.tasks.Task.metrics`); the verdicts are about its primary one unless told.
 * Contrasts: each group against the baseline scheme's group in the same stratum (a grid key that varies within
   both the baseline and another scheme, e.g. ``reward_noise``): Welch's t, Hedges' g, P(improvement), Holm over
   the report's family (``--primary A:B`` tests one contrast alone); paired designs add a hierarchical bootstrap
@@ -28,13 +29,17 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from creditzoo.analysis.runs import RunData
+from creditzoo.analysis.runs import RunData, run_task
 from creditzoo.analysis.stats import Contrast, Estimate, Interaction, running_max
+
+if TYPE_CHECKING:
+    from creditzoo.tasks import Task
 
 IGNORED_KEYS = ("seed", "run_dir", "device", "provenance")
 """Configuration keys that do not define a group (seeds are a group's samples)."""
@@ -53,9 +58,6 @@ BUDGET_AXES = {
 }
 """Cost axes a budget can be matched on (metrics.jsonl keys, summed over iterations) and their names."""
 
-METRICS = ("test_partial_score", "test_strict_accuracy", "test_extra_object_rate")
-"""The test metrics a comparison reports: the chosen one, the others as guards."""
-
 CONFIDENCE = 0.95
 BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -66,7 +68,8 @@ class CompareOptions:
 
     Attributes:
         baseline: baseline group label or algorithm name.
-        metric: the test metric the verdicts are about (the others are reported as guards).
+        metric: the test metric the verdicts are about, a metrics-line key (``test_partial_score``); None: the
+            task's primary metric. The task's other metrics are reported as guards.
         threshold: the test score to reach (default: the baseline's final mean).
         primary: ``"A:B"``, one contrast (group labels or algorithm names) tested alone, outside Holm's family.
         budget_axes: cost axes to match budgets on (default: every axis of :data:`BUDGET_AXES` the runs record).
@@ -77,7 +80,7 @@ class CompareOptions:
     """
 
     baseline: str = "flow_grpo"
-    metric: str = "test_partial_score"
+    metric: str | None = None
     threshold: float | None = None
     primary: str | None = None
     budget_axes: tuple[str, ...] | None = None
@@ -87,8 +90,6 @@ class CompareOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS[:2]:
-            raise ValueError(f"unknown metric {self.metric!r}; valid: {', '.join(METRICS[:2])}")
         if self.resamples < 1:
             raise ValueError(f"--resamples must be >= 1, got {self.resamples}")
         if self.last_k < 1:
@@ -542,20 +543,20 @@ def _final_value(run: RunData, metric: str) -> float | None:
     return float(values[-1]) if values.size else None
 
 
-def _fallback_scores(group: RunGroup, metric: str) -> dict[str, list[float] | None]:
+def _fallback_scores(group: RunGroup, metric: str, metrics: list[str]) -> dict[str, list[float] | None]:
     """Each run's last in-run test value per metric (the chosen metric must exist; a guard may be missing)."""
     scores: dict[str, list[float] | None] = {metric: [final_score(run, metric) for run in group.runs]}
-    for guard in METRICS:
+    for guard in metrics:
         if guard != metric:
             values = [_final_value(run, guard) for run in group.runs]
             scores[guard] = None if None in values else values
     return scores
 
 
-def _paired_scores(group: RunGroup, paired) -> dict[str, list[float] | None]:
+def _paired_scores(group: RunGroup, paired, metrics: list[str]) -> dict[str, list[float] | None]:
     """Each run's category-balanced final-evaluation score per metric."""
     scores: dict[str, list[float] | None] = {}
-    for metric in METRICS:
+    for metric in metrics:
         key = metric.removeprefix("test_")
         images = [paired.runs[str(run.path)] for run in group.runs]
         scores[metric] = [s.summary(key) for s in images] if all(key in s.scores for s in images) else None
@@ -659,6 +660,7 @@ class Comparison:
 
     Attributes:
         metric: the test metric the verdicts are about.
+        metrics: every test metric of the runs' task, in its order: metrics-line key -> its label in reports.
         baseline: the baseline group's label (in the reference stratum).
         scores_source: which scores the final values come from, and why.
         paired: whether they come from per-image final evaluations under one protocol.
@@ -679,6 +681,7 @@ class Comparison:
     """
 
     metric: str
+    metrics: dict[str, str]
     baseline: str
     scores_source: str
     paired: bool
@@ -713,10 +716,10 @@ def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
     raise ValueError(f"no baseline group {baseline!r} among the runs; groups: {', '.join(g.label for g in groups)}")
 
 
-def _base_scores(runs: list[RunData], paired) -> dict[str, float | None]:
+def _base_scores(runs: list[RunData], paired, metrics: list[str]) -> dict[str, float | None]:
     """The base model's score per metric: eval/base.json when paired, else the runs' mean iteration-0 test score."""
     result: dict[str, float | None] = {}
-    for metric in METRICS:
+    for metric in metrics:
         key = metric.removeprefix("test_")
         if paired is not None:
             result[metric] = paired.base.summary(key) if paired.base and key in paired.base.scores else None
@@ -738,8 +741,9 @@ def compare_runs(
         labels: display names, group label or algorithm -> text (``--label NAME=TEXT``).
 
     Raises:
-        ValueError: runs of different environments, rewards or test sets, no baseline, a run without the metric,
-            an unrecorded budget axis, a bad ``--primary`` or ``--label``, or a threshold no group reaches.
+        ValueError: runs of different environments, rewards or test sets, an unregistered environment, a metric
+            that is not a higher-is-better metric of their task, no baseline, a run without the metric, an
+            unrecorded budget axis, a bad ``--primary`` or ``--label``, or a threshold no group reaches.
     """
     from creditzoo.analysis.evaluation import paired_evaluation
 
@@ -748,14 +752,20 @@ def compare_runs(
         raise ValueError("no runs to compare")
     check_comparable(runs)
     check_test_sets(runs)
+    task = run_task(runs)
+    metrics = [metric.test_key for metric in task.metrics]
+    options = replace(options, metric=_chosen_metric(options.metric, task))
     groups = group_runs(runs)
     base = pick_baseline(groups, options.baseline)
     groups = [base, *[g for g in groups if g is not base]]
     axes = _choose_axes(runs, options.budget_axes)
     layout = _layout(groups, base)
     names = _display_names(groups, labels or {})
-    paired, source = paired_evaluation([run.path for run in runs])
-    scores = {g.label: (_paired_scores(g, paired) if paired else _fallback_scores(g, options.metric)) for g in groups}
+    paired, source = paired_evaluation([run.path for run in runs], task.metrics)
+    scores = {
+        g.label: _paired_scores(g, paired, metrics) if paired else _fallback_scores(g, options.metric, metrics)
+        for g in groups
+    }
     by_label = {g.label: g for g in groups}
     summaries = [
         _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label])
@@ -775,13 +785,14 @@ def compare_runs(
         warnings.append(f"scores: {source}")
     return Comparison(
         metric=options.metric,
+        metrics={metric.test_key: metric.label for metric in task.metrics},
         baseline=base.label,
         scores_source=source,
         paired=paired is not None,
         protocol=None if paired is None else paired.protocol,
         strata=layout.strata,
         reference=layout.stratum_of[base.label],
-        base_score=_base_scores(runs, paired),
+        base_score=_base_scores(runs, paired, metrics),
         threshold=round(threshold, 6),
         threshold_source=threshold_source,
         groups=summaries,
@@ -793,6 +804,20 @@ def compare_runs(
         budget_axes=axes,
         warnings=warnings,
     )
+
+
+def _chosen_metric(metric: str | None, task: Task) -> str:
+    """The metrics-line key the verdicts are about: ``metric``, else the task's primary metric.
+
+    Raises:
+        ValueError: ``metric`` is not a higher-is-better metric of the task (listing those).
+    """
+    valid = [m.test_key for m in task.metrics if m.higher_is_better]
+    if metric is None:
+        return task.primary.test_key
+    if metric not in valid:
+        raise ValueError(f"unknown metric {metric!r} for task {task.name!r}; valid: {', '.join(valid)}")
+    return metric
 
 
 @dataclass(frozen=True)
@@ -890,7 +915,7 @@ def _summarise(
         baseline=baseline.label,
         runs=[str(run.path) for run in group.runs],
         final=t_interval(own[metric]),
-        guards={m: None if own[m] is None else t_interval(own[m]) for m in METRICS if m != metric},
+        guards={m: None if values is None else t_interval(values) for m, values in own.items() if m != metric},
         contrast=None if is_base else _contrast(group, baseline, scores, metric),
         budget=budget,
         budget_contrasts=budget_contrasts,

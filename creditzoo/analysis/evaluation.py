@@ -2,9 +2,10 @@
 
 A final evaluation written under the paired protocol holds ``protocol`` (how it was sampled, including the
 ``noise_table`` its initial noise came from), ``task``, ``summary`` and ``images``: one record per test image with
-``prompt_index``, ``prompt``, ``category``, ``sample_index`` and one score per metric (``partial_score``,
-``strict_accuracy``, ``extra_objects``). Two runs of a task evaluated under one protocol were scored on the same
-prompts and the same initial noise for each (prompt, sample index), so their per-image scores pair up.
+``prompt_index``, ``prompt``, ``category``, ``sample_index`` and one score per metric of the task (GenEval:
+``partial_score``, ``strict_accuracy``, ``extra_objects``). Two runs of a task evaluated under one protocol were
+scored on the same prompts and the same initial noise for each (prompt, sample index), so their per-image scores
+pair up.
 
 Older run directories hold a summary in ``eval/final.json`` (no ``images``): they are read as having no per-image
 evaluation, and comparisons fall back to the last in-run test score.
@@ -13,17 +14,15 @@ evaluation, and comparisons fall back to the last in-run test score.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-IMAGE_METRICS = {
-    "partial_score": "partial_score",
-    "strict_accuracy": "strict_accuracy",
-    "extra_object_rate": "extra_objects",
-}
-"""Summary metric -> the per-image field it is the category-balanced mean of."""
+if TYPE_CHECKING:
+    from creditzoo.tasks import Metric
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ class ImageScores:
         keys: [I] (prompt index, sample index) of each image.
         prompts: [I] prompt text of each image.
         categories: [I] category of each image.
-        scores: metric (``partial_score``, ``strict_accuracy``, ``extra_object_rate``) -> [I] per-image values.
+        scores: each metric's mean name (:attr:`~creditzoo.tasks.Metric.mean`, e.g. ``partial_score``,
+            ``extra_object_rate``) -> [I] per-image values (of its per-image field, e.g. ``extra_objects``).
     """
 
     path: Path
@@ -62,8 +62,12 @@ class ImageScores:
         return order, [category[p] for p in order], means
 
 
-def read_image_scores(path: str | Path) -> ImageScores | None:
+def read_image_scores(path: str | Path, metrics: Sequence[Metric]) -> ImageScores | None:
     """A per-image evaluation file, or None when it is absent or an older summary without ``images``.
+
+    Args:
+        path: the file (``eval/final.json``, ``eval/base.json``).
+        metrics: the task's metrics: each one whose per-image field every record holds is read.
 
     Raises:
         ValueError: a file that is not JSON, or whose ``images`` records lack a field (naming the file).
@@ -80,9 +84,9 @@ def read_image_scores(path: str | Path) -> ImageScores | None:
     try:
         images = sorted(data["images"], key=lambda r: (int(r["prompt_index"]), int(r["sample_index"])))
         scores = {
-            metric: np.array([float(r[field]) for r in images])
-            for metric, field in IMAGE_METRICS.items()
-            if all(r.get(field) is not None for r in images)
+            metric.mean: np.array([float(r[metric.name]) for r in images])
+            for metric in metrics
+            if all(r.get(metric.name) is not None for r in images)
         }
         return ImageScores(
             path=path,
@@ -120,13 +124,17 @@ class PairedEvaluation:
     base: ImageScores | None
 
 
-def paired_evaluation(run_paths: list[Path]) -> tuple[PairedEvaluation | None, str]:
+def paired_evaluation(run_paths: list[Path], metrics: Sequence[Metric]) -> tuple[PairedEvaluation | None, str]:
     """The per-image final evaluations when every run has one under the same protocol, else None and why.
+
+    Args:
+        run_paths: the run directories.
+        metrics: their task's metrics (:func:`~creditzoo.analysis.runs.task_metrics`).
 
     Returns:
         (the paired evaluation or None, a sentence saying which scores the comparison uses and why).
     """
-    found = {str(path): read_image_scores(path / "eval" / "final.json") for path in run_paths}
+    found = {str(path): read_image_scores(path / "eval" / "final.json", metrics) for path in run_paths}
     missing = [p for p, s in found.items() if s is None]
     fallback = "the last in-run test score of each run (metrics.jsonl)"
     if missing:
@@ -138,7 +146,8 @@ def paired_evaluation(run_paths: list[Path]) -> tuple[PairedEvaluation | None, s
     if len(keys) > 1:
         return None, f"{fallback}: the runs' eval/final.json cover different (prompt, sample) sets, not mixed"
     first = next(iter(found.values()))
-    base = next((b for b in (read_image_scores(Path(p) / "eval" / "base.json") for p in found) if b), None)
+    bases = (read_image_scores(Path(p) / "eval" / "base.json", metrics) for p in found)
+    base = next((b for b in bases if b), None)
     if base is not None and (json.dumps(base.protocol, sort_keys=True) not in protocols or base.keys != first.keys):
         base = None
     table = first.protocol.get("noise_table", "?")

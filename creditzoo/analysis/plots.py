@@ -309,12 +309,6 @@ def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) 
 
 # ----------------------------------------------------------------------------------------------- compare
 
-METRIC_NAMES = {
-    "test_partial_score": "partial score",
-    "test_strict_accuracy": "strict accuracy",
-    "test_extra_object_rate": "extra-object rate",
-}
-
 
 def _colours(names: list[str]) -> dict[str, tuple]:
     """Colour-blind-safe distinct colours (seaborn "colorblind", 10; beyond, "husl" at even hue steps)."""
@@ -384,7 +378,7 @@ def compare_figures(
         sns.heatmap(
             matrix, annot=True, fmt=".3f", cmap="crest", xticklabels=names, yticklabels=[g.name for g in groups], ax=ax
         )
-        ax.set_title(f"final {METRIC_NAMES[comparison.metric]} per category (mean over seeds)")
+        ax.set_title(f"final {comparison.metrics[comparison.metric]} per category (mean over seeds)")
         paths["Final score per category"] = _save(figure, out_dir / "compare_categories.png")
     return paths
 
@@ -425,8 +419,10 @@ def _final_figure(comparison: Comparison, path: Path) -> Path:
             rotation=0 if strata else 30,
             ha="center" if strata else "right",
         )
-        ax.set(ylabel=METRIC_NAMES[metric], xlabel=", ".join(KEY_NAMES.get(k, k) for k in strata) if strata else "")
-        ax.set_title(METRIC_NAMES[metric] + (" (guard)" if metric != comparison.metric else ""))
+        ax.set(
+            ylabel=comparison.metrics[metric], xlabel=", ".join(KEY_NAMES.get(k, k) for k in strata) if strata else ""
+        )
+        ax.set_title(comparison.metrics[metric] + (" (guard)" if metric != comparison.metric else ""))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     if strata:
@@ -463,7 +459,7 @@ def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: t
         len(rows), len(axes), figsize=(5.2 * len(axes), 3.0 * len(rows) + 0.6), squeeze=False, sharey=True
     )
     base = comparison.base_score.get(comparison.metric) if attribute == "test_curve" else None
-    ylabel = METRIC_NAMES[comparison.metric] if attribute == "test_curve" else "clean train reward"
+    ylabel = comparison.metrics[comparison.metric] if attribute == "test_curve" else "clean train reward"
     for r, (title, members) in enumerate(rows):
         for c, axis in enumerate(axes):
             ax = grid[r, c]
@@ -534,7 +530,7 @@ def _budget_figure(comparison: Comparison, path: Path) -> Path:
             ax.set_xticks(range(len(shares)), shares)
             ax.set(xlabel=f"share of the baseline's {BUDGET_AXES[axis]}" if r == len(rows) - 1 else "")
             if c == 0:
-                ylabel = METRIC_NAMES[comparison.metric]
+                ylabel = comparison.metrics[comparison.metric]
                 ax.set_ylabel(f"{_level_name(stratum)}\n{ylabel}" if strata else ylabel)
     handles, labels = grid[0, 0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))

@@ -7,14 +7,8 @@ cost to reach a threshold, categories, figures and the run list follow.
 
 from __future__ import annotations
 
-from creditzoo.analysis.compare import BUDGET_AXES, METRICS, Comparison, Crossing, GroupSummary
+from creditzoo.analysis.compare import BUDGET_AXES, Comparison, Crossing, GroupSummary
 from creditzoo.analysis.stats import Contrast, Estimate
-
-GUARD_NAMES = {
-    "test_partial_score": "partial score",
-    "test_strict_accuracy": "strict accuracy",
-    "test_extra_object_rate": "extra-object rate",
-}
 
 
 def _num(value: float | None, digits: int = 3, sign: bool = False) -> str:
@@ -63,12 +57,12 @@ def _budget_clause(group: GroupSummary, base_name: str, axis: str) -> str:
     )
 
 
-def _guard_clause(group: GroupSummary, baseline: GroupSummary) -> str:
+def _guard_clause(group: GroupSummary, baseline: GroupSummary, names: dict[str, str]) -> str:
     parts = []
     for metric, estimate in group.guards.items():
         theirs = baseline.guards.get(metric)
         if estimate is not None and theirs is not None:
-            parts.append(f"{GUARD_NAMES[metric]} {estimate.mean:.2f} vs {theirs.mean:.2f}")
+            parts.append(f"{names[metric]} {estimate.mean:.2f} vs {theirs.mean:.2f}")
     return "; its " + ", ".join(parts) if parts else ""
 
 
@@ -92,7 +86,7 @@ def verdict(group: GroupSummary, baseline: GroupSummary, comparison: Comparison)
         head = f"{name} vs {base_name}: {stats} at equal iterations, not established at {comparison.alpha:g}"
     axis = comparison.budget_axes[0] if comparison.budget_axes else None
     budget = _budget_clause(group, base_name, axis) if axis else ""
-    return head + budget + _guard_clause(group, baseline) + "."
+    return head + budget + _guard_clause(group, baseline, comparison.metrics) + "."
 
 
 def _method_lines(comparison: Comparison) -> list[str]:
@@ -124,12 +118,12 @@ def _method_lines(comparison: Comparison) -> list[str]:
 
 def _ranked_table(comparison: Comparison, members: list[GroupSummary]) -> list[str]:
     axis = comparison.budget_axes[0] if comparison.budget_axes else None
-    guards = [m for m in METRICS if m != comparison.metric]
+    guards = [m for m in comparison.metrics if m != comparison.metric]
     cost_axis = "model_evals" if "model_evals" in comparison.budget_axes else axis
     header = (
         "| rank | group | seeds | mean [95% CI] | per seed | difference to baseline [95% CI] | p (Holm) | g | "
         f"P(better) | at baseline's {BUDGET_AXES[axis] if axis else 'budget'} | "
-        + " | ".join(GUARD_NAMES[m] for m in guards)
+        + " | ".join(comparison.metrics[m] for m in guards)
         + f" | {BUDGET_AXES[cost_axis] if cost_axis else 'cost'} per iteration |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]

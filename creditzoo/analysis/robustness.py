@@ -53,7 +53,7 @@ from creditzoo.analysis.noise_theory import (
     predict_turning_points,
     sign_change_rule,
 )
-from creditzoo.analysis.runs import RunData
+from creditzoo.analysis.runs import RunData, run_task
 from creditzoo.analysis.turning_points import TP_VARIANTS
 from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec, per_call_sd
 from creditzoo.rollout import Rollout
@@ -286,16 +286,23 @@ class NoiseScore:
 
 
 def noise_sweep_scores(
-    runs: list[RunData], *, metric: str = "test_partial_score", resamples: int = 2000, seed: int = 0
+    runs: list[RunData], *, metric: str | None = None, resamples: int = 2000, seed: int = 0
 ) -> list[NoiseScore]:
     """Final clean test score against the training reward-noise level, per group (sorted by group, level).
 
     Runs are grouped by configuration minus seed and minus ``reward_noise`` (so runs that differ in anything else,
     e.g. the completion mode, stay apart); each group's runs are then split by their noise.
 
+    Args:
+        runs: the runs (one task).
+        metric: the metrics-line key of the test score (default: the task's primary, ``test_partial_score``).
+        resamples: bootstrap resamples of each interval.
+        seed: bootstrap seed.
+
     Raises:
         ValueError: a run without any ``metric`` in its metrics lines, or one seed twice at one noise level.
     """
+    metric = metric or run_task(runs).primary.test_key
     scores = []
     for group in group_runs(runs, ignore=(*IGNORED_KEYS, "reward_noise"), check_seeds=False):
         by_noise: dict[str, list[RunData]] = {}

@@ -14,8 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from creditzoo.tasks import Metric, Task
 
 RUN_MARKER = "config.json"
 MANIFEST = "manifest.json"
@@ -29,8 +33,8 @@ class RunData:
         path: the run directory.
         config: the resolved configuration (``config.json``).
         metrics: the metrics lines, in order (iteration 0 is the base evaluation).
-        categories: per-category final test scores, ``{category: {"strict_accuracy", "partial_score"}}``
-            (empty when the run has no evaluation file).
+        categories: per-category final test scores, ``{category: {metric mean: value}}`` (e.g. GenEval's
+            ``partial_score``; empty when the run has no evaluation file).
         provenance: ``config.json``'s ``"provenance"`` (commit, versions, machine; :mod:`creditzoo.provenance`),
             kept apart from ``config`` so that it never splits a group; None for runs that did not record it.
     """
@@ -70,6 +74,30 @@ class RunData:
             return np.zeros(0, dtype=int), np.zeros(0)
         its, values = zip(*rows, strict=True)
         return np.array(its), np.array(values)
+
+
+def run_task(runs: list[RunData]) -> Task:
+    """The task the runs were trained on (their ``config.json``'s env): it declares their test metrics.
+
+    Raises:
+        ValueError: no runs, runs of several environments, or an environment that is not registered (listing the
+            registered ones).
+    """
+    from creditzoo.tasks import get_task
+
+    envs = list(dict.fromkeys(str(run.config.get("env")) for run in runs))
+    if len(envs) != 1:
+        raise ValueError(f"runs of {len(envs)} environments ({', '.join(envs)}); their metrics need one")
+    return get_task(envs[0])
+
+
+def task_metrics(runs: list[RunData]) -> dict[str, Metric]:
+    """The runs' test metrics, in their task's order: metrics-line key (``test_partial_score``) -> :class:`Metric`.
+
+    Raises:
+        ValueError: as :func:`run_task`.
+    """
+    return {metric.test_key: metric for metric in run_task(runs).metrics}
 
 
 def _require_run_dir(path: Path) -> None:

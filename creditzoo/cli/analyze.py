@@ -154,7 +154,9 @@ def robustness_command(
         "--theory/--no-theory",
         help="set the Gaussian-noise theory's flips and turning points beside the measured",
     ),
-    metric: str = typer.Option("test_partial_score", "--metric", help="test metric of the sweep figure"),
+    metric: str | None = typer.Option(
+        None, "--metric", help="test metric of the sweep figure [default: the task's primary, e.g. test_partial_score]"
+    ),
     out: Path | None = typer.Option(None, "--out", help=OUT_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
 ) -> None:
@@ -168,13 +170,14 @@ def robustness_command(
         theory_applies,
         theory_comparison,
     )
-    from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, split_finished
+    from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, run_task, split_finished
 
     try:
         specs = parse_noise_list(noise or list(DEFAULT_NOISE))
         sweep, source, skipped = None, run_dir, []
         if is_sweep(run_dir):
             runs, skipped = split_finished([load_run(path) for path in expand_run_dirs([run_dir])])
+            metric = metric or run_task(runs).primary.test_key
             sweep = noise_sweep_scores(runs, metric=metric)
             run_dir = _counterfactual_run(runs)
         else:
@@ -215,7 +218,7 @@ def robustness_command(
         _print_robustness(effects, sweep, title=title, metric=metric, written=f"{destination / 'robustness.json'}")
 
 
-def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: str, written: str) -> None:
+def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: str | None, written: str) -> None:
     table = Table(title=title)
     for column in (
         "noise",
@@ -322,7 +325,12 @@ def compare_command(
     threshold: float | None = typer.Option(
         None, "--threshold", help="test score to reach (default: the baseline's final mean test score)"
     ),
-    metric: str = typer.Option("test_partial_score", "--metric", help="test_partial_score or test_strict_accuracy"),
+    metric: str | None = typer.Option(
+        None,
+        "--metric",
+        help="test metric of the verdicts, e.g. test_strict_accuracy [default: the task's primary, e.g. "
+        "test_partial_score]",
+    ),
     primary: str | None = typer.Option(
         None, "--primary", help="A:B, one contrast (group labels or algorithms) tested alone, outside Holm's family"
     ),
@@ -371,7 +379,7 @@ def compare_command(
         error_console.print(f"warning: {warning}", markup=False, highlight=False)
     figures = compare_figures(comparison, destination, panels=chosen)
     captions = {caption: path.name for caption, path in figures.items()}
-    command = _compare_command_line(dirs, options, label, panels)
+    command = _compare_command_line(dirs, options, comparison.metric, label, panels)
     report = render_report(
         comparison, captions, title=f"Comparison of {len(runs)} runs", notes=skipped, command=command
     )
@@ -412,9 +420,7 @@ def _print_comparison(comparison, skipped: list[str], destination: Path, figures
     from creditzoo.analysis.report import established
 
     table = Table(title=f"{comparison.metric}: {comparison.scores_source}")
-    guards = [
-        m for m in ("test_partial_score", "test_strict_accuracy", "test_extra_object_rate") if m != comparison.metric
-    ]
+    guards = [m for m in comparison.metrics if m != comparison.metric]
     columns = ["group", "seeds", "mean [95% CI]", "per seed", "diff [95% CI]", "p (Holm)", "holds", *guards]
     for column in columns:
         table.add_column(column.removeprefix("test_"), justify="left" if column == "group" else "right")
@@ -436,12 +442,12 @@ def _print_comparison(comparison, skipped: list[str], destination: Path, figures
     _console().print(f"wrote {destination / 'report.md'}, compare.json and {len(figures)} figures", highlight=False)
 
 
-def _compare_command_line(dirs: list[Path], options, labels: list[str], panels: list[str]) -> str:
-    """The command that reproduces a comparison (quoted in its report)."""
+def _compare_command_line(dirs: list[Path], options, metric: str, labels: list[str], panels: list[str]) -> str:
+    """The command that reproduces a comparison (quoted in its report), ``metric`` the one it was about."""
     import shlex
 
     words = ["creditzoo", "analyze", "compare", *map(str, dirs), "--baseline", options.baseline]
-    words += ["--metric", options.metric]
+    words += ["--metric", metric]
     words += [] if options.threshold is None else ["--threshold", str(options.threshold)]
     words += [] if options.primary is None else ["--primary", options.primary]
     for axis in options.budget_axes or ():

@@ -199,7 +199,9 @@ def eval_command(
     except ValueError as error:
         fail(str(error))
     first = sorted({prompt: i for i, prompt in reversed(list(enumerate(result.prompts)))}.values())  # 1/prompt
-    grid = save_grid(result.images[first], [result.prompts[i] for i in first], out, marks=result.strict[first] > 0.5)
+    correct = result.correct()  # frames: green where the task's first correctness metric holds, red elsewhere
+    marks = None if correct is None else correct[first]
+    grid = save_grid(result.images[first], [result.prompts[i] for i in first], out, marks=marks)
     if records is not None:
         _write_records(records, result.to_record(config.protocol("cli", task.name), task.name, adapter=_name(target)))
     if json_output:
@@ -210,21 +212,13 @@ def eval_command(
 
     title = f"{task.name}: {steps}-step ODE, guidance {guidance_scale:g}, {samples_per_prompt} samples/prompt"
     table = Table(title=f"{title}, >= {min_images_per_category} images/category")
-    extra = result.extra_object_rate is not None
-    columns = ("category", "images", "strict accuracy", "partial score") + (("extra objects",) if extra else ())
-    for column in columns:
+    means = [metric.mean for metric in result.metrics]
+    for column in ("category", "images", *(metric.label for metric in result.metrics)):
         table.add_column(column, justify="left" if column == "category" else "right")
     for name, row in result.per_category.items():
-        rate = (f"{row['extra_object_rate']:.3f}",) if extra else ()
-        table.add_row(name, str(row["count"]), f"{row['strict_accuracy']:.3f}", f"{row['partial_score']:.3f}", *rate)
-    table.add_row(
-        "overall (category mean)",
-        str(len(result.prompts)),
-        f"{result.strict_accuracy:.3f}",
-        f"{result.partial_score:.3f}",
-        *((f"{result.extra_object_rate:.3f}",) if extra else ()),
-        style="bold",
-    )
+        table.add_row(name, str(row["count"]), *(f"{row[mean]:.3f}" for mean in means))
+    overall = (f"{result.summary[mean]:.3f}" for mean in means)
+    table.add_row("overall (category mean)", str(len(result.prompts)), *overall, style="bold")
     console = Console(markup=False, emoji=False)  # prompts and paths are printed literally
     console.print(table)
     console.print(f"sample grid: {grid}")
@@ -275,8 +269,8 @@ def _final_command(
     if json_output:
         typer.echo(json.dumps(scores))
         return
+    shown = ", ".join(f"{metric.label} {scores[f'final_{metric.test_key}']:.4f}" for metric in target.task.metrics)
     typer.echo(
-        f"final evaluation of {run} (iteration {iteration}): partial score {scores['final_test_partial_score']:.4f}, "
-        f"strict accuracy {scores['final_test_strict_accuracy']:.4f}; written to {run / 'eval' / 'final.json'} "
+        f"final evaluation of {run} (iteration {iteration}): {shown}; written to {run / 'eval' / 'final.json'} "
         f"and {run / 'eval' / 'base.json'}"
     )

@@ -7,14 +7,17 @@ The command takes every ``creditzoo train`` option as the sweep's fixed setting 
 from __future__ import annotations
 
 import inspect
-import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail
+from creditzoo.cli.options import keyword_option, with_parameters
 from creditzoo.cli.train import resolve_config, train_command
+
+if TYPE_CHECKING:
+    from creditzoo.sweep import SweepRun
 
 NOT_FROM_TRAIN = ("algo", "seed", "run_dir", "resume", "overwrite")
 """``creditzoo train`` options a sweep replaces (by --algo/--seeds/--out) or has no use for."""
@@ -75,7 +78,7 @@ def sweep_command(**options: Any) -> None:
     except KeyboardInterrupt:
         error_console.print(f"interrupted; run the same command again to continue the sweep in {out}")
         raise typer.Exit(code=130) from None
-    _print_table(out, names, final)
+    _print_table(out, runs, final)
     failed = [name for name, status in final.items() if status != "finished"]
     if failed:
         error_console.print(f"{len(failed)} of {len(names)} runs failed ({', '.join(failed)}); see {out / 'logs'}")
@@ -94,49 +97,49 @@ def _executor_parameters(specs: list[str]) -> dict[str, Any]:
     return parameters
 
 
-def _print_table(out: Path, names: list[str], final: dict[str, str]) -> None:
+def _print_table(out: Path, runs: list[SweepRun], final: dict[str, str]) -> None:
+    """Each run's status and last test scores, one column per metric of the runs' tasks."""
     from rich.table import Table
 
     from creditzoo.learner.checkpoint import read_metrics
+    from creditzoo.tasks import get_task
 
-    table = Table("run", "status", "test partial", "test strict", title=f"sweep {out}")
-    for name in names:
-        lines = read_metrics(out / name) if final[name] == "finished" else []
+    metrics = {m.test_key: m for run in runs for m in get_task(run.config.env).metrics}  # in order, once each
+    table = Table("run", "status", *(f"test {metric.label}" for metric in metrics.values()), title=f"sweep {out}")
+    for run in runs:
+        lines = read_metrics(out / run.name) if final[run.name] == "finished" else []
         last = lines[-1] if lines else {}
-        partial, strict = last.get("test_partial_score"), last.get("test_strict_accuracy")
-        table.add_row(
-            name,
-            final[name],
-            "-" if partial is None else f"{partial:.4f}",
-            "-" if strict is None else f"{strict:.4f}",
-        )
+        values = [last.get(key) for key in metrics]
+        table.add_row(run.name, final[run.name], *("-" if value is None else f"{value:.4f}" for value in values))
     console.print(table)
 
 
-def _signature() -> inspect.Signature:
-    """``sweep``'s parameters: its own, then every ``train`` option it does not replace."""
-    hints = typing.get_type_hints(train_command)
-    inherited = [
-        parameter.replace(annotation=hints[name])
-        for name, parameter in inspect.signature(train_command).parameters.items()
-        if name not in NOT_FROM_TRAIN
-    ]
-    keyword = inspect.Parameter.KEYWORD_ONLY
+def _parameters() -> list[inspect.Parameter]:
+    """``sweep``'s parameters: its own, then every ``train`` option it does not replace (TrainConfig's included)."""
     own = [
-        ("algos", list[str], typer.Option(..., "--algo", help="algorithm to train (repeat for several)")),
-        ("seeds", str, typer.Option("0", help="seeds, e.g. 0,1,2 or 0-4")),
-        ("grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")),
-        ("out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")),
-        ("jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")),
-        ("launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")),
-        ("cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")),
-        ("executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")),
+        keyword_option("algos", list[str], typer.Option(..., "--algo", help="algorithm to train (repeat for several)")),
+        keyword_option("seeds", str, typer.Option("0", help="seeds, e.g. 0,1,2 or 0-4")),
+        keyword_option(
+            "grid", list[str], typer.Option([], help="option=v1,v2: train at each value (repeat for a product)")
+        ),
+        keyword_option(
+            "out", Path, typer.Option(..., help="sweep directory (manifest.json and one run directory per run)")
+        ),
+        keyword_option(
+            "jobs", int, typer.Option(1, help="runs at once (subprocesses sharing the CPU threads or the GPU)")
+        ),
+        keyword_option(
+            "launcher", str, typer.Option("local", help="local, or submitit (Slurm; needs the cluster extra)")
+        ),
+        keyword_option(
+            "cluster", str, typer.Option(None, help="submitit cluster: slurm, local, debug [default: auto-detect]")
+        ),
+        keyword_option(
+            "executor_param", list[str], typer.Option([], help="KEY=VALUE for submitit, e.g. slurm_partition=gpu")
+        ),
     ]
-    parameters = [inspect.Parameter(n, keyword, default=d, annotation=a) for n, a, d in own]
-    parameters += [p.replace(kind=keyword) for p in inherited]
-    return inspect.Signature(parameters)
+    inherited = inspect.signature(train_command).parameters.values()
+    return own + [parameter for parameter in inherited if parameter.name not in NOT_FROM_TRAIN]
 
 
-sweep_command.__signature__ = _signature()  # type: ignore[attr-defined]
-sweep_command.__annotations__ = {p.name: p.annotation for p in sweep_command.__signature__.parameters.values()}
-app.command("sweep")(sweep_command)
+app.command("sweep")(with_parameters(sweep_command, _parameters()))

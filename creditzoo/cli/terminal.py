@@ -56,11 +56,17 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def iteration_status(metrics: Mapping[str, Any]) -> str:
-    """``reward 0.6458  tp 0.250`` and ``test 0.6590`` when the iteration was evaluated."""
+def iteration_status(metrics: Mapping[str, Any], test_metric: str | None = None) -> str:
+    """``reward 0.6458  tp 0.250``, and ``test 0.6590`` when the iteration was evaluated.
+
+    Args:
+        metrics: the iteration's metrics line.
+        test_metric: the metrics-line key the ``test`` value is read from: the task's primary metric,
+            e.g. ``test_partial_score`` (None: no test value).
+    """
     status = f"reward {metrics['reward_mean']:.4f}  tp {metrics['tp_rate']:.3f}"
-    if "test_partial_score" in metrics:
-        status += f"  test {metrics['test_partial_score']:.4f}"
+    if test_metric is not None and test_metric in metrics:
+        status += f"  test {metrics[test_metric]:.4f}"
     return status
 
 
@@ -83,6 +89,7 @@ class TrainProgress:
         console: Console,
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        test_metric: str | None = None,
     ) -> None:
         """Set up; nothing is shown before ``with``.
 
@@ -92,12 +99,15 @@ class TrainProgress:
             console: where the bar goes; it decides terminal or not (``console.is_terminal``).
             enabled: False on the non-main processes of a multi-process launch (they print nothing).
             clock: seconds, monotonic (tests pass a fake one).
+            test_metric: the metrics-line key of the task's primary metric, shown as ``test`` when evaluated
+                (:attr:`~creditzoo.tasks.Metric.test_key`); None shows none.
         """
         self.description = description
         self.total = total
         self.console = console
         self.enabled = enabled
         self.clock = clock
+        self.test_metric = test_metric
         self.bar: Any = None
         self._start = clock()
         self._first: tuple[int, float] | None = None  # (iteration, clock) of the first report
@@ -152,7 +162,7 @@ class TrainProgress:
         """Report a finished iteration with its metrics line."""
         if not self.enabled:
             return
-        status = iteration_status(metrics)
+        status = iteration_status(metrics, self.test_metric)
         eta = self.eta(iteration)
         if self.bar is not None:
             self.bar.update(self._task, completed=iteration, status=status)

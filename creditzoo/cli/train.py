@@ -10,19 +10,17 @@ from typing import Any
 import typer
 
 from creditzoo.cli.app import app, console, error_console, fail, is_main_process
+from creditzoo.cli.options import config_options, keyword_option, option_fields, option_parameter, with_parameters
 from creditzoo.learner.config import OPTION_ALIASES, TrainConfig
+from creditzoo.tasks import Metric, get_task
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-# command-line option -> TrainConfig field, where the names differ
 RENAMED = OPTION_ALIASES
-
-
-def _help(name: str) -> str:
-    return TrainConfig.__dataclass_fields__[name].metadata["help"]
+"""Command-line option -> TrainConfig field, where the names differ."""
 
 
 def resolve_config(config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -65,72 +63,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return values
 
 
-@app.command("train")
-def train_command(
-    algo: str = typer.Option(None, help=_help("algo") + " [default: tp_grpo_strict]"),
-    env: str = typer.Option(None, help=_help("env") + " [default: geneval]"),
-    model: str = typer.Option(None, help=_help("model")),
-    dtype: str = typer.Option(None, help=_help("dtype") + " [default: float32]"),
-    max_batch: int = typer.Option(None, help=_help("max_batch")),
-    decode_batch: int = typer.Option(None, help=_help("decode_batch")),
-    gradient_checkpointing: bool = typer.Option(
-        None, "--gradient-checkpointing/--no-gradient-checkpointing", help=_help("gradient_checkpointing")
-    ),
-    iterations: int = typer.Option(None, help=_help("iterations")),
-    prompts_per_iteration: int = typer.Option(None, help=_help("prompts_per_iteration")),
-    group_size: int = typer.Option(None, help=_help("group_size")),
-    steps: int = typer.Option(None, help=_help("num_steps")),
-    shift: float = typer.Option(None, help=_help("shift")),
-    window: int = typer.Option(None, help=_help("window_size")),
-    window_start: int = typer.Option(None, help=_help("window_start")),
-    window_schedule: str = typer.Option(None, help=_help("window_schedule")),
-    train_steps: str = typer.Option(None, help=_help("train_steps")),
-    step_weight: str = typer.Option(None, help=_help("step_weight")),
-    sde: str = typer.Option(None, help=_help("sde_kind")),
-    noise_level: float = typer.Option(None, help=_help("noise_level")),
-    cps_log_prob: str = typer.Option(None, help=_help("cps_log_prob")),
-    completion: str = typer.Option(None, help=_help("completion")),
-    guidance_scale: float = typer.Option(None, help=_help("guidance_scale")),
-    beta: float = typer.Option(None, help=_help("beta")),
-    lr: float = typer.Option(None, help=_help("learning_rate")),
-    lora_rank: int = typer.Option(None, help=_help("lora_rank")),
-    clip_range: float = typer.Option(None, help=_help("clip_range")),
-    updates_per_iteration: int = typer.Option(None, help=_help("updates_per_iteration")),
-    std_mode: str = typer.Option(None, help=_help("std_mode")),
-    reward: str = typer.Option(None, help=_help("reward")),
-    reward_noise: str = typer.Option(None, help=_help("reward_noise")),
-    reward_repeats: int = typer.Option(None, help=_help("reward_repeats") + " [default: 1]"),
-    reward_noise_sd: str = typer.Option(None, help=_help("reward_noise_sd") + " [default: 0]"),
-    prompts: str = typer.Option(None, help=_help("prompts")),
-    eval_every: int = typer.Option(None, help=_help("eval_every")),
-    eval_samples_per_prompt: int = typer.Option(None, help=_help("eval_samples_per_prompt")),
-    eval_min_images_per_category: int = typer.Option(None, help=_help("eval_min_images_per_category")),
-    eval_steps: int = typer.Option(None, help=_help("eval_steps")),
-    final_eval_steps: int = typer.Option(None, help=_help("final_eval_steps") + " [default: 40]"),
-    final_eval_samples: int = typer.Option(None, help=_help("final_eval_samples") + " [default: 4]"),
-    inner_epochs: int = typer.Option(None, help=_help("inner_epochs")),
-    lora_alpha: float = typer.Option(None, help=_help("lora_alpha")),
-    weight_decay: float = typer.Option(None, help=_help("weight_decay")),
-    adv_clip: float = typer.Option(None, help=_help("adv_clip")),
-    max_grad_norm: float = typer.Option(None, help=_help("max_grad_norm")),
-    checkpoint_every: int = typer.Option(None, help=_help("checkpoint_every")),
-    seed: int = typer.Option(None, help=_help("seed")),
-    device: str = typer.Option(None, help=_help("device")),
-    log: list[str] = typer.Option(None, help=_help("log")),
-    run_dir: Path = typer.Option(None, help="run directory [default: runs/<algo>-<env>-seed<seed>]"),
-    config: Path = typer.Option(None, "--config", help="TOML file of TrainConfig fields; options override it"),
-    resume: Path = typer.Option(None, help="continue the run in this directory from its last checkpoint"),
-    overwrite: bool = typer.Option(False, help="replace an existing run directory"),
-) -> None:
+def train_command(**options: Any) -> None:
     """Train the environment's model with GRPO and the chosen credit-assignment algorithm."""
     from creditzoo.learner.distributed import check_split, launched_world_size
     from creditzoo.learner.grpo import NonFiniteRewardError
     from creditzoo.learner.run import load_run_config, resolve_device
     from creditzoo.learner.tracking import check_available
 
-    given = {k: v for k, v in locals().items() if k not in ("run_dir", "config", "resume", "overwrite")}
-    given = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)} | set(RENAMED)}
-    given["log"] = log or None  # typer gives [] for a list option not given
+    run_dir, config, resume, overwrite = (options[name] for name in ("run_dir", "config", "resume", "overwrite"))
+    iterations, log = options["iterations"], options["log"] or None  # typer gives [] for a list option not given
+    given = {option_parameter(item.name): options[option_parameter(item.name)] for item in option_fields()}
+    given["log"] = log
     if resume is not None:
         extra = sorted(k for k, v in given.items() if v is not None and k not in ("iterations", "log"))
         if extra or config is not None:
@@ -163,22 +106,42 @@ def train_command(
         if is_main_process():
             error_console.print(f"stopped: {error}; the last checkpoint in {directory} is kept", markup=False)
         raise typer.Exit(code=1) from None
-    last = summary.metrics[-1]
-    base = summary.metrics[0]
     if not is_main_process():
         return
-    typer.echo(  # plain and unwrapped: the run directory is printed literally, on one line
-        f"done: {summary.run_dir}  test partial score {base['test_partial_score']:.4f} -> "
-        f"{last.get('test_partial_score', float('nan')):.4f}, strict accuracy {base['test_strict_accuracy']:.4f} -> "
-        f"{last.get('test_strict_accuracy', float('nan')):.4f}"
-    )
-    final = _final_scores(summary.run_dir)
+    metrics = get_task(train_config.env).metrics
+    last, base = summary.metrics[-1], summary.metrics[0]
+    changes = [
+        f"{metric.label} {base[metric.test_key]:.4f} -> {last.get(metric.test_key, float('nan')):.4f}"
+        for metric in metrics
+        if metric.test_key in base
+    ]
+    typer.echo(f"done: {summary.run_dir}  test {', '.join(changes)}")  # plain, unwrapped: the path on one line
+    final = _final_scores(summary.run_dir, metrics)
     if final is not None:
         typer.echo(final)
 
 
-def _final_scores(run_dir: Path) -> str | None:
-    """One line of the final evaluation against the base model on the same noise (eval/final.json, eval/base.json)."""
+OWN_OPTIONS = [
+    keyword_option("run_dir", Path, typer.Option(None, help="run directory [default: runs/<algo>-<env>-seed<seed>]")),
+    keyword_option(
+        "config", Path, typer.Option(None, "--config", help="TOML file of TrainConfig fields; options override it")
+    ),
+    keyword_option(
+        "resume", Path, typer.Option(None, help="continue the run in this directory from its last checkpoint")
+    ),
+    keyword_option("overwrite", bool, typer.Option(False, help="replace an existing run directory")),
+]
+"""``train``'s options that are not TrainConfig fields, listed after the fields' (:func:`config_options`)."""
+app.command("train")(with_parameters(train_command, config_options() + OWN_OPTIONS))
+
+
+def _final_scores(run_dir: Path, metrics: tuple[Metric, ...]) -> str | None:
+    """One line of the final evaluation against the base model on the same noise (eval/final.json, eval/base.json).
+
+    Args:
+        run_dir: the run directory.
+        metrics: the task's metrics; each one both files hold is shown, in order.
+    """
     import json
 
     try:
@@ -187,9 +150,9 @@ def _final_scores(run_dir: Path) -> str | None:
         return None
     protocol = final.get("protocol", {})
     parts = [
-        f"{name.replace('_', ' ')} {base['summary'][name]:.4f} -> {final['summary'][name]:.4f}"
-        for name in ("partial_score", "strict_accuracy", "extra_object_rate")
-        if name in base.get("summary", {}) and name in final.get("summary", {})
+        f"{metric.label} {base['summary'][metric.mean]:.4f} -> {final['summary'][metric.mean]:.4f}"
+        for metric in metrics
+        if metric.mean in base.get("summary", {}) and metric.mean in final.get("summary", {})
     ]
     return (
         f"final evaluation ({protocol.get('num_steps')}-step ODE, {protocol.get('samples_per_prompt')} samples per "
@@ -202,7 +165,10 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
     from creditzoo.learner.run import train
 
     description = f"{config.algo} on {config.env}"
-    with TrainProgress(description, config.iterations, console=console, enabled=is_main_process()) as progress:
+    test_metric = get_task(config.env).primary.test_key  # the test score the progress line shows
+    with TrainProgress(
+        description, config.iterations, console=console, enabled=is_main_process(), test_metric=test_metric
+    ) as progress:
 
         def report(iteration: int, total: int, metrics: dict) -> None:
             progress.update(iteration, metrics)
@@ -220,7 +186,7 @@ def _run(config: TrainConfig, directory: Path, *, resume: bool, overwrite: bool)
 def envs_command(
     wide: bool = typer.Option(False, "--wide", help="one long line per environment, never wrapped"),
 ) -> None:
-    """List the environments (tasks): name and gymnasium id, then what the task is."""
+    """List the environments (tasks): name and gymnasium id, then what the task is and the metrics it reports."""
     from creditzoo.cli.terminal import echo_wrapped, text_width
     from creditzoo.envs import env_ids
     from creditzoo.tasks import get_task
@@ -229,8 +195,11 @@ def envs_command(
     width, column = text_width(), max(len(name) for name in ids)
     for name, gym_id in ids.items():
         task = get_task(name)
+        names = [f"{m.mean} (primary)" if m.name == task.primary_metric else m.mean for m in task.metrics]
+        metrics = f"metrics: {', '.join(names)}"
         if wide:
-            typer.echo(f"{name:<{column}}  {gym_id:<26} {task.description}")
+            typer.echo(f"{name:<{column}}  {gym_id:<26} {task.description}  {metrics}")
             continue
         typer.echo(f"{name:<{column}}  {gym_id}")
         echo_wrapped(task.description, width)
+        echo_wrapped(metrics, width, hang="         ")

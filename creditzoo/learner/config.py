@@ -11,9 +11,9 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from creditzoo.algorithms import ALGORITHMS, algorithm_spec, check_pruning, option_names
+from creditzoo.algorithms import ALGORITHMS, Algorithm, algorithm_spec, check_pruning, get_algorithm, option_names
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -27,6 +27,9 @@ from creditzoo.sampling import (
     sde_window,
 )
 from creditzoo.shapes import DEFAULT_SHAPE, RolloutShape, get_shape
+
+if TYPE_CHECKING:
+    from creditzoo.rewards.noise import NoiseSpec
 
 DEFAULT_NOISE_LEVEL = {"flow_grpo": 0.7, "cps": 0.8}
 OPTION_ALIASES = {"steps": "num_steps", "window": "window_size", "sde": "sde_kind", "lr": "learning_rate"}
@@ -49,17 +52,28 @@ class TrainConfig:
     Defaults follow Flow-GRPO / TP-GRPO where they apply (AdamW lr 3e-4, grad-norm clip 1.0, adv clip 5,
     clip range 1e-4 for the Flow-GRPO SDE and 1e-5 for CPS) and are sized for the embedded ``geneval`` task
     on a laptop CPU otherwise.
+
+    Each field is declared once, here: ``creditzoo train`` (and ``creditzoo sweep``) make one option of it
+    (:mod:`creditzoo.cli.options`) from its name (or its :data:`OPTION_ALIASES` spelling), its type and its
+    metadata: ``help`` (required), ``show_default`` (append the default to the help: only where no task
+    overrides it) and ``option`` (False: no command-line option; a table set in the ``--config`` TOML file).
     """
 
-    algo: str = field(default="tp_grpo_strict", metadata={"help": "credit-assignment algorithm (creditzoo algos)"})
-    env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)"})
+    algo: str = field(
+        default="tp_grpo_strict",
+        metadata={"help": "credit-assignment algorithm (creditzoo algos)", "show_default": True},
+    )
+    env: str = field(default="geneval", metadata={"help": "environment / task (creditzoo envs)", "show_default": True})
     model: str | None = field(
         default=None, metadata={"help": "model spec: toy, toy:PATH, sd3:PATH, flux:PATH (default: the task's model)"}
     )
     model_options: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length"}
+        default_factory=dict,
+        metadata={"help": "backend options, e.g. resolution, guidance, max_sequence_length", "option": False},
     )
-    dtype: str = field(default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16"})
+    dtype: str = field(
+        default="float32", metadata={"help": "model weight dtype: float32, bfloat16, float16", "show_default": True}
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute transformer activations in the update (sd3, flux)"}
     )
@@ -73,14 +87,16 @@ class TrainConfig:
         default=1,
         metadata={
             "help": "score every image (final and completions) N times and keep the mean and the per-image "
-            "variance; every call counts in reward_calls"
+            "variance; every call counts in reward_calls",
+            "show_default": True,
         },
     )
     reward_noise_sd: float | str = field(
         default=0.0,
         metadata={
             "help": "per-call reward noise SD given to the noise-aware algorithms (tp_margin, tp_prob, *_rts): "
-            "auto (pooled from --reward-repeats N >= 2) or a number; 0: none. They get it divided by sqrt(N)"
+            "auto (pooled from --reward-repeats N >= 2) or a number; 0: none. They get it divided by sqrt(N)",
+            "show_default": True,
         },
     )
     prompts: str | None = field(
@@ -135,7 +151,9 @@ class TrainConfig:
     updates_per_iteration: int = field(default=2, metadata={"help": "optimizer updates (minibatches) per epoch"})
     inner_epochs: int = field(default=1, metadata={"help": "passes over each iteration's samples"})
     std_mode: str = field(default="group", metadata={"help": "advantage std: group, global, none"})
-    algo_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra algorithm options"})
+    algo_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "extra algorithm options", "option": False}
+    )
     eval_every: int = field(default=10, metadata={"help": "evaluate on the test prompts every N iterations (0: end)"})
     eval_steps: int = field(default=40, metadata={"help": "ODE steps for evaluation"})
     eval_samples_per_prompt: int = field(default=1, metadata={"help": "evaluation samples per test prompt"})
@@ -149,10 +167,15 @@ class TrainConfig:
         default=(), metadata={"help": "live tracking: tensorboard, wandb (repeat for both; metrics.jsonl stays)"}
     )
     final_eval_steps: int = field(
-        default=40, metadata={"help": "ODE steps of the final evaluation of the run and of its base model"}
+        default=40,
+        metadata={"help": "ODE steps of the final evaluation of the run and of its base model", "show_default": True},
     )
     final_eval_samples: int = field(
-        default=4, metadata={"help": "final evaluation samples per test prompt (per-image scores in eval/final.json)"}
+        default=4,
+        metadata={
+            "help": "final evaluation samples per test prompt (per-image scores in eval/final.json)",
+            "show_default": True,
+        },
     )
 
     def __post_init__(self) -> None:
@@ -291,10 +314,11 @@ class TrainConfig:
                 raise ValueError(f"{item.name} must be a finite number{bound}, got {value}")
 
     def _check_names(self) -> None:
-        """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run."""
-        from creditzoo.algorithms import get_algorithm
+        """Names that resolve in registries (algorithm, task, reward, completion, noise) fail here, not mid-run.
+
+        The algorithm and the reward-noise spec are resolved here, once (:attr:`algorithm`, :attr:`noise_spec`).
+        """
         from creditzoo.envs.completion import parse_completion_mode
-        from creditzoo.rewards.noise import parse_noise_spec
         from creditzoo.tasks import get_task
 
         task = get_task(self.env)
@@ -302,10 +326,9 @@ class TrainConfig:
             from creditzoo.tasks.prompts import task_with_prompt_files
 
             task = task_with_prompt_files(task, self.prompts)
-        get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)  # checks std_mode too
+        self.algorithm  # noqa: B018  (resolves it, once; checks std_mode too)
         parse_completion_mode(self.completion)
-        if self.reward_noise is not None:
-            parse_noise_spec(self.reward_noise)
+        self.noise_spec  # noqa: B018  (parses it: a malformed spec fails here)
         if self.reward is not None and self.reward not in task.rewards and ":" not in self.reward:
             raise ValueError(
                 f"unknown reward {self.reward!r} for {self.env}; valid: {', '.join(task.rewards)} "
@@ -319,6 +342,21 @@ class TrainConfig:
             )
         if self.model is None and task.default_model is None:
             raise ValueError(f"task {self.env!r} has no default model; give one with --model sd3:/path/to/sd3.5-medium")
+
+    @functools.cached_property
+    def algorithm(self) -> Algorithm:
+        """The algorithm with its options bound (``std_mode`` and ``algo_options``), resolved and checked once.
+
+        Resolved while the configuration is checked; the learner, the preflight and collection read it.
+        """
+        return get_algorithm(self.algo, std_mode=self.std_mode, **self.algo_options)
+
+    @functools.cached_property
+    def noise_spec(self) -> NoiseSpec | None:
+        """The parsed ``reward_noise`` (None without noise), parsed once while the configuration is checked."""
+        from creditzoo.rewards.noise import parse_noise_spec
+
+        return parse_noise_spec(self.reward_noise) if self.reward_noise is not None else None
 
     @property
     def default_group_size(self) -> int:
@@ -363,7 +401,7 @@ class TrainConfig:
         """The step weighting: ``step_weight`` if set, else the algorithm's default ("noise" for tempflow)."""
         if self.step_weight is not None:
             return self.step_weight
-        return algorithm_spec(self.algo).default_step_weight
+        return self.algorithm.default_step_weight
 
     @property
     def resolved_noise_level(self) -> float:

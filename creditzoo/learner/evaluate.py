@@ -4,9 +4,9 @@ Every evaluation of a task draws its initial noise from one fixed table (:class:
 prompt, sample index): the same for every run, adapter and base model of the task ("common random numbers"), so
 that two models are compared on identical noise and per-image differences can be paired.
 
-Overall scores follow GenEval (Ghosh et al. 2023): the overall strict accuracy is the mean of the
-per-category accuracies (not the mean over prompts, which would let the most numerous category dominate);
-likewise for the partial score (Flow-GRPO's partial GenEval reward).
+The scores are the task's metrics (:attr:`~creditzoo.tasks.Task.metrics`). Overall scores follow GenEval (Ghosh et
+al. 2023): a metric's overall value is the mean of its per-category means (not the mean over prompts, which would
+let the most numerous category dominate).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.models.base import FlowModel
 from creditzoo.sampling import ode_step
-from creditzoo.tasks import Task
+from creditzoo.tasks import Metric, Task
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -158,43 +158,39 @@ class EvalSample:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Scores of one evaluation.
+    """Scores of one evaluation, one per metric of the task (:attr:`~creditzoo.tasks.Task.metrics`).
 
     Attributes:
-        strict_accuracy: mean over categories of the fraction of images that are fully correct.
-        partial_score: mean over categories of the mean partial score.
-        per_category: category -> {"strict_accuracy", "partial_score", "count"} (count = images).
+        metrics: the task's metrics, in order.
+        summary: each metric's mean name -> its category-balanced mean (the mean over categories of the
+            per-category mean), e.g. ``{"partial_score": 0.71, "strict_accuracy": 0.40, "extra_object_rate": 0.1}``.
+        per_category: category -> {mean name: the category's mean, ..., "count": images}.
         images: float [N, 3, H, W] in [0, 1], prompt-major (all samples of a prompt are adjacent).
         prompts: the N prompts, aligned with ``images``.
-        strict: float [N] per-image strict accuracy.
-        partial: float [N] per-image partial score.
-        extra_objects: float [N], 1 where the image holds more objects than its prompt names; None when the
-            task's scorer does not report "extra_objects". Per category its mean is ``extra_object_rate``.
-        extra_object_rate: mean over categories of the per-category extra-object rate (None as above).
+        scores: each metric's name -> float [N] per-image scores (e.g. ``scores["extra_objects"]``).
         samples: the N images' :class:`EvalSample` (prompt index, category, sample index), aligned with ``images``.
         noise_table: the name of the :class:`NoiseTable` the images started from.
     """
 
-    strict_accuracy: float
-    partial_score: float
+    metrics: tuple[Metric, ...]
+    summary: dict[str, float]
     per_category: dict[str, dict[str, float]]
     images: torch.Tensor
     prompts: list[str]
-    strict: torch.Tensor = field(repr=False)
-    partial: torch.Tensor = field(repr=False)
-    extra_objects: torch.Tensor | None = field(default=None, repr=False)
-    extra_object_rate: float | None = None
+    scores: dict[str, torch.Tensor] = field(repr=False)
     samples: list[EvalSample] = field(default_factory=list, repr=False)
     noise_table: str | None = None
 
+    def correct(self) -> torch.Tensor | None:
+        """Which images are correct, bool [N], by the first correctness metric; None when the task has none."""
+        first = next((metric for metric in self.metrics if metric.correctness), None)
+        return None if first is None else self.scores[first.name] > 0.5
+
     def to_dict(self) -> dict[str, object]:
-        """The JSON-able summary: strict_accuracy, partial_score, per_category (and extra_object_rate if known)."""
-        keys = ("strict_accuracy", "partial_score", "extra_object_rate")
-        per_category = {name: {k: v[k] for k in keys if k in v} for name, v in self.per_category.items()}
-        summary: dict[str, object] = {"strict_accuracy": self.strict_accuracy, "partial_score": self.partial_score}
-        if self.extra_object_rate is not None:
-            summary["extra_object_rate"] = self.extra_object_rate
-        return {**summary, "per_category": per_category}
+        """The JSON-able summary: each metric's mean, then ``per_category`` (each category's means, no counts)."""
+        means = [metric.mean for metric in self.metrics]
+        per_category = {name: {k: row[k] for k in means} for name, row in self.per_category.items()}
+        return {**self.summary, "per_category": per_category}
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON."""
@@ -203,9 +199,9 @@ class EvalResult:
     def image_records(self) -> list[dict[str, object]]:
         """One JSON-ready record per image: prompt index, prompt, category, sample index and its scores.
 
-        The scores are ``partial_score``, ``strict_accuracy`` and, when the scorer reports it, ``extra_objects``
-        (1.0 where the image holds more objects than its prompt names). Grouped by category and averaged, then
-        averaged over categories, they give :meth:`to_dict`'s summary.
+        The scores are the task's per-image metrics under their names (GenEval: ``partial_score``,
+        ``strict_accuracy``, ``extra_objects``). Grouped by category and averaged, then averaged over categories,
+        they give :meth:`to_dict`'s summary.
         """
         records = []
         for i, sample in enumerate(self.samples):
@@ -214,11 +210,8 @@ class EvalResult:
                 "prompt": sample.prompt,
                 "category": sample.category,
                 "sample_index": sample.sample_index,
-                "partial_score": float(self.partial[i]),
-                "strict_accuracy": float(self.strict[i]),
             }
-            if self.extra_objects is not None:
-                record["extra_objects"] = float(self.extra_objects[i])
+            record.update({metric.name: float(self.scores[metric.name][i]) for metric in self.metrics})
             records.append(record)
         return records
 
@@ -237,13 +230,12 @@ class EvalResult:
             ``{"protocol", "task", "iteration", "adapter", "metrics", "summary", "images"}``: ``metrics`` lists the
             per-image score keys, ``summary`` is :meth:`to_dict` and ``images`` is :meth:`image_records`.
         """
-        metrics = ["partial_score", "strict_accuracy"] + (["extra_objects"] if self.extra_objects is not None else [])
         return {
             "protocol": protocol,
             "task": task,
             "iteration": iteration,
             "adapter": adapter,
-            "metrics": metrics,
+            "metrics": [metric.name for metric in self.metrics],
             "summary": self.to_dict(),
             "images": self.image_records(),
         }
@@ -312,17 +304,21 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
 
     Args:
         model: any :class:`~creditzoo.models.base.FlowModel` (a peft-wrapped model works too).
-        task: supplies the prompts, their categories and the scorer.
+        task: supplies the prompts, their categories, the scorer and the metrics it reports.
         config: sampler and noise-table settings.
 
     Returns:
         :class:`EvalResult` (overall scores are means over categories, as GenEval reports them).
+
+    Raises:
+        ValueError: the task's scorer did not return one of its metrics (naming it).
     """
     samples = evaluation_samples(task, config)
     prompts = [sample.prompt for sample in samples]
     table = NoiseTable(task.name, config.seed)
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
-    images, strict, partial, extra = [], [], [], []
+    images: list[torch.Tensor] = []
+    scores: dict[str, list[torch.Tensor]] = {metric.name: [] for metric in task.metrics}
     for start in range(0, len(prompts), config.batch_size):
         batch = prompts[start : start + config.batch_size]
         indices = [sample.sample_index for sample in samples[start : start + config.batch_size]]
@@ -335,36 +331,33 @@ def evaluate(model: FlowModel, task: Task, config: EvalConfig) -> EvalResult:
             guidance_scale=config.guidance_scale,
             shift=config.shift,
         ).cpu()  # [b, 3, H, W]
-        scores = task.score(batch_images, batch)
+        batch_scores = task.score(batch_images, batch)
         images.append(batch_images)
-        strict.append(scores["strict_accuracy"].float().cpu())
-        partial.append(scores["partial_score"].float().cpu())
-        if "extra_objects" in scores:
-            extra.append(scores["extra_objects"].float().cpu())
-    strict_all, partial_all = torch.cat(strict), torch.cat(partial)  # [N], [N]
-    extra_all = torch.cat(extra) if extra else None  # [N]
-    per_category: dict[str, dict[str, float]] = {}
+        for name, kept in scores.items():
+            if name not in batch_scores:
+                raise ValueError(
+                    f"task {task.name!r}'s scorer returned no {name!r} (returned: {', '.join(batch_scores)}); "
+                    f"its metrics: {', '.join(scores)}"
+                )
+            kept.append(batch_scores[name].float().cpu())  # [b]
+    per_image = {name: torch.cat(kept) for name, kept in scores.items()}  # each [N]
     categories = [sample.category for sample in samples]
+    per_category: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(categories):
         mask = torch.tensor([c == name for c in categories])
-        per_category[name] = {
-            "strict_accuracy": float(strict_all[mask].mean()),
-            "partial_score": float(partial_all[mask].mean()),
-            "count": int(mask.sum()),
-        }
-        if extra_all is not None:
-            per_category[name]["extra_object_rate"] = float(extra_all[mask].mean())
-    rates = [v["extra_object_rate"] for v in per_category.values()] if extra_all is not None else None
+        row = {metric.mean: float(per_image[metric.name][mask].mean()) for metric in task.metrics}
+        per_category[name] = {**row, "count": int(mask.sum())}
+    summary = {
+        metric.mean: sum(row[metric.mean] for row in per_category.values()) / len(per_category)
+        for metric in task.metrics
+    }
     return EvalResult(
-        strict_accuracy=sum(v["strict_accuracy"] for v in per_category.values()) / len(per_category),
-        partial_score=sum(v["partial_score"] for v in per_category.values()) / len(per_category),
+        metrics=task.metrics,
+        summary=summary,
         per_category=per_category,
         images=torch.cat(images),
         prompts=prompts,
-        strict=strict_all,
-        partial=partial_all,
-        extra_objects=extra_all,
-        extra_object_rate=sum(rates) / len(rates) if rates else None,
+        scores=per_image,
         samples=samples,
         noise_table=table.name,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm, option_names
+from creditzoo.algorithms import option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
@@ -103,8 +103,7 @@ class GRPOLearner:
         self.config = config
         self.train_prompts = list(train_prompts)
         self.reward = reward
-        options = {"std_mode": config.std_mode, **config.algo_options}
-        self.algorithm = get_algorithm(config.algo, **options)
+        self.algorithm = config.algorithm  # resolved once, when the configuration was checked
         self.shape = get_shape(self.algorithm.rollout_shape)  # collects, and converts what it collected
         self.shape_options = self._shape_options()
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1

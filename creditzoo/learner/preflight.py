@@ -172,10 +172,9 @@ def estimate_memory(config: TrainConfig, model: object, world_size: int = 1) -> 
     Returns:
         The :class:`MemoryEstimate` of one process.
     """
-    from creditzoo.algorithms import get_algorithm
     from creditzoo.shapes import get_shape
 
-    algorithm = get_algorithm(config.algo, std_mode=config.std_mode, **config.algo_options)
+    algorithm = config.algorithm
     shape = get_shape(algorithm.rollout_shape)
     latents = shape.latents_per_row(config.resolved_window_size, completions=algorithm.needs_completions)
     elements = math.prod(int(size) for size in model.sample_shape)  # type: ignore[attr-defined]

@@ -50,9 +50,6 @@ from creditzoo.models import load_model, parse_dtype
 from creditzoo.tasks import Task, get_task
 
 EVAL_SEED = 0  # the noise table's seed: every evaluation of a task, base model included, starts from the same noise
-FINAL_METRICS = {"partial_score": "final_test_partial_score", "strict_accuracy": "final_test_strict_accuracy"}
-FINAL_METRICS["extra_object_rate"] = "final_test_extra_object_rate"
-"""Summary key of the final evaluation -> its key in the last metrics line."""
 
 
 class RunDirectoryError(ValueError):
@@ -95,11 +92,10 @@ def load_task(config: TrainConfig) -> Task:
 
 def build_reward(task: Task, config: TrainConfig) -> object:
     """The training reward: the task's (or the named) reward, wrapped in a noise model if asked, repeated N times."""
-    from creditzoo.rewards.noise import NoisyReward, parse_noise_spec
+    from creditzoo.rewards.noise import NoisyReward
 
     reward = task.reward(config.reward)
-    spec = parse_noise_spec(config.reward_noise) if config.reward_noise else None
-    return NoisyReward(reward, spec, seed=config.seed, repeats=config.reward_repeats)
+    return NoisyReward(reward, config.noise_spec, seed=config.seed, repeats=config.reward_repeats)
 
 
 def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
@@ -449,7 +445,8 @@ def final_evaluation(
         shift: the time shift the run samples with.
 
     Returns:
-        The final scores under their metrics-line keys (:data:`FINAL_METRICS`) and ``final_eval_protocol``.
+        Each metric's final score under its metrics-line key (``final_test_MEAN``, e.g.
+        ``final_test_partial_score``) and ``final_eval_protocol``.
     """
     eval_config = final_eval_config(config, shift)
     protocol = eval_config.protocol("final", task.name)
@@ -463,8 +460,7 @@ def final_evaluation(
         with policy.disable_adapter():
             base = evaluate(policy, task, eval_config)
         write_evaluation_record(run_dir / "eval" / "base.json", base.to_record(protocol, task.name, iteration=0))
-    summary = result.to_dict()
-    scores = {key: summary[name] for name, key in FINAL_METRICS.items() if name in summary}
+    scores = {f"final_{metric.test_key}": result.summary[metric.mean] for metric in task.metrics}
     return {**scores, "final_eval_protocol": protocol}
 
 
@@ -523,14 +519,16 @@ def _evaluate(
     iteration: int,
     tracker: Tracker,
 ) -> dict:
-    """An intermediate evaluation: write ``eval/iter_NNNNNN.json``, mirror it; return its metrics-line keys."""
+    """An intermediate evaluation: write ``eval/iter_NNNNNN.json``, mirror it; return its metrics-line keys.
+
+    The keys are ``test_MEAN`` for each metric of the task (:attr:`~creditzoo.tasks.Metric.test_key`), then
+    ``eval_protocol``.
+    """
     eval_config = intermediate_eval_config(config, learner.shift)
     protocol = eval_config.protocol("intermediate", task.name)
     result = evaluate(learner.policy, task, eval_config)
     summary = result.to_dict()
     atomic_write_json(run_dir / "eval" / f"iter_{iteration:06d}.json", {**summary, "protocol": protocol})
     tracker.log_evaluation(iteration, summary, grid_image(*_one_per_prompt(result)))
-    scores: dict = {"test_strict_accuracy": result.strict_accuracy, "test_partial_score": result.partial_score}
-    if result.extra_object_rate is not None:
-        scores["test_extra_object_rate"] = result.extra_object_rate
+    scores: dict = {metric.test_key: result.summary[metric.mean] for metric in task.metrics}
     return {**scores, "eval_protocol": protocol}

@@ -1,8 +1,8 @@
 """Text-to-image tasks: prompt sets, a train/test split, a scorer and the model that goes with them.
 
 ``TASKS`` is the table of contents, and a new task is one entry in it: its :class:`Task` names everything else
-(its gymnasium id, its rewards, its default model, what pretraining renders). Entries are loaded lazily
-(``"package.module:attribute"``) so that listing tasks imports nothing heavy.
+(its gymnasium id, its rewards, its evaluation metrics, its default model, what pretraining renders). Entries are
+loaded lazily (``"package.module:attribute"``) so that listing tasks imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -23,6 +23,42 @@ TASKS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Metric:
+    """One evaluation metric of a task: a per-image score and its category-balanced mean.
+
+    Attributes:
+        name: the key :attr:`Task.score` returns the per-image score [B] under, and its key in the image records
+            of an evaluation file (``eval/final.json``).
+        meaning: what it measures, in one line.
+        mean: the name of its category-balanced mean (the mean over categories of the per-category mean) in
+            evaluation summaries and metrics lines (``test_MEAN``, ``final_test_MEAN``); default ``name``.
+            GenEval's per-image ``extra_objects`` has the mean ``extra_object_rate``.
+        label: its name in reports, tables and figures; default ``mean`` with spaces.
+        higher_is_better: False for a rate to keep low: reports show it beside a verdict, never as its subject.
+        correctness: a 0/1 score, 1 where the image is correct; evaluation grids frame each image green or red by
+            the first such metric of the task.
+    """
+
+    name: str
+    meaning: str
+    mean: str = ""
+    label: str = ""
+    higher_is_better: bool = True
+    correctness: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.mean:
+            object.__setattr__(self, "mean", self.name)
+        if not self.label:
+            object.__setattr__(self, "label", self.mean.replace("_", " "))
+
+    @property
+    def test_key(self) -> str:
+        """Its key in the metrics lines of ``metrics.jsonl``: ``test_MEAN`` (``final_test_MEAN`` at the end)."""
+        return f"test_{self.mean}"
+
+
+@dataclass(frozen=True)
 class Task:
     """Everything an environment, learner or evaluation needs to know about one task.
 
@@ -32,8 +68,11 @@ class Task:
         train_prompts: returns the prompts RL training draws from (fixed, deterministic).
         test_prompts: returns the held-out evaluation prompts (never used in pretraining or training).
         category: maps a prompt to its category name (for per-category evaluation).
-        score: ``(images [B, 3, H, W] in [0, 1], prompts) -> dict[str, Tensor[B]]`` with at least the keys
-            "strict_accuracy" and "partial_score"; used by evaluation.
+        score: ``(images [B, 3, H, W] in [0, 1], prompts) -> dict[str, Tensor[B]]`` with a key per metric (more
+            are allowed); used by evaluation.
+        metrics: what evaluation reports, in order (:class:`Metric`: per-image score, mean, meaning).
+        primary_metric: the name of the metric a run is judged by: the progress line, ``analyze compare``'s
+            default ``--metric``; one of ``metrics``, higher is better.
         rewards: reward name -> ``"package.module:attribute"`` of a reward callable
             ``(images, prompts) -> Tensor[B]``; the first entry is the default reward, the same for
             ``gymnasium.make_vec`` and for training.
@@ -53,12 +92,41 @@ class Task:
     test_prompts: Callable[[], list[str]]
     category: Callable[[str], str]
     score: Callable[[torch.Tensor, list[str]], dict[str, torch.Tensor]]
+    metrics: tuple[Metric, ...]
+    primary_metric: str
     rewards: dict[str, str] = field(default_factory=dict)
     default_model: str | None = None
     train_defaults: dict[str, object] = field(default_factory=dict)
     gym_id: str = ""
     render_scenes: str = ""
     vocabulary: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        names = [metric.name for metric in self.metrics]
+        means = [metric.mean for metric in self.metrics]
+        if not names or len(set(names)) != len(names) or len(set(means)) != len(means):
+            raise ValueError(f"task {self.name!r} needs one or more metrics with distinct names, got {names}")
+        if self.metric(self.primary_metric).higher_is_better is False:
+            raise ValueError(f"task {self.name!r}: the primary metric {self.primary_metric!r} must be higher-is-better")
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name``.
+
+        Raises:
+            ValueError: no such metric, listing this task's.
+        """
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise ValueError(
+            f"unknown metric {name!r} of task {self.name!r}; valid: {', '.join(m.name for m in self.metrics)}"
+        )
+
+    @property
+    def primary(self) -> Metric:
+        """The :class:`Metric` named by ``primary_metric``."""
+        return self.metric(self.primary_metric)
 
     @property
     def default_reward(self) -> str:
@@ -89,4 +157,4 @@ def get_task(name: str) -> Task:
     return task
 
 
-__all__ = ["TASKS", "Task", "get_task", "load_object"]
+__all__ = ["TASKS", "Metric", "Task", "get_task", "load_object"]

@@ -35,7 +35,7 @@ import itertools
 import numpy as np
 import torch
 
-from creditzoo.tasks import Task
+from creditzoo.tasks import Metric, Task
 from creditzoo.worlds.geneval import (  # noqa: F401  (re-exported: the task's vocabulary)
     BACKGROUND,
     CATEGORIES,
@@ -244,15 +244,16 @@ def score(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
     """Score ``images`` [B, 3, H, W] for ``prompts``.
 
     Returns:
-        {"strict_accuracy", "partial_score", "dense_score", "extra_objects"}, each float32 [B]; see
+        {"partial_score", "strict_accuracy", "dense_score", "extra_objects"}, each float32 [B]; see
         :mod:`creditzoo.rewards.geneval` for the definitions (extra_objects: more objects than the prompt names).
+        The task's metrics are the first two and extra_objects.
     """
     from creditzoo.rewards.geneval import score_geneval  # lazy: keeps scipy out of task listing
 
     scores = score_geneval(images, prompts)
     return {
-        "strict_accuracy": scores.strict,
         "partial_score": scores.partial,
+        "strict_accuracy": scores.strict,
         "dense_score": scores.dense,
         "extra_objects": scores.extra_objects,
     }
@@ -265,6 +266,18 @@ TASK = Task(
     test_prompts=test_prompts,
     category=category_of,
     score=score,
+    metrics=(
+        Metric("partial_score", "mean over the prompt's clauses of each clause's score (Flow-GRPO's GenEval reward)"),
+        Metric("strict_accuracy", "1 where every clause holds (GenEval's correctness)", correctness=True),
+        Metric(
+            "extra_objects",
+            "1 where the image holds more objects than its prompt names",
+            mean="extra_object_rate",
+            label="extra-object rate",
+            higher_is_better=False,
+        ),
+    ),
+    primary_metric="partial_score",
     # The first reward is the default, for gymnasium.make_vec and training alike: the dense score gives TP-GRPO
     # non-zero increments (with the partial score ~75% of increments are exactly zero).
     rewards={

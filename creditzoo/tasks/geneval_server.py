@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from creditzoo.rewards.geneval_server import NEEDS_METADATA, GenEvalServerReward, client_from_environment
-from creditzoo.tasks import Task
+from creditzoo.tasks import Metric, Task
 
 if TYPE_CHECKING:
     from creditzoo.tasks.prompts import PromptSet
@@ -49,8 +49,8 @@ class ServerScore:
         def score(images: torch.Tensor, batch: list[str]) -> dict[str, torch.Tensor]:
             scores = reward.scores(images, batch)
             return {
-                "strict_accuracy": scores.correct,
                 "partial_score": scores.partial,
+                "strict_accuracy": scores.correct,
                 "exact_count_accuracy": scores.strict,
             }
 
@@ -68,6 +68,12 @@ TASK = Task(
     test_prompts=_needs_prompt_files,
     category=_needs_prompt_files,  # type: ignore[arg-type]
     score=ServerScore(),
+    metrics=(
+        Metric("partial_score", "the server's partial score (Flow-GRPO's GenEval training reward)"),
+        Metric("strict_accuracy", "GenEval's correctness: what GenEval reports", correctness=True),
+        Metric("exact_count_accuracy", "GenEval's correctness with exact counts", correctness=True),
+    ),
+    primary_metric="partial_score",
     rewards={
         "geneval": "creditzoo.rewards.geneval_server:PARTIAL",
         "geneval_correct": "creditzoo.rewards.geneval_server:CORRECT",

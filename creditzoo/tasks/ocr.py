@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from creditzoo.tasks import Task
+from creditzoo.tasks import Metric, Task
 
 TEMPLATES: tuple[str, ...] = (
     'A neon sign on a brick wall that says "{text}"',
@@ -117,13 +117,13 @@ def score(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
     """Evaluation scores of ``images`` [B, 3, H, W] in [0, 1].
 
     Returns:
-        float32 [B] each: "partial_score" (the OCR reward), "strict_accuracy" (1 where the whole text was read,
-        i.e. the reward is 1) and "ocr" (the reward again, under its own name).
+        float32 [B] each: "ocr" (the OCR reward) and "exact_text" (1 where the whole text was read, i.e. the
+        reward is 1).
     """
     from creditzoo.rewards.ocr import ocr_reward  # lazy: rapidocr loads on first use
 
     reward = ocr_reward(images, prompts)  # [B]
-    return {"strict_accuracy": (reward == 1.0).float(), "partial_score": reward, "ocr": reward}
+    return {"ocr": reward, "exact_text": (reward == 1.0).float()}
 
 
 TASK = Task(
@@ -133,6 +133,11 @@ TASK = Task(
     test_prompts=test_prompts,
     category=category_of,
     score=score,
+    metrics=(
+        Metric("ocr", "Flow-GRPO's OCR reward: 1 where OCR reads the quoted text, else 1 - edit distance / length"),
+        Metric("exact_text", "1 where OCR reads the whole quoted text (spaces and case aside)", correctness=True),
+    ),
+    primary_metric="ocr",
     rewards={"ocr": "creditzoo.rewards.ocr:ocr_reward"},
     gym_id="creditzoo/OCR-v0",
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from creditzoo.tasks import Task
+from creditzoo.tasks import Metric, Task
 
 SUBJECTS: dict[str, tuple[str, ...]] = {
     "animals": (
@@ -122,13 +122,11 @@ def score(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
     """Evaluation scores of ``images`` [B, 3, H, W] in [0, 1].
 
     Returns:
-        float32 [B] each: "pickscore" (PickScore / 26), "partial_score" (the same: the mean the evaluation
-        reports) and "strict_accuracy" (NaN: PickScore has no notion of a correct image).
+        float32 [B]: "pickscore" (PickScore / 26); PickScore has no notion of a correct image.
     """
     from creditzoo.rewards.pickscore import pickscore_reward  # lazy: transformers and the weights load on use
 
-    reward = pickscore_reward(images, prompts).float().cpu()  # [B]
-    return {"strict_accuracy": torch.full_like(reward, float("nan")), "partial_score": reward, "pickscore": reward}
+    return {"pickscore": pickscore_reward(images, prompts).float().cpu()}  # [B]
 
 
 TASK = Task(
@@ -138,6 +136,8 @@ TASK = Task(
     test_prompts=test_prompts,
     category=category_of,
     score=score,
+    metrics=(Metric("pickscore", "PickScore / 26: the preference model's score of the image for its prompt"),),
+    primary_metric="pickscore",
     rewards={"pickscore": "creditzoo.rewards.pickscore:pickscore_reward"},
     gym_id="creditzoo/PickScore-v0",
 )
