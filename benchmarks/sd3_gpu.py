@@ -23,11 +23,11 @@ import time
 
 import torch
 
-from creditzoo.learner.collect import EpisodeOptions, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.models.diffusers_sd3 import SD3FlowModel
 from creditzoo.rewards.noise import NoisyReward
+from creditzoo.shapes import EpisodeOptions
 
 SD35_MEDIUM_TRANSFORMER = dict(
     sample_size=128,
@@ -128,7 +128,7 @@ def env_seconds_per_call(learner: GRPOLearner, steps: int, device: torch.device)
         synchronize(device)
         started = time.perf_counter()
         options = EpisodeOptions(seed=0, sde_kind=config.sde_kind, noise_level=config.resolved_noise_level)
-        rollout = collect_rollout(learner.env, prompts, group_ids, options)
+        rollout = learner.shape.collect(learner.env, prompts, group_ids, options)
         synchronize(device)
     del rollout
     return (time.perf_counter() - started) / steps  # includes the final decode and reward, as the pipeline's

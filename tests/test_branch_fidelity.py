@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from creditzoo.algorithms import get_algorithm
 from creditzoo.algorithms.branch_pruning import parse_depth_prune, parse_width_prune
 from creditzoo.cli import app
-from creditzoo.envs.branching import sample_tree
 from creditzoo.learner.config import TrainConfig
 from creditzoo.rollout import Rollout
 from creditzoo.sampling import flow_sigmas, parse_split_noise
+from creditzoo.shapes.tree import sample_tree
 
 LN3 = math.log(3.0)
 

@@ -7,8 +7,9 @@ import torch
 from tiny_model import TinyFlowModel, brightness_reward
 
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.envs.branching import completion_grid, sample_anchor_branches, sample_tree
 from creditzoo.sampling import flow_sigmas
+from creditzoo.shapes.anchor import completion_grid, sample_anchor_branches
+from creditzoo.shapes.tree import sample_tree
 
 SHAPE = (3, 8, 8)
 
@@ -271,7 +272,7 @@ def test_tree_counts_and_lockstep_depth() -> None:
 def test_bad_tree_and_granularity_input_is_one_line() -> None:
     env = make_env(6)
     prompts, groups = ["a red circle"] * 3 + ["a blue circle"] * 3, torch.tensor([0, 0, 0, 1, 1, 1])
-    with pytest.raises(ValueError, match=r"group size must be 4 \(a power of two") as error:
+    with pytest.raises(ValueError, match=r"group size must be 4, got 3 \(a tree's group size is a power") as error:
         sample_tree(env, prompts, groups, split_steps=(0, 1), seed=0, sde_kind="flow_grpo", noise_level=0.7)
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match=r"window steps in 0\.\.4"):

@@ -9,10 +9,10 @@ from lanes import first_fast
 from tiny_model import TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 
 from creditzoo.learner.checkpoint import write_record
-from creditzoo.learner.collect import EpisodeOptions, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.rewards.noise import NoisyReward
+from creditzoo.shapes import SHAPES, EpisodeOptions, get_shape
 
 BASE = TrainConfig(
     prompts_per_iteration=2,
@@ -116,22 +116,24 @@ def test_tree_group_size_must_be_a_power_of_two_of_the_splits() -> None:
         make_learner("branch_grpo", {"split_steps": [0, 4]})
 
 
-def test_collect_rollout_rejects_unknown_shapes_and_misplaced_options() -> None:
+def test_shapes_reject_unknown_names_and_misplaced_options() -> None:
     learner = make_learner("tempflow", {})
     prompts, group_ids = learner.draw_prompts(1)
     common = {"seed": 0, "sde_kind": "flow_grpo", "noise_level": 0.7}
-    with pytest.raises(ValueError, match="valid: chain, anchor, tree"):
-        collect_rollout(learner.env, prompts, group_ids, EpisodeOptions(**common), shape="star")
+    with pytest.raises(ValueError, match="unknown rollout shape 'star'; valid: chain, anchor, tree"):
+        get_shape("star")
     misplaced = [
-        ("anchor", {"split_steps": (0,)}, "split_steps belong to tree rollouts, not to anchor rollouts"),
-        ("chain", {"split_steps": (0,)}, "split_steps belong to tree rollouts, not to chain rollouts"),
-        ("chain", {"granularities": (1,)}, "granularities belong to anchor rollouts, not to chain rollouts"),
-        ("tree", {"split_steps": (0,), "granularities": (1,)}, "granularities belong to anchor rollouts"),
+        ("anchor", {"split_steps": (0,)}, "anchor rollouts take no option split_steps; valid: granularities"),
+        ("chain", {"split_steps": (0,)}, "chain rollouts take no option split_steps; valid: none"),
+        ("chain", {"granularities": (1,)}, "chain rollouts take no option granularities; valid: none"),
+        ("tree", {"split_steps": (0,), "granularities": (1,)}, "tree rollouts take no option granularities"),
         ("tree", {}, "a tree rollout needs split_steps"),
     ]
     for shape, extra, message in misplaced:
-        with pytest.raises(ValueError, match=message):
-            collect_rollout(learner.env, prompts, group_ids, EpisodeOptions(**common, **extra), shape=shape)
+        options = EpisodeOptions(**common, shape_options=extra)
+        with pytest.raises(ValueError, match=message) as error:
+            SHAPES[shape].collect(learner.env, prompts, group_ids, options)
+        assert "\n" not in str(error.value)
 
 
 def test_record_stores_the_shape(tmp_path) -> None:

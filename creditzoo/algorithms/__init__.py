@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditzoo.algorithms.branch_grpo import BRANCH_GRPO, check_split_steps, default_split_steps
+from creditzoo.algorithms.branch_grpo import BRANCH_GRPO
 from creditzoo.algorithms.branch_pruning import check_pruning
 from creditzoo.algorithms.dense_value import DENSE_VALUE
 from creditzoo.algorithms.flow_grpo import FLOW_GRPO
@@ -38,6 +38,8 @@ from creditzoo.algorithms.tp_margin import TP_MARGIN
 from creditzoo.algorithms.tp_prob import TP_PROB
 from creditzoo.registry import lookup
 from creditzoo.rollout import Credit, Rollout, shape_mismatch
+from creditzoo.shapes import get_shape
+from creditzoo.shapes.tree import check_split_steps, default_split_steps
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "flow_grpo": FLOW_GRPO,
@@ -185,32 +187,8 @@ def get_algorithm(name: str, **options: Any) -> Algorithm:
 
 
 def _probe(algorithm: Algorithm) -> Rollout:
-    """A small rollout of the algorithm's shape (anchor width and tree splits follow its options)."""
-    import torch
-
-    options = algorithm.bound_options
-    if algorithm.rollout_shape == "anchor":
-        granularities = options.get("granularities")
-        width = len(granularities) if isinstance(granularities, (tuple, list)) and granularities else 1
-        rewards = torch.arange(2 * 2 * width, dtype=torch.float32).view(2, 2, width) % 3  # [B=2, K=2, L]
-        return Rollout(group_ids=torch.zeros(2, dtype=torch.int64), shape="anchor", branch_rewards=rewards)
-    if algorithm.rollout_shape == "tree":
-        splits = options.get("split_steps")
-        valid = isinstance(splits, (tuple, list)) and splits and all(isinstance(s, int) for s in splits)
-        steps = max(9, max(splits) + 1) if valid else 9
-        splits = check_split_steps(splits, steps)  # a bad split set fails here, with the valid range
-        leaves = 2 ** len(splits)
-        return Rollout(
-            group_ids=torch.zeros(leaves, dtype=torch.int64),
-            shape="tree",
-            final_rewards=torch.arange(leaves, dtype=torch.float32),
-            num_steps=steps,
-            split_steps=splits,
-            log_probs=torch.zeros(leaves, steps),
-        )
-    return Rollout(
-        group_ids=torch.zeros(2, dtype=torch.int64), completion_rewards=torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    )
+    """A small rollout of the algorithm's shape, fitted to its options (anchor width, tree splits)."""
+    return Rollout(**get_shape(algorithm.rollout_shape).example_fields(algorithm.bound_options))
 
 
 def _validate(algorithm: Algorithm) -> None:

@@ -11,6 +11,7 @@ import math
 import torch
 
 from creditzoo.rollout import Credit, Rollout, shape_mismatch
+from creditzoo.shapes import shape_with_field
 
 STD_MODES = ("group", "global", "none")
 
@@ -98,7 +99,7 @@ def require_shape(rollout: Rollout, name: str, shape: str) -> None:
 
 def require_completions(rollout: Rollout, name: str) -> torch.Tensor:
     """Return ``rollout.completion_rewards`` [B, K+1], or fail naming the algorithm that needs them."""
-    require_shape(rollout, name, "chain")
+    require_shape(rollout, name, shape_with_field("completion_rewards").name)
     if rollout.completion_rewards is None:
         raise ValueError(f"algorithm {name!r} needs completion_rewards [B, K+1]; this rollout has only final rewards")
     return rollout.completion_rewards

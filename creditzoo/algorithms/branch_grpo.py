@@ -28,6 +28,7 @@ from creditzoo.algorithms.branch_pruning import parse_depth_prune, parse_width_p
 from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling.split_noise import parse_split_noise
+from creditzoo.shapes.tree import check_split_steps
 
 FUSIONS = ("mean", "path", "path_code")
 DEPTH_STDS = ("sample", "population")
@@ -35,56 +36,6 @@ SAMPLE_EPS = 1e-8
 """The released code's eps beside the sample std."""
 MIN_SAMPLE_STD = 1e-6
 """Below this sample std the released code sets a depth's advantages to 0."""
-MAX_DEFAULT_SPLITS = 4
-
-
-def default_split_steps(num_steps: int) -> tuple[int, ...]:
-    """The default split set: the first min(4, ceil(K/2)) even window steps ({0, 2, 4, 6} for K = 9).
-
-    Args:
-        num_steps: K, the window size (>= 1).
-
-    Returns:
-        Sorted window steps, e.g. (0, 2, 4, 6) for K >= 7, (0, 2) for K = 3 or 4, (0,) for K = 1 or 2.
-    """
-    count = min(MAX_DEFAULT_SPLITS, (num_steps + 1) // 2)
-    return tuple(range(0, 2 * count, 2))
-
-
-def check_split_steps(
-    split_steps: tuple[int, ...] | None, num_steps: int, group_size: int | None = None
-) -> tuple[int, ...]:
-    """Resolve and validate a split set for a window of K steps (and, if given, a group size).
-
-    Args:
-        split_steps: window steps at which every node splits in two, or None for :func:`default_split_steps`.
-        num_steps: K, the window size.
-        group_size: if given, must equal 2^|S| (the number of leaves per tree).
-
-    Returns:
-        The sorted split steps as a tuple.
-
-    Raises:
-        ValueError: empty, not integers, outside 0..K-1, repeated, or a group size other than 2^|S|.
-    """
-    if split_steps is None:
-        split_steps = default_split_steps(num_steps)
-    if not isinstance(split_steps, (tuple, list)) or not split_steps:
-        raise ValueError(
-            f"split_steps must be a non-empty list of window steps in 0..{num_steps - 1}, got {split_steps!r}"
-        )
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < num_steps for s in split_steps):
-        raise ValueError(f"split_steps must be window steps in 0..{num_steps - 1}, got {list(split_steps)}")
-    steps = tuple(sorted(split_steps))
-    if len(set(steps)) != len(steps):
-        raise ValueError(f"split_steps must be distinct, got {list(split_steps)}")
-    if group_size is not None and group_size != 2 ** len(steps):
-        raise ValueError(
-            f"a tree with split steps {list(steps)} has {2 ** len(steps)} leaves, so the group size must be "
-            f"{2 ** len(steps)}, got {group_size} (a tree's group size is a power of two, 2^|S| for 1 <= |S| <= "
-            f"{num_steps} split steps)"
-        )
-    return steps
 
 
 def _rank_in_group(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -182,7 +133,7 @@ def branch_grpo(
             ``"path_code"`` ``log_probs`` [B, K] (the log-probability of each row's edge at window step k);
             ``iteration`` moves a sliding ``depth_prune``.
         split_steps: the split set the tree was grown with; None accepts the rollout's. When given it must equal
-            the rollout's (default for K = 9: (0, 2, 4, 6); see :func:`default_split_steps`).
+            the rollout's (default for K = 9: (0, 2, 4, 6); see :func:`creditzoo.shapes.tree.default_split_steps`).
         split_noise: the children's noise at split steps, "iid", "paper:S" or "code:C" (``code:C`` is
             off-policy on purpose). The tree sampler reads it; the credit does not depend on it.
         fusion: "mean" (node value = mean of its leaves), "path" (weights proportional to exp(path_beta * sum of
@@ -214,7 +165,7 @@ def branch_grpo(
         raise ValueError(f"path_beta must be a number, got {path_beta!r}")
     parse_split_noise(split_noise)
     depth_spec, width_spec = parse_depth_prune(depth_prune), parse_width_prune(width_prune)
-    require_shape(rollout, "branch_grpo", "tree")
+    require_shape(rollout, "branch_grpo", BRANCH_GRPO.shape)
     K = int(rollout.num_steps)
     splits = rollout.split_steps
     if split_steps is not None and check_split_steps(split_steps, K) != splits:

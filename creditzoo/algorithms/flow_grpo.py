@@ -24,7 +24,7 @@ def flow_grpo(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) -
         :class:`Credit` with step_rewards [B, K], no turning points, advantages [B, K].
     """
     check_std_options(std_mode, eps)
-    require_shape(rollout, "flow_grpo", "chain")
+    require_shape(rollout, "flow_grpo", FLOW_GRPO.shape)
     step_rewards = rollout.final_rewards.unsqueeze(1).expand(-1, rollout.num_steps).clone()  # [B, K]
     return make_credit(rollout, step_rewards, std_mode=std_mode, eps=eps)
 

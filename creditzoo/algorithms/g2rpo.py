@@ -11,18 +11,9 @@ from __future__ import annotations
 from creditzoo.algorithms._group import check_std_options, group_advantages, no_turning_points, require_shape
 from creditzoo.algorithms.spec import AlgorithmSpec
 from creditzoo.rollout import Credit, Rollout
+from creditzoo.shapes.anchor import check_granularities
 
 DEFAULT_GRANULARITIES = (1, 2)
-
-
-def check_granularities(granularities: tuple[int, ...]) -> tuple[int, ...]:
-    """Validate granularities: a non-empty sequence of distinct integers >= 1; returned as a tuple."""
-    values = tuple(granularities) if isinstance(granularities, (tuple, list)) else None
-    if not values or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in values):
-        raise ValueError(f"granularities must be a non-empty list of integers >= 1, got {granularities!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"granularities must be distinct, got {granularities!r}")
-    return values
 
 
 def g2rpo(
@@ -47,7 +38,7 @@ def g2rpo(
     """
     check_std_options(std_mode, eps)
     values = check_granularities(granularities)
-    require_shape(rollout, "g2rpo", "anchor")
+    require_shape(rollout, "g2rpo", G2RPO.shape)
     rewards = rollout.branch_rewards  # [B, K, L]
     if rewards.shape[2] != len(values):
         raise ValueError(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from creditzoo.rollout import ROLLOUT_SHAPES, Credit
+from creditzoo.rollout import Credit
+from creditzoo.shapes import get_shape
 
 AlgorithmFn = Callable[..., Credit]
 """A pure kernel ``(rollout, *, **options) -> Credit``; options are keyword-only with defaults."""
@@ -26,7 +27,7 @@ class AlgorithmSpec:
 
     Attributes:
         fn: the kernel, ``(rollout, **options) -> Credit``, or a ``functools.partial`` of one (a variant).
-        shape: the rollout shape it reads: "chain", "anchor" or "tree" (:class:`creditzoo.rollout.Rollout`).
+        shape: the rollout shape it reads, a key of :data:`creditzoo.shapes.SHAPES`: "chain", "anchor" or "tree".
         needs_completions: whether the rollout must carry completion rewards (R_0 .. R_K, or R_{k,i}); when False
             the environment skips completions and their model calls.
         paper: where it comes from, e.g. "arXiv 2602.06422".
@@ -46,8 +47,7 @@ class AlgorithmSpec:
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise ValueError(f"AlgorithmSpec.fn must be callable, got {self.fn!r}")
-        if self.shape not in ROLLOUT_SHAPES:
-            raise ValueError(f"unknown rollout shape {self.shape!r}; valid: {', '.join(ROLLOUT_SHAPES)}")
+        get_shape(self.shape)  # an unknown shape fails here, listing the valid ones
         if not isinstance(self.needs_completions, bool):
             raise ValueError(f"AlgorithmSpec.needs_completions must be True or False, got {self.needs_completions!r}")
         for name in ("paper", "cost", "description"):

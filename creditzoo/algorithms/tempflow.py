@@ -26,7 +26,7 @@ def tempflow(rollout: Rollout, *, std_mode: str = "group", eps: float = 1e-4) ->
         :class:`Credit` with step_rewards [B, K], no turning points, advantages [B, K].
     """
     check_std_options(std_mode, eps)
-    require_shape(rollout, "tempflow", "anchor")
+    require_shape(rollout, "tempflow", TEMPFLOW.shape)
     width = rollout.branch_rewards.shape[2]
     if width != 1:
         raise ValueError(f"tempflow needs one completion per child (branch_rewards [B, K, 1]), got L={width}")

@@ -9,7 +9,6 @@ its sign.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +17,19 @@ import torch
 
 from creditzoo.algorithms import get_algorithm
 from creditzoo.rollout import Credit, Rollout
+from creditzoo.shapes import DEFAULT_SHAPE, get_shape
 
 REQUIRED_TENSORS = ("group_ids", "final_rewards", "final_rewards_clean", "step_rewards", "turning_points")
 
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration's stored rollout record; ``shape`` is its rollout shape ("chain" for records without one)."""
+    """One iteration's stored rollout record; ``shape`` is its rollout shape (the default one for older records)."""
 
     iteration: int
     prompts: list[str]
     tensors: dict[str, torch.Tensor]
-    shape: str = "chain"
+    shape: str = DEFAULT_SHAPE
 
     @property
     def has_completions(self) -> bool:
@@ -47,36 +47,15 @@ class Record:
         a chain run without completions.
         """
         suffix = "_clean" if clean else ""
-        name = {"anchor": "branch_rewards", "tree": "final_rewards"}.get(self.shape, "completion_rewards")
-        return self.tensors.get(f"{name}{suffix}")
+        return self.tensors.get(f"{get_shape(self.shape).score_name}{suffix}")
 
     def rollout_with(self, scores: torch.Tensor) -> Rollout:
         """The record's :class:`Rollout` with :meth:`scores` replaced by ``scores`` (same shape), e.g. noisy ones."""
-        rollout = self.rollout(clean=True)
-        if self.shape == "anchor":
-            return dataclasses.replace(rollout, branch_rewards=scores)
-        if self.shape == "tree":
-            return dataclasses.replace(rollout, final_rewards=scores)
-        return Rollout(group_ids=self.tensors["group_ids"], completion_rewards=scores)
+        return Rollout(**get_shape(self.shape).record_fields(self.tensors, clean=True, scores=scores))
 
     def rollout(self, *, clean: bool = False) -> Rollout:
         """The :class:`Rollout` of this iteration, with noisy (default) or clean rewards."""
-        suffix = "_clean" if clean else ""
-        group_ids = self.tensors["group_ids"]
-        if self.shape == "anchor":
-            return Rollout(group_ids=group_ids, shape="anchor", branch_rewards=self.tensors[f"branch_rewards{suffix}"])
-        if self.shape == "tree":
-            return Rollout(
-                group_ids=group_ids,
-                shape="tree",
-                final_rewards=self.tensors[f"final_rewards{suffix}"],
-                split_steps=tuple(self.tensors["split_steps"].tolist()),
-                log_probs=self.tensors["log_probs"],
-            )
-        if f"completion_rewards{suffix}" in self.tensors:
-            return Rollout(group_ids=group_ids, completion_rewards=self.tensors[f"completion_rewards{suffix}"])
-        steps = self.tensors["step_rewards"].shape[1]
-        return Rollout(group_ids=group_ids, final_rewards=self.tensors[f"final_rewards{suffix}"], num_steps=steps)
+        return Rollout(**get_shape(self.shape).record_fields(self.tensors, clean=clean))
 
 
 def load_records(run_dir: str | Path) -> list[Record]:
@@ -109,7 +88,7 @@ def read_record(path: Path) -> Record:
             metadata = stream.metadata() or {}
             tensors = {name: stream.get_tensor(name) for name in stream.keys()}  # noqa: SIM118
         record = Record(
-            int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors, metadata.get("shape", "chain")
+            int(metadata["iteration"]), json.loads(metadata["prompts"]), tensors, metadata.get("shape", DEFAULT_SHAPE)
         )
     except Exception as error:  # safetensors raises its own error types for truncated headers and data
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__

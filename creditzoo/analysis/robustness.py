@@ -57,6 +57,7 @@ from creditzoo.analysis.runs import RunData, run_task
 from creditzoo.analysis.turning_points import TP_VARIANTS
 from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec, per_call_sd
 from creditzoo.rollout import Rollout
+from creditzoo.shapes import get_shape
 
 DEFAULT_NOISE = ("gaussian:0", "gaussian:0.01", "gaussian:0.02", "gaussian:0.05", "gaussian:0.1")
 """Gaussian reward noise at several standard deviations (rewards in [0, 1])."""
@@ -191,8 +192,8 @@ def counterfactual_study(
     algorithms = {name: get_algorithm(name) for name in algos}
     clean_credit = {name: [fn(record.rollout(clean=True)) for record in records] for name, fn in algorithms.items()}
     aware = {name for name, fn in algorithms.items() if "noise_sd" in option_names(fn.spec.fn)}
-    chains = all(record.shape == "chain" for record in records)  # increments d_k exist along chains only
-    clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if chains else None
+    along_paths = all(get_shape(record.shape).scores_along_path for record in records)  # only then increments d_k
+    clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if along_paths else None
     prompts = [_score_prompts(record) for record in records]
     effects = []
     for spec in specs:
@@ -449,6 +450,11 @@ def _flip_rows(
     return rows
 
 
+def theory_applies(records: list[Record]) -> bool:
+    """Whether :func:`theory_comparison` can read ``records``: rewards along each row's path, R_0 .. R_K (chains)."""
+    return bool(records) and all(get_shape(r.shape).scores_along_path and r.has_completions for r in records)
+
+
 def theory_comparison(
     records: list[Record],
     specs: list[NoiseSpec | None],
@@ -480,7 +486,7 @@ def theory_comparison(
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if not records or any(record.shape != "chain" or not record.has_completions for record in records):
+    if not theory_applies(records):
         raise ValueError("the theory needs chain records with completion rewards R_0 .. R_K")
     rules = {name: rule for name in algos if (rule := sign_change_rule(name)) is not None}
     markers = {f"rule:{rule.name}": _rule_marker(rule) for rule in rules.values()}

@@ -167,6 +167,7 @@ def robustness_command(
         counterfactual_study,
         noise_sweep_scores,
         parse_noise_list,
+        theory_applies,
         theory_comparison,
     )
     from creditzoo.analysis.runs import expand_run_dirs, is_sweep, load_run, read_config, run_task, split_finished
@@ -185,8 +186,8 @@ def robustness_command(
         records = load_records(run_dir)
         effects = counterfactual_study(records, specs, algos=algo, repeats=repeats, seed=seed)
         recorded = {name: compare_credit(records, name) for name in algo}
-        chains = all(record.shape == "chain" and record.has_completions for record in records)
-        rows = theory_comparison(records, specs, algos=algo, repeats=repeats, seed=seed) if theory and chains else []
+        applies = theory and theory_applies(records)  # chains with completion rewards
+        rows = theory_comparison(records, specs, algos=algo, repeats=repeats, seed=seed) if applies else []
     except ValueError as error:
         fail(str(error))
     from creditzoo.analysis.plots import noise_sweep_figure, robustness_figures, theory_figures

@@ -6,16 +6,17 @@ noise x_T; each ``step(action)`` takes the next latent, chosen by the agent (an 
 
 Branching (docs/math.md sections 2 and 7): with a completion mode, every state z_k entering a window step
 is completed with the ODE (current model, no gradient) and scored, giving completion rewards R_0 .. R_K.
-Completions advance in lockstep with the trajectories: at grid step j, the trajectories and every live branch
-go through one batched model call, so the sequential depth stays T whatever the window. A branch's first
-Euler step reuses the velocity the trajectory already computed at z_k (same state, sigma, prompt, guidance
-and weights, so it is the same number), which saves one model call per branch against a naive count.
+Completions advance in lockstep with the trajectories (:class:`~creditzoo.envs.lockstep.Lockstep`, the engine
+the anchor and tree rollouts use too): at grid step j, the trajectories and every live branch go through one
+batched model call, so the sequential depth stays T whatever the window. A branch's first Euler step reuses the
+velocity the trajectory already computed at z_k (same state, sigma, prompt, guidance and weights, so it is the
+same number), which saves one model call per branch against a naive count.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
@@ -23,7 +24,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from creditzoo.envs.completion import CompletionMode, parse_completion_mode
-from creditzoo.models.base import Conditioning, FlowModel, select_conditioning
+from creditzoo.envs.lockstep import Lockstep, score_images
+from creditzoo.models.base import Conditioning, FlowModel
 from creditzoo.rewards.overlap import score_in_chunks
 from creditzoo.sampling import ode_step, sde_window, x0_prediction
 
@@ -64,31 +66,6 @@ class DenoisingConfig:
             parse_completion_mode(self.completion)
         if not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-
-
-@dataclass
-class _Branches:
-    """ODE completions in flight: M branches, each on its own sub-grid of the sigma grid."""
-
-    latent: torch.Tensor  # [M, *S]
-    trajectory: torch.Tensor  # [M] int64, index of the trajectory it belongs to
-    slot: torch.Tensor  # [M] int64, k: it completes z_k
-    grid: torch.Tensor  # [M, L] int64 grid indices, padded with the last index
-    position: torch.Tensor  # [M] int64, index into grid of the branch's current sigma
-    length: torch.Tensor  # [M] int64, number of valid grid entries
-
-    @property
-    def live(self) -> torch.Tensor:
-        """Bool [M]: branches that still have steps to take."""
-        return self.position < self.length - 1
-
-
-@dataclass
-class _Counters:
-    model_evals: int = 0
-    completion_evals: int = 0
-    reward_calls: int = 0
-    seconds: dict[str, float] = field(default_factory=lambda: {"sampling": 0.0, "completions": 0.0, "reward": 0.0})
 
 
 class DenoisingEnv(VectorEnv):
@@ -214,11 +191,27 @@ class DenoisingEnv(VectorEnv):
         self._latent = noise.to(self.device)  # [B, *S]
         self._step = 0
         self._velocity: torch.Tensor | None = None
-        self._counters = _Counters()
-        slots = self.window.size if self.completion is not None else 0
-        self._completed = torch.empty((self.num_envs, slots, *self.model.sample_shape), device=self.device)
-        self._branches: _Branches | None = None
+        self._rows = torch.arange(self.num_envs, device=self.device)  # [B] each trajectory its own prompt row
+        self._slots = self.window.size if self.completion is not None else 0  # completions per trajectory
+        self._engine = self.new_lockstep(self.num_envs * self._slots)  # z_k of row b completes into b * K + k
         return self._observation(), {"prompts": prompts}
+
+    def new_lockstep(self, slots: int) -> Lockstep:
+        """A lockstep engine for the current episode (its prompts, sigma grid, model, reward) with ``slots`` slots.
+
+        The environment's own chains use one per episode; the anchor and tree collectors of
+        :mod:`creditzoo.shapes` build theirs here after :meth:`reset`, so every shape shares the same model calls.
+        """
+        return Lockstep(
+            self.model,
+            self._sampling_cond,
+            self.sigmas,
+            slots=slots,
+            guidance_scale=self.config.guidance_scale,
+            max_batch=self.config.max_batch,
+            decode_batch=self.config.decode_batch,
+            reward=self.reward,
+        )
 
     def _observation(self) -> dict[str, torch.Tensor]:
         j = self.step_index
@@ -227,9 +220,6 @@ class DenoisingEnv(VectorEnv):
             "step": torch.full((self.num_envs,), j, dtype=torch.int64, device=self.device),
             "sigma": self.sigmas[j].expand(self.num_envs).clone(),
         }
-
-    def _evals(self, batch: int) -> int:
-        return batch * (2 if self.config.guidance_scale != 1.0 else 1)
 
     @torch.no_grad()
     def velocity(self) -> torch.Tensor:
@@ -243,56 +233,9 @@ class DenoisingEnv(VectorEnv):
             raise RuntimeError("the episode has ended; call reset()")
         if self._velocity is not None:
             return self._velocity
-        start = time.perf_counter()
-        branches = self._branches
-        live = (
-            branches.live.nonzero().squeeze(1)
-            if branches is not None
-            else torch.empty(0, dtype=torch.int64, device=self.device)
-        )
-        main = torch.arange(self.num_envs, device=self.device)
-        latents, sigmas, owners = [self._latent], [self.sigmas[j].expand(self.num_envs)], [main]
-        if live.numel():
-            latents.append(branches.latent[live])
-            sigmas.append(self.sigmas[branches.grid[live, branches.position[live]]])
-            owners.append(branches.trajectory[live])
-        owner = torch.cat(owners)
-        velocity = self._model_velocity(torch.cat(latents), torch.cat(sigmas), owner)
-        self._velocity = velocity[: self.num_envs]
-        elapsed = time.perf_counter() - start
-        share = live.numel() / owner.numel()
-        self._counters.seconds["sampling"] += elapsed * (1 - share)
-        self._counters.seconds["completions"] += elapsed * share
-        self._counters.model_evals += self._evals(self.num_envs)
-        self._counters.completion_evals += self._evals(live.numel())
-        if live.numel():
-            self._advance(live, velocity[self.num_envs :])
+        self._velocity = self._engine.velocity(self._latent, j, self._rows)  # [B, *S]; advances live branches
         self._spawn(j)
         return self._velocity
-
-    def _advance(self, live: torch.Tensor, velocity: torch.Tensor) -> None:
-        """One Euler step for branches ``live`` [N] with their velocities [N, *S]; store finished ones."""
-        b = self._branches
-        here, there = b.grid[live, b.position[live]], b.grid[live, b.position[live] + 1]
-        b.latent[live] = ode_step(velocity, b.latent[live], self.sigmas[here], self.sigmas[there])
-        b.position[live] += 1
-        done = live[~b.live[live]]
-        self._completed[b.trajectory[done], b.slot[done]] = b.latent[done]
-
-    @torch.no_grad()
-    def _model_velocity(self, latents: torch.Tensor, sigma: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-        """Velocity [N, *S] at ``latents`` [N, *S], ``sigma`` [N] for trajectories ``owner`` [N], in chunks."""
-        size = self.config.max_batch or latents.shape[0]
-        chunks = [
-            self.model.velocity(
-                latents[start : start + size],
-                sigma[start : start + size],
-                select_conditioning(self._sampling_cond, owner[start : start + size]),
-                guidance_scale=self.config.guidance_scale,
-            )
-            for start in range(0, latents.shape[0], size)
-        ]
-        return torch.cat(chunks)
 
     def _spawn(self, j: int) -> None:
         """Start the completion of z_k = the current state, if grid step j is window step k."""
@@ -300,23 +243,13 @@ class DenoisingEnv(VectorEnv):
             return
         k = j - self.window.start
         z, v = self._latent, self._velocity
-        if self.completion.kind == "x0":
-            self._completed[:, k] = x0_prediction(v, z, self.sigmas[j])
+        slots = self._rows * self._slots + k  # [B]
+        if self.completion.kind == "x0":  # x0_hat stands at sigma 0 already: stored as it is
+            self._engine.spawn(x0_prediction(v, z, self.sigmas[j]), self._rows, slots, [self.config.num_steps])
             return
         grid = self.completion.sub_grid(j, self.config.num_steps).to(self.device)  # [L]
         first = ode_step(v, z, self.sigmas[j], self.sigmas[grid[1]])  # reuses the trajectory's velocity at z_k
-        count = self.num_envs
-        new = _Branches(
-            latent=first,
-            trajectory=torch.arange(count, device=self.device),
-            slot=torch.full((count,), k, device=self.device),
-            grid=grid.expand(count, -1),
-            position=torch.ones(count, dtype=torch.int64, device=self.device),
-            length=torch.full((count,), grid.numel(), device=self.device),
-        )
-        finished = ~new.live
-        self._completed[new.trajectory[finished], k] = new.latent[finished]
-        self._branches = new if self._branches is None else _concat(self._branches, new)
+        self._engine.spawn(first, self._rows, slots, grid, position=1)
 
     def step(self, action: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Move every trajectory to the latent ``action`` [B, *S].
@@ -350,16 +283,16 @@ class DenoisingEnv(VectorEnv):
     @torch.no_grad()
     def _finish(self) -> dict:
         """Decode and score the final images and the completions, ``decode_batch`` latents at a time."""
-        while self._branches is not None and bool(self._branches.live.any()):
-            self._drain()
+        engine = self._engine
+        engine.finish()  # only sub-grids can lag behind the trajectories; kept for safety
         start = time.perf_counter()
-        slots = self._completed.shape[1]
-        latents = torch.cat([self._completed.flatten(0, 1), self._latent])  # [B*K + B, *S]
+        slots = self._slots
+        latents = torch.cat([engine.completed, self._latent])  # [B*K + B, *S]
         prompts = [p for p in self._prompts for _ in range(slots)] + self._prompts
         if self.reward is None:
-            images = self._decode(self._latent)
-            self._counters.seconds["reward"] += time.perf_counter() - start
-            return {"images": images, **self._counter_info()}
+            images = engine.decode(self._latent)
+            engine.counters.seconds["reward"] += time.perf_counter() - start
+            return {"images": images, **engine.info()}
         count, first_final = latents.shape[0], latents.shape[0] - self.num_envs
         finals: list[torch.Tensor] = []
 
@@ -370,11 +303,11 @@ class DenoisingEnv(VectorEnv):
 
         # ... while a worker scores chunk i (one worker: noisy rewards draw in the same order as a plain loop)
         scores = score_in_chunks(
-            decode, count, prompts, lambda images, names: _score(self.reward, images, names),
+            decode, count, prompts, lambda images, names: score_images(self.reward, images, names),
             chunk_size=self.config.decode_batch,
         )  # fmt: skip
-        self._counters.reward_calls += sum(part.calls for part in scores)  # images x reward repeats
-        self._counters.seconds["reward"] += time.perf_counter() - start
+        engine.counters.reward_calls += sum(part.calls for part in scores)  # images x reward repeats
+        engine.counters.seconds["reward"] += time.perf_counter() - start
         values = {  # [B*K + B] each: the completions' images, then the final ones
             "rewards": torch.cat([part.noisy for part in scores]),
             "rewards_clean": torch.cat([part.clean for part in scores]),
@@ -382,7 +315,7 @@ class DenoisingEnv(VectorEnv):
         if scores[0].variance is not None:  # the reward repeats its calls: keep each image's sample variance
             values["rewards_var"] = torch.cat([part.variance for part in scores])
         info = {f"final_{name}": value[-self.num_envs :] for name, value in values.items()}
-        info.update(images=torch.cat(finals), **self._counter_info())
+        info.update(images=torch.cat(finals), **engine.info())
         if self.completion is not None:
             grid = (self.num_envs, slots)
             for name, value in values.items():  # R_0 .. R_{K-1} from the completions, R_K the final image's
@@ -390,28 +323,6 @@ class DenoisingEnv(VectorEnv):
                     [value[: -self.num_envs].view(grid), value[-self.num_envs :, None]], 1
                 )
         return info
-
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, H, W] in [0, 1] of clean latents [N, *S], ``decode_batch`` at a time."""
-        size = self.config.decode_batch or latents.shape[0]
-        return torch.cat([self.model.decode(latents[i : i + size]) for i in range(0, latents.shape[0], size)])
-
-    def _counter_info(self) -> dict:
-        return {
-            "model_evals": self._counters.model_evals,
-            "completion_evals": self._counters.completion_evals,
-            "reward_calls": self._counters.reward_calls,
-            "seconds": dict(self._counters.seconds),
-        }
-
-    def _drain(self) -> None:
-        """Advance live branches after the trajectories ended (only sub-grids can lag; kept for safety)."""
-        b = self._branches
-        live = b.live.nonzero().squeeze(1)
-        sigma = self.sigmas[b.grid[live, b.position[live]]]
-        v = self._model_velocity(b.latent[live], sigma, b.trajectory[live])
-        self._counters.completion_evals += self._evals(live.numel())
-        self._advance(live, v)
 
     # ------------------------------------------------------------------------------ standalone branching
 
@@ -432,59 +343,11 @@ class DenoisingEnv(VectorEnv):
         owner = trajectories.to(self.device)
         x = latents.to(self.device)
         sigma = self.sigmas[step].expand(x.shape[0])
+        velocity = self._engine.model_velocity  # the episode's chunked, uncounted model call
         if completion.kind == "x0":
-            return self.model.decode(x0_prediction(self._model_velocity(x, sigma, owner), x, sigma))
+            return self.model.decode(x0_prediction(velocity(x, sigma, owner), x, sigma))
         grid = completion.sub_grid(step, self.config.num_steps)
         for here, there in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
             sigma = self.sigmas[here].expand(x.shape[0])
-            x = ode_step(self._model_velocity(x, sigma, owner), x, sigma, self.sigmas[there].expand(x.shape[0]))
+            x = ode_step(velocity(x, sigma, owner), x, sigma, self.sigmas[there].expand(x.shape[0]))
         return self.model.decode(x)
-
-
-def _concat(a: _Branches, b: _Branches) -> _Branches:
-    width = max(a.grid.shape[1], b.grid.shape[1])
-
-    def pad(grid: torch.Tensor) -> torch.Tensor:
-        return torch.cat([grid, grid[:, -1:].expand(-1, width - grid.shape[1])], 1)
-
-    return _Branches(
-        latent=torch.cat([a.latent, b.latent]),
-        trajectory=torch.cat([a.trajectory, b.trajectory]),
-        slot=torch.cat([a.slot, b.slot]),
-        grid=torch.cat([pad(a.grid), pad(b.grid)]),
-        position=torch.cat([a.position, b.position]),
-        length=torch.cat([a.length, b.length]),
-    )
-
-
-@dataclass(frozen=True)
-class ScoredImages:
-    """The scores of N images, float32 on the CPU.
-
-    Attributes:
-        noisy: [N] what the learner trains on (with reward repeats, the mean of each image's calls).
-        clean: [N] the same without reward noise; equal to ``noisy`` when the reward has no noise model.
-        variance: [N] the sample variance of each image's repeated noisy scores, or None without repeats.
-        calls: the reward calls made: N times the repeats.
-    """
-
-    noisy: torch.Tensor
-    clean: torch.Tensor
-    variance: torch.Tensor | None
-    calls: int
-
-
-def _score(reward: object, images: torch.Tensor, prompts: list[str]) -> ScoredImages:
-    """Score images with ``reward``: a plain reward callable, or one with ``score`` (:mod:`creditzoo.rewards.noise`)."""
-    if hasattr(reward, "score"):
-        scores = reward.score(images, prompts)
-        noisy, clean, variance, repeats = scores.noisy, scores.clean, scores.variance, scores.repeats
-    else:
-        noisy = reward(images, prompts)  # type: ignore[operator]
-        clean, variance, repeats = noisy, None, 1
-    noisy, clean = noisy.float().cpu(), clean.float().cpu()
-    expected = (len(prompts),)
-    if tuple(noisy.shape) != expected or tuple(clean.shape) != expected:
-        raise ValueError(f"reward returned shape {list(noisy.shape)}, expected {list(expected)}")
-    variance = None if variance is None else variance.float().cpu()
-    return ScoredImages(noisy=noisy, clean=clean, variance=variance, calls=len(prompts) * repeats)

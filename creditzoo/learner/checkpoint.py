@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from creditzoo.shapes import DEFAULT_SHAPE
+
 CHECKPOINTS_KEPT = 2
 
 
@@ -110,7 +112,7 @@ def write_metrics(run_dir: Path, lines: list[dict]) -> None:
 
 
 def write_record(
-    run_dir: Path, iteration: int, record: dict[str, torch.Tensor], prompts: list[str], shape: str = "chain"
+    run_dir: Path, iteration: int, record: dict[str, torch.Tensor], prompts: list[str], shape: str = DEFAULT_SHAPE
 ) -> None:
     """Save one iteration's rollout record as safetensors; prompts and rollout shape in its metadata."""
     path = run_dir / "rollouts" / f"iter_{iteration:06d}.safetensors"

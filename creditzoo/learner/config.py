@@ -13,15 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from creditzoo.algorithms import (
-    ALGORITHMS,
-    Algorithm,
-    algorithm_spec,
-    check_pruning,
-    check_split_steps,
-    get_algorithm,
-    option_names,
-)
+from creditzoo.algorithms import ALGORITHMS, Algorithm, algorithm_spec, check_pruning, get_algorithm, option_names
 from creditzoo.learner.tracking import TRACKERS
 from creditzoo.messages import shown
 from creditzoo.models import DTYPES
@@ -34,6 +26,7 @@ from creditzoo.sampling import (
     parse_window_schedule,
     sde_window,
 )
+from creditzoo.shapes import DEFAULT_SHAPE, RolloutShape, get_shape
 
 if TYPE_CHECKING:
     from creditzoo.rewards.noise import NoiseSpec
@@ -215,10 +208,10 @@ class TrainConfig:
         need(
             self.group_size >= 2, f"group_size must be >= 2 (GRPO compares samples of a prompt), got {self.group_size}"
         )
-        if rollout_shape(self.algo) == "tree":
-            options, size = self.algo_options, self.resolved_window_size
-            splits = check_split_steps(options.get("split_steps"), size, self.group_size)
-            check_pruning(options.get("depth_prune"), options.get("width_prune"), size, splits)  # depths vs K
+        options, size = self.algo_options, self.resolved_window_size
+        collected = rollout_shape(self.algo).episode_options(options, window_size=size, group_size=self.group_size)
+        if "split_steps" in collected:  # a tree (its split steps checked against K and G = 2^|S|): pruning vs K
+            check_pruning(options.get("depth_prune"), options.get("width_prune"), size, collected["split_steps"])
         need(self.sde_kind in SDE_KINDS, f"unknown sde_kind {self.sde_kind!r}; valid: {', '.join(SDE_KINDS)}")
         if self.sde_kind == "cps":
             if self.cps_log_prob is None:  # recorded resolved in config.json, so a run says what it trained with
@@ -333,9 +326,7 @@ class TrainConfig:
             from creditzoo.tasks.prompts import task_with_prompt_files
 
             task = task_with_prompt_files(task, self.prompts)
-        from creditzoo.learner.collect import check_trainable  # loads the environment: only when checking
-
-        check_trainable(self.algorithm.name, self.algorithm.rollout_shape)  # resolves it; checks std_mode too
+        self.algorithm  # noqa: B018  (resolves it, once; checks std_mode too)
         parse_completion_mode(self.completion)
         self.noise_spec  # noqa: B018  (parses it: a malformed spec fails here)
         if self.reward is not None and self.reward not in task.rewards and ":" not in self.reward:
@@ -369,17 +360,17 @@ class TrainConfig:
 
     @property
     def default_group_size(self) -> int:
-        """G when none is given: 2^|S| (the leaves of the split set) for a tree algorithm, else 8."""
-        if rollout_shape(self.algo) != "tree":
-            return DEFAULT_GROUP_SIZE
-        return 2 ** len(check_split_steps(self.algo_options.get("split_steps"), self.resolved_window_size))
+        """G when none is given: the one the rollout shape fixes (a tree's 2^|S| leaves), else 8."""
+        fixed = rollout_shape(self.algo).group_size(self.algo_options, window_size=self.resolved_window_size)
+        return DEFAULT_GROUP_SIZE if fixed is None else fixed
 
     @property
     def notes(self) -> list[str]:
         """Caveats ``config.json`` records beside the fields: today, an off-policy ``split_noise=code:C``."""
         from creditzoo.sampling import parse_split_noise
 
-        spec = self.algo_options.get("split_noise") if rollout_shape(self.algo) == "tree" else None
+        takes = "split_noise" in rollout_shape(self.algo).option_names  # a tree's collector takes it
+        spec = self.algo_options.get("split_noise") if takes else None
         note = parse_split_noise(spec).note if isinstance(spec, str) else ""
         return [note] if note else []
 
@@ -444,8 +435,8 @@ class TrainConfig:
         from creditzoo.tasks import get_task
 
         defaults = dict(get_task(env).train_defaults)
-        if rollout_shape(str(values.get("algo", cls.algo))) == "tree":
-            defaults.pop("group_size", None)  # a tree's group size is its leaf count unless the user gives one
+        if rollout_shape(str(values.get("algo", cls.algo))).sets_group_size:
+            defaults.pop("group_size", None)  # e.g. a tree's group size is its leaf count unless the user gives one
         return cls.from_dict({**defaults, **values, "env": env})
 
     @classmethod
@@ -489,12 +480,12 @@ def noise_aware_algorithms() -> list[str]:
     return [name for name, spec in ALGORITHMS.items() if "noise_sd" in option_names(spec.fn)]
 
 
-def rollout_shape(algo: str) -> str:
-    """The rollout shape algorithm ``algo`` needs ("chain" for a name that does not resolve: that fails later)."""
+def rollout_shape(algo: str) -> RolloutShape:
+    """The rollout shape ``algo`` needs (the default shape for a name that does not resolve: that fails later)."""
     try:
-        return algorithm_spec(algo).shape
+        return get_shape(algorithm_spec(algo).shape)
     except (ValueError, ImportError, AttributeError):  # reported with the valid names by get_algorithm
-        return "chain"
+        return get_shape(DEFAULT_SHAPE)
 
 
 TYPE_WORDS: dict[type, str] = {

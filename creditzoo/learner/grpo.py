@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import check_split_steps, option_names
+from creditzoo.algorithms import option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
-from creditzoo.learner.collect import CollectedRollout, EpisodeOptions, check_trainable, collect_rollout
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
 from creditzoo.learner.lora import adapter_state, add_lora, load_adapter_state
@@ -30,6 +29,7 @@ from creditzoo.models.base import FlowModel, select_conditioning
 from creditzoo.rewards.noise import pooled_noise_sd
 from creditzoo.rollout import Credit, Rollout
 from creditzoo.sampling import noise_step_weights, sde_step, train_step_mask, window_step_stds
+from creditzoo.shapes import DEFAULT_SHAPE, CollectedRollout, EpisodeOptions, get_shape
 
 STREAMS = {"prompts": 0, "rollout": 1, "reward": 2, "minibatch": 3}
 
@@ -65,7 +65,7 @@ class IterationResult:
     metrics: dict
     record: dict[str, torch.Tensor]
     prompts: list[str]
-    shape: str = "chain"
+    shape: str = DEFAULT_SHAPE
 
 
 class GRPOLearner:
@@ -104,7 +104,7 @@ class GRPOLearner:
         self.train_prompts = list(train_prompts)
         self.reward = reward
         self.algorithm = config.algorithm  # resolved once, when the configuration was checked
-        check_trainable(self.algorithm.name, self.algorithm.rollout_shape)
+        self.shape = get_shape(self.algorithm.rollout_shape)  # collects, and converts what it collected
         self.shape_options = self._shape_options()
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
         self.shift = config.shift if config.shift is not None else float(model.default_shift)
@@ -173,9 +173,9 @@ class GRPOLearner:
             cps_log_prob=self.config.resolved_cps_log_prob,
             window_start=self.window_start(iteration),
             shard=processes.shard,
-            **self.shape_options,
+            shape_options=self.shape_options,
         )
-        rollout = collect_rollout(self.env, prompts, group_ids, options, shape=self.algorithm.rollout_shape)
+        rollout = self.shape.collect(self.env, prompts, group_ids, options)
         if processes.world_size == 1:
             self.check_finite(rollout, iteration)
         return rollout
@@ -254,15 +254,10 @@ class GRPOLearner:
         Raises:
             ValueError: a split set outside the window, or a group size other than 2^|S| (one line, valid range).
         """
-        options = self.algorithm.bound_options
-        if self.algorithm.rollout_shape == "tree":
-            steps = check_split_steps(
-                options.get("split_steps"), self.config.resolved_window_size, self.config.group_size
-            )
-            return {"split_steps": steps, "split_noise": options.get("split_noise", "iid")}
-        if self.algorithm.rollout_shape == "anchor" and options.get("granularities") is not None:
-            return {"granularities": tuple(options["granularities"])}
-        return {}
+        config = self.config
+        return self.shape.episode_options(
+            self.algorithm.bound_options, window_size=config.resolved_window_size, group_size=config.group_size
+        )
 
     def window_start(self, iteration: int) -> int:
         """The SDE window's first step at ``iteration``: moved by the sliding schedule, else the configured one."""
@@ -330,6 +325,9 @@ class GRPOLearner:
     ) -> Credit:
         """Per-step rewards, turning points and advantages [B, K] (and edge weights) from the chosen algorithm.
 
+        The algorithm reads the Rollout the rollout's shape builds of it (:meth:`RolloutShape.rollout_fields
+        <creditzoo.shapes.base.RolloutShape.rollout_fields>`).
+
         Args:
             rollout: the iteration's (global) rollout.
             iteration: 1-based; reaches the algorithm as ``Rollout.iteration``, for credit that follows a schedule
@@ -337,32 +335,11 @@ class GRPOLearner:
             noise_sd: the noise SD a noise-aware algorithm is given this iteration (``credit_noise_sd`` of
                 :meth:`noise_estimate`); None leaves its bound options as they are.
         """
-        if rollout.shape == "anchor":
-            inputs = Rollout(
-                group_ids=rollout.group_ids,
-                shape="anchor",
-                branch_rewards=rollout.branch_rewards,
-                final_rewards=rollout.final_rewards,
-                log_probs=rollout.log_probs,
-            )
-        elif rollout.shape == "tree":
-            inputs = Rollout(
-                group_ids=rollout.group_ids,
-                shape="tree",
-                final_rewards=rollout.final_rewards,
-                split_steps=rollout.split_steps,
-                log_probs=rollout.log_probs,
-            )
-        elif rollout.completion_rewards is not None:
-            inputs = Rollout(group_ids=rollout.group_ids, completion_rewards=rollout.completion_rewards)
-        else:
-            inputs = Rollout(
-                group_ids=rollout.group_ids, final_rewards=rollout.final_rewards, num_steps=self.env.window.size
-            )
+        fields = get_shape(rollout.shape).rollout_fields(rollout, num_steps=self.env.window.size)  # the shape's Rollout
         algorithm = self.algorithm
         if noise_sd is not None:
             algorithm = dataclasses.replace(algorithm, options={**algorithm.options, "noise_sd": noise_sd})
-        return algorithm(dataclasses.replace(inputs, iteration=iteration))
+        return algorithm(Rollout(**fields, iteration=iteration))
 
     def update(
         self, rollout: CollectedRollout, credit: Credit, iteration: int, group_ids: torch.Tensor | None = None

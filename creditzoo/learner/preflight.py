@@ -172,12 +172,11 @@ def estimate_memory(config: TrainConfig, model: object, world_size: int = 1) -> 
     Returns:
         The :class:`MemoryEstimate` of one process.
     """
+    from creditzoo.shapes import get_shape
+
     algorithm = config.algorithm
-    window = config.resolved_window_size
-    if algorithm.rollout_shape == "chain":
-        latents = (window + 1) * (2 if algorithm.needs_completions else 1)
-    else:
-        latents = 2 * window
+    shape = get_shape(algorithm.rollout_shape)
+    latents = shape.latents_per_row(config.resolved_window_size, completions=algorithm.needs_completions)
     elements = math.prod(int(size) for size in model.sample_shape)  # type: ignore[attr-defined]
     batch = max(1, config.batch_size // world_size)
     minibatch = math.ceil(batch / config.updates_per_iteration)
