@@ -8,8 +8,10 @@ after the update, are compared with one process running the same global batch in
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -229,7 +231,19 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     command += ["--dynamo_backend", "no", "--main_process_port", str(_free_port())]
     command += [str(Path(__file__).parent / "tiny_cli.py"), "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": str(WORKER_THREADS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    if done.returncode != 0 and KILLED_BY_SIGNAL.search(done.stderr):
+        # Twice in about ten one-core CI passes (taskset -c 0, never when run alone or on two cores) a rank of the
+        # launch died by a signal (SIGABRT) before training; the cause is not found. Launch once more, and say so:
+        # a failure that repeats, or any failure without a signal, still fails the test.
+        first = done.stderr[-4000:]
+        warnings.warn(f"accelerate launch: a rank died by a signal; again. First stderr:\n{first}", stacklevel=2)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    return done
+
+
+KILLED_BY_SIGNAL = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
+"""torchrun's report of a rank killed by a signal (not an exit code of creditzoo's own)."""
 
 
 @pytest.mark.slow
@@ -259,7 +273,7 @@ def test_accelerate_launch_trains_and_resumes_as_one_process(tmp_path: Path, mon
     first = _launch(tmp_path, *args, "--iterations", "1", "--run-dir", str(tmp_path / "two"))
     assert first.returncode == 0, first.stderr[-2000:]
     resumed = _launch(tmp_path, "--resume", str(tmp_path / "two"), "--iterations", "2")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, resumed.stderr[-8000:]
     expected, got = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [line["iteration"] for line in got] == [0, 1, 2]  # one line per iteration: only the main process writes
     for mine, reference in zip(got, expected, strict=True):
