@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from creditzoo.algorithms import get_algorithm
 from creditzoo.algorithms.branch_pruning import parse_depth_prune, parse_width_prune
+from creditzoo.analysis.credit import Record
 from creditzoo.cli import app
 from creditzoo.learner.config import TrainConfig
 from creditzoo.rollout import Rollout
@@ -459,6 +460,9 @@ def test_the_learner_slides_depth_pruning_and_samples_with_the_split_noise() -> 
         weights = result.record["weights"]  # [B, K]
         pruned.append((weights == 0).all(dim=0).nonzero().flatten().tolist())
         assert result.metrics["ratio_dev_first_update"] < 1e-5  # the update scores with the sampling (unscaled) std
+        # the offline replay of the record (analysis) gives the algorithm the record's iteration, as training did
+        replayed = learner.algorithm(Record(iteration, [], result.record, learner.algorithm.rollout_shape).rollout())
+        assert torch.equal(replayed.weights, weights)
     assert pruned == [[2], [1], [1]]
     # code:4 at the split steps: their recorded log-probs sit far below the other steps' (about -8 per element more)
     log_probs = result.record["log_probs"]  # [B, K]

@@ -51,11 +51,19 @@ class Record:
 
     def rollout_with(self, scores: torch.Tensor) -> Rollout:
         """The record's :class:`Rollout` with :meth:`scores` replaced by ``scores`` (same shape), e.g. noisy ones."""
-        return Rollout(**get_shape(self.shape).record_fields(self.tensors, clean=True, scores=scores))
+        fields = get_shape(self.shape).record_fields(self.tensors, clean=True, scores=scores)
+        return Rollout(**fields, iteration=self._iteration())
 
     def rollout(self, *, clean: bool = False) -> Rollout:
         """The :class:`Rollout` of this iteration, with noisy (default) or clean rewards."""
-        return Rollout(**get_shape(self.shape).record_fields(self.tensors, clean=clean))
+        return Rollout(**get_shape(self.shape).record_fields(self.tensors, clean=clean), iteration=self._iteration())
+
+    def _iteration(self) -> int | None:
+        """The record's 1-based iteration as training gave it to the algorithm; None for a record without one.
+
+        Credit that follows a schedule (sliding depth pruning) reads it, so a replay matches training.
+        """
+        return self.iteration if self.iteration >= 1 else None
 
 
 def load_records(run_dir: str | Path) -> list[Record]:
