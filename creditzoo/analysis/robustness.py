@@ -197,6 +197,11 @@ def counterfactual_study(
     prompts = [_score_prompts(record) for record in records]
     effects = []
     for spec in specs:
+        # a noise-aware scheme is told the noise, as --reward-noise-sd would tell it (docs/math.md section 10.1)
+        told = {
+            name: get_algorithm(name, **{**fn.options, "noise_sd": per_call_sd(spec)}) if name in aware else fn
+            for name, fn in algorithms.items()
+        }
         samples: dict[str, dict[str, list]] = {name: {} for name in algorithms}
         sign_changes = []
         for repeat in range(repeats):
@@ -204,9 +209,7 @@ def counterfactual_study(
             if clean_increments is not None:
                 increments = torch.cat([rollout.completion_rewards.diff(dim=1) for rollout in rollouts])
                 sign_changes.append(float((torch.sign(increments) != torch.sign(clean_increments)).float().mean()))
-            for name, fn in algorithms.items():
-                if name in aware:  # told the noise, as --reward-noise-sd would tell it (docs/math.md section 10.1)
-                    fn = get_algorithm(name, **{**fn.options, "noise_sd": per_call_sd(spec)})
+            for name, fn in told.items():
                 _measure(samples[name], [fn(rollout) for rollout in rollouts], clean_credit[name])
         for name in algorithms:
             effects.append(_effect(name, spec, repeats, samples[name], sign_changes))
