@@ -16,7 +16,8 @@ step() {  # step NAME CHECKOUT SCRIPT
 }
 # a sweep started by hand before the queue existed: wait for it rather than run it twice
 while pgrep -f "studies/verdict/run.sh" > /dev/null; do sleep 60; done
+# The zoo reruns go first: 12 short runs (about half an hour) that finish an issue, before the verdict's long tail.
+step "zoo reruns after the fidelity revisions" zoo-code zoo/rerun.sh
 step "verdict" verdict-code verdict/run.sh
 step "verdict, release rules" release-code verdict/run-release.sh
-step "zoo reruns after the fidelity revisions" zoo-code zoo/rerun.sh
 step "noise-aware credit" noiseaware-code noise-aware/run.sh
