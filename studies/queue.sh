@@ -14,10 +14,11 @@ step() {  # step NAME CHECKOUT SCRIPT
     echo "queue: $1 ($(date -u +%FT%TZ))"
     STUDY_VENV="$checkout/.venv" bash "$3" || { echo "queue: $1 failed ($?)"; exit 1; }
 }
-# a sweep started by hand before the queue existed: wait for it rather than run it twice
-while pgrep -f "studies/verdict/run.sh" > /dev/null; do sleep 60; done
+# a study script still running from an earlier queue or started by hand: wait for it rather than run it twice
+while pgrep -f "(verdict|zoo|noise-aware)/[a-z-]+\.sh" > /dev/null; do sleep 30; done
 # The zoo reruns go first: 12 short runs (about half an hour) that finish an issue, before the verdict's long tail.
 step "zoo reruns after the fidelity revisions" zoo-code zoo/rerun.sh
+step "zoo probes of why branch_grpo declines" zoo-code zoo/probe.sh
 step "verdict" verdict-code verdict/run.sh
 step "verdict, release rules" release-code verdict/run-release.sh
 step "noise-aware credit" noiseaware-code noise-aware/run.sh
