@@ -255,8 +255,10 @@ def each_image_once(record: dict[str, torch.Tensor], key: str) -> torch.Tensor:
     """A record's ``key`` scores with every scored image once: an anchor's completions and one anchor per group."""
     if "branch_rewards" not in record:
         return record[f"final_{key}"]  # a tree: every leaf a row
-    rows = {int(g): b for b, g in reversed(list(enumerate(record["group_ids"].tolist())))}  # group -> first row
-    anchors = record[f"final_{key}"][sorted(rows.values())]
+    first: dict[int, int] = {}  # group -> its first row, by a plain loop
+    for row, group in enumerate(record["group_ids"].tolist()):
+        first.setdefault(group, row)
+    anchors = record[f"final_{key}"][sorted(first.values())]
     return torch.cat([record[f"branch_{key}"].flatten(), anchors])
 
 
