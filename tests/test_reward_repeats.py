@@ -1,11 +1,14 @@
 """Reward repeats and the noise estimate (docs/math.md section 10.1): scoring, counting, pooling, training, resume."""
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
 from lanes import first_fast
+from scipy.stats import chi2
 from tiny_model import TRAIN_ARGS, TRAIN_PROMPTS, TinyFlowModel, brightness_reward
 from typer.testing import CliRunner
 
@@ -16,6 +19,7 @@ from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.grpo import GRPOLearner
 from creditzoo.rewards.noise import NoisyReward, NoisyScores, parse_noise_spec, pooled_noise_sd
 from creditzoo.rollout import Rollout
+from creditzoo.shapes import CollectedRollout, get_shape
 
 runner = CliRunner()
 NEW_SCHEMES = ["tp_prob", "tp_margin", "incremental_rts", "tp_grpo_strict_rts"]
@@ -217,3 +221,131 @@ def test_resume_with_repeats_repeats_metrics_and_records(tmp_path, monkeypatch) 
         b = load_file(str(tmp_path / "cut" / "rollouts" / f"{name}.safetensors"))
         assert "completion_rewards_var" in a and a.keys() == b.keys()
         assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+# ------------------------------------------------------------------------------- anchor and tree rollouts
+
+TREE_GROUP = 4  # K = 3: the default tree splits at window steps 0 and 2, 4 leaves a group
+
+
+def staircase_judge() -> Callable[[torch.Tensor, list[str]], torch.Tensor]:
+    """A random reward whose repeats are known: the r-th of three calls on a batch returns (1 + r) x brightness b.
+
+    So with ``repeats=3`` each image's mean is 2b and its sample variance (b^2 + 0 + b^2) / 2 = b^2 = (mean / 2)^2:
+    a variance belongs to its own image's mean, whatever the rollout layout.
+    """
+    calls = itertools.count()
+
+    def judge(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return brightness_reward(images, prompts) * (1 + next(calls) % 3)
+
+    return judge
+
+
+def branched_learner(algo: str, reward_fn, noise: str | None = None, **overrides) -> GRPOLearner:
+    """A tempflow / g2rpo (anchor) or branch_grpo (tree) learner on the tiny model."""
+    group = {"group_size": TREE_GROUP if algo == "branch_grpo" else 3}
+    config = dataclasses.replace(BASE, algo=algo, **{**group, **overrides})
+    spec = parse_noise_spec(noise) if noise else None
+    reward = NoisyReward(reward_fn, spec, seed=config.seed, repeats=config.reward_repeats)
+    return GRPOLearner(config, TinyFlowModel(), reward, TRAIN_PROMPTS, torch.device("cpu"))
+
+
+def each_image_once(record: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """A record's ``key`` scores with every scored image once: an anchor's completions and one anchor per group."""
+    if "branch_rewards" not in record:
+        return record[f"final_{key}"]  # a tree: every leaf a row
+    first: dict[int, int] = {}  # group -> its first row, by a plain loop
+    for row, group in enumerate(record["group_ids"].tolist()):
+        first.setdefault(group, row)
+    anchors = record[f"final_{key}"][sorted(first.values())]
+    return torch.cat([record[f"branch_{key}"].flatten(), anchors])
+
+
+@pytest.mark.parametrize("algo", ["g2rpo", "branch_grpo"])
+def test_branched_rollouts_keep_each_images_variance_beside_its_mean(algo: str) -> None:
+    # decode_batch 5: the scored latents (g2rpo: 36 completions + 2 anchors; tree: 8 leaves) span chunks
+    result = branched_learner(algo, staircase_judge(), reward_repeats=3, decode_batch=5).iteration(1)
+    record, metrics = result.record, result.metrics
+    names = ["final_rewards", *(["branch_rewards"] if algo == "g2rpo" else [])]
+    for name in names:  # [B] (the anchor image's, or the leaf's), [B, K, L]
+        variance, mean = record[f"{name}_var"].double(), record[name].double()
+        assert variance.shape == mean.shape
+        assert len(set(variance.flatten().tolist())) > 1  # brightness differs: a misplaced variance would show
+        # var = (mean / 2)^2 by construction; each side is rounded to float32 once or twice: rtol 1e-6 >> 2^-22
+        torch.testing.assert_close(variance, (mean / 2) ** 2, rtol=1e-6, atol=0)
+    if algo == "g2rpo":
+        assert record["branch_rewards_var"].shape == (6, 3, 2)  # B = 2 x 3, K = 3, L = 2 granularities
+    else:
+        assert "branch_rewards_var" not in record
+    # pooled over every scored image once: an anchor image once per group, not once per row of its group
+    expected = math.sqrt(((each_image_once(record, "rewards").double() / 2) ** 2).mean())
+    assert metrics["reward_noise_sd_pooled"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["tempflow", "branch_grpo"])
+def test_pooled_sd_of_branched_rollouts_estimates_the_injected_sd(algo: str) -> None:
+    sd, repeats = 0.05, 3
+    result = branched_learner(
+        algo, brightness_reward, f"gaussian:{sd}", reward_repeats=repeats, prompts_per_iteration=4, group_size=4
+    ).iteration(1)
+    record, pooled = result.record, result.metrics["reward_noise_sd_pooled"]
+    variances = each_image_once(record, "rewards_var").double()  # tempflow: 16 x 3 + 4 images; tree: 16 leaves
+    assert pooled == pytest.approx(math.sqrt(variances.mean()), rel=1e-12)
+    # brightness is deterministic, so each variance is sd^2 chi2(N - 1) / (N - 1), independent across images, and
+    # n (N - 1) pooled^2 / sd^2 ~ chi2(n (N - 1)) exactly: accept its central 1 - 1e-6 (tempflow, 104 degrees of
+    # freedom: pooled / sd in [0.68, 1.35]; the tree's 32: [0.46, 1.65])
+    dof = variances.numel() * (repeats - 1)
+    low, high = (math.sqrt(chi2.ppf(q, dof) / dof) * sd for q in (5e-7, 1 - 5e-7))
+    assert low < pooled < high
+
+
+@pytest.mark.parametrize("algo", ["tempflow", "g2rpo", "branch_grpo"])
+def test_branched_rollouts_without_repeats_keep_no_variance(algo: str) -> None:
+    learner_ = branched_learner(algo, brightness_reward, "gaussian:0.05")
+    prompts, group_ids = learner_.draw_prompts(1)
+    collected = learner_.collect(prompts, group_ids, 1)
+    assert collected.final_rewards_var is None and collected.branch_rewards_var is None
+    result = learner_.iteration(1)
+    assert not [name for name in result.record if name.endswith("_var")]
+    assert "reward_noise_sd_pooled" not in result.metrics
+
+
+def test_an_anchor_image_counts_once_per_group_whatever_the_group_ids() -> None:
+    # known by construction: two groups (ids 7 and 2, rows interleaved), K = 1, L = 1
+    collected = CollectedRollout(
+        prompts=["a", "b", "a", "b"],
+        group_ids=torch.tensor([7, 2, 7, 2]),
+        inputs=torch.zeros(4, 1, 1),
+        outputs=torch.zeros(4, 1, 1),
+        log_probs=torch.zeros(4, 1),
+        final_rewards=torch.zeros(4),
+        final_rewards_clean=torch.zeros(4),
+        images=torch.zeros(4, 3, 1, 1),
+        info={},
+        shape="anchor",
+        branch_rewards=torch.zeros(4, 1, 1),
+        branch_rewards_clean=torch.zeros(4, 1, 1),
+        final_rewards_var=torch.tensor([10.0, 20.0, 10.0, 20.0]),  # group 7's anchor image: 10; group 2's: 20
+        branch_rewards_var=torch.tensor([1.0, 2.0, 3.0, 4.0]).view(4, 1, 1),
+    )
+    variances = get_shape("anchor").scored_variances(collected)
+    assert sorted(variances.tolist()) == [1.0, 2.0, 3.0, 4.0, 10.0, 20.0]
+
+
+@pytest.mark.usefixtures("tiny_task")
+def test_an_anchor_run_with_repeats_records_and_replays_its_variances(tmp_path) -> None:
+    from creditzoo.analysis import load_records
+
+    run = tmp_path / "run"
+    args = ["train", "--algo", "tempflow", *TINY, "--reward-repeats", "2", "--reward-noise", "gaussian:0.05"]
+    result = runner.invoke(app, [*args, "--iterations", "1", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    (record,) = load_records(run)
+    tensors = record.tensors
+    assert tensors["branch_rewards_var"].shape == tensors["branch_rewards"].shape  # [B, K, L]
+    assert tensors["final_rewards_var"].shape == tensors["final_rewards"].shape  # [B]
+    replay = get_algorithm("tempflow")(record.rollout())  # the record still replays its credit
+    assert torch.equal(replay.step_rewards, tensors["step_rewards"])
+    line = read_metrics(run)[-1]
+    assert line["reward_noise_sd_pooled"] == pytest.approx(math.sqrt(each_image_once(tensors, "rewards_var").mean()))

@@ -103,6 +103,23 @@ class ScoredImages:
     calls: int
 
 
+@dataclass(frozen=True)
+class ScoredLatents:
+    """What :meth:`Lockstep.score` returns for N latents: their scores, float32 on the CPU, and some of the images.
+
+    Attributes:
+        noisy: [N] the scores trained on (with reward repeats, the mean of each image's calls).
+        clean: [N] the same without reward noise.
+        variance: [N] each image's sample variance (ddof 1) over its repeated noisy scores, or None without repeats.
+        images: [keep, 3, H, W] the decoded images of the last ``keep`` latents (CPU).
+    """
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    variance: torch.Tensor | None
+    images: torch.Tensor
+
+
 def score_images(reward: object, images: torch.Tensor, prompts: list[str]) -> ScoredImages:
     """Score images [N, 3, H, W] with ``reward`` (a callable, or one with ``score``: :mod:`creditzoo.rewards.noise`).
 
@@ -267,26 +284,32 @@ class Lockstep:
         return torch.cat([self.model.decode(latents[i : i + size]) for i in range(0, latents.shape[0], size)])
 
     @torch.no_grad()
-    def score(
-        self, latents: torch.Tensor, prompts: list[str], keep: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def score(self, latents: torch.Tensor, prompts: list[str], keep: int) -> ScoredLatents:
         """Decode and score ``latents`` [N, *S] in chunks, counting the reward calls (images x reward repeats).
 
         Returns:
-            Noisy scores [N], clean scores [N] and the images [keep, 3, H, W] of the last ``keep`` latents (CPU).
+            :class:`ScoredLatents`: noisy and clean scores [N] and, with reward repeats, each image's sample
+            variance [N] (None without), in the order of ``latents``; the images of the last ``keep`` latents.
         """
         start = time.perf_counter()
         size = self.decode_batch or latents.shape[0]
-        noisy, clean, images = [], [], []
+        noisy, clean, variance, images = [], [], [], []
         for first in range(0, latents.shape[0], size):
             chunk = self.decode(latents[first : first + size])
             scores = score_images(self.reward, chunk, prompts[first : first + size])
             noisy.append(scores.noisy)
             clean.append(scores.clean)
+            variance.append(scores.variance)
             images.append(chunk[max(0, latents.shape[0] - keep - first) :].cpu())
             self.counters.reward_calls += scores.calls  # images x reward repeats
         self.counters.seconds["reward"] += time.perf_counter() - start
-        return torch.cat(noisy), torch.cat(clean), torch.cat(images)
+        repeated = variance[0] is not None  # a reward repeats every call or none
+        return ScoredLatents(
+            noisy=torch.cat(noisy),
+            clean=torch.cat(clean),
+            variance=torch.cat(variance) if repeated else None,
+            images=torch.cat(images),
+        )
 
     def info(self) -> dict:
         """The counters as an episode's terminal info reports them."""

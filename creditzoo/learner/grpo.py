@@ -240,6 +240,7 @@ class GRPOLearner:
             branch_rewards_clean=cat(rollout.branch_rewards_clean),
             final_rewards_var=cat(rollout.final_rewards_var),
             completion_rewards_var=cat(rollout.completion_rewards_var),
+            branch_rewards_var=cat(rollout.branch_rewards_var),
             info={
                 **{name: int(total) for name, total in zip(counters, totals.tolist(), strict=True)},
                 "seconds": dict(zip(phases, slowest.tolist(), strict=True)),
@@ -303,13 +304,14 @@ class GRPOLearner:
     def noise_estimate(self, rollout: CollectedRollout) -> dict[str, float]:
         """The iteration's reward-noise figures (docs/math.md section 10.1), as metrics.
 
-        ``reward_noise_sd_pooled``: with reward repeats N >= 2 on a chain, the per-call SD pooled over every image
-        of the batch, sqrt(mean of the per-image sample variances) (final images counted once, as R_K).
+        ``reward_noise_sd_pooled``: with reward repeats N >= 2, the per-call SD pooled over every image of the
+        batch, sqrt(mean of the per-image sample variances), each image counted once as it was scored (the
+        shape's :meth:`~creditzoo.shapes.base.RolloutShape.scored_variances`: a chain's final image once, as R_K;
+        an anchor's completions and its group's anchor image once; a tree's leaves).
         ``credit_noise_sd``: for a noise-aware algorithm, what it is given: the per-call SD (pooled for
         ``reward_noise_sd="auto"``, else declared) divided by sqrt(N), the SD of a mean of N calls.
         """
-        variances = rollout.completion_rewards_var
-        variances = rollout.final_rewards_var if variances is None else variances  # [B, K+1] or [B]
+        variances = get_shape(rollout.shape).scored_variances(rollout)  # every scored image once, or None
         figures = {} if variances is None else {"reward_noise_sd_pooled": pooled_noise_sd(variances)}
         if "noise_sd" in option_names(self.algorithm.fn):
             declared = self.config.reward_noise_sd
@@ -512,9 +514,9 @@ class GRPOLearner:
         Besides rewards and credit it holds what shaped the loss, when present: ``window_start`` [1] (a sliding
         window's position), ``weights`` [B, K] (the credit's weights times the step weights), ``step_weights``
         [K] (noise-aware) and ``train_mask`` bool [B, K] (random step subset); with reward repeats the per-image
-        sample variances ``completion_rewards_var`` [B, K+1] and ``final_rewards_var`` [B], and for a
-        noise-aware algorithm the noise SD it was given, ``credit_noise_sd`` [1] (from ``noise``, the figures of
-        :meth:`noise_estimate`).
+        sample variances ``final_rewards_var`` [B], ``completion_rewards_var`` [B, K+1] (chains with completions)
+        and ``branch_rewards_var`` [B, K, L] (anchor), and for a noise-aware algorithm the noise SD it was given,
+        ``credit_noise_sd`` [1] (from ``noise``, the figures of :meth:`noise_estimate`).
         """
         record = {
             "group_ids": rollout.group_ids,
@@ -531,7 +533,7 @@ class GRPOLearner:
         if rollout.branch_rewards is not None:
             record["branch_rewards"] = rollout.branch_rewards  # [B, K, L]
             record["branch_rewards_clean"] = rollout.branch_rewards_clean
-        for name in ("completion_rewards_var", "final_rewards_var"):
+        for name in ("completion_rewards_var", "final_rewards_var", "branch_rewards_var"):
             if getattr(rollout, name) is not None:
                 record[name] = getattr(rollout, name)
         if noise and "credit_noise_sd" in noise:

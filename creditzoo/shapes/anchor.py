@@ -34,6 +34,7 @@ from creditzoo.shapes.base import (
     RolloutFields,
     RolloutShape,
     check_tensor,
+    first_rows,
     group_layout,
     reset_episode,
     sde_moments,
@@ -122,7 +123,8 @@ def sample_anchor_branches(
 
     Returns:
         :class:`CollectedRollout` with shape "anchor" and ``branch_rewards`` [B, K, L]; ``inputs`` [B, K, *S] are
-        the anchor states o_{w+k}, ``outputs`` the children c_{k,i}, ``images`` the group's anchor image.
+        the anchor states o_{w+k}, ``outputs`` the children c_{k,i}, ``images`` the group's anchor image. With
+        reward repeats, ``branch_rewards_var`` [B, K, L] and ``final_rewards_var`` [B] (the anchor image's).
     """
     from creditzoo.envs.shard import draw_normal
 
@@ -158,8 +160,8 @@ def sample_anchor_branches(
     pool.finish()
     latents = torch.cat([pool.completed, anchor])  # [B*K*L + P, *S]
     names = [prompts[b] for b in range(batch) for _ in range(width * levels)] + [prompts[int(i)] for i in first]
-    noisy, clean, images = pool.score(latents, names, keep=first.numel())
-    split = batch * width * levels
+    scores = pool.score(latents, names, keep=first.numel())
+    split, variance = batch * width * levels, scores.variance  # variance: [B*K*L + P] with reward repeats, else None
     return CollectedRollout(
         prompts=list(prompts),
         shape=NAME,
@@ -167,12 +169,14 @@ def sample_anchor_branches(
         inputs=inputs,
         outputs=outputs,
         log_probs=log_probs.float(),
-        final_rewards=noisy[split:][inverse],
-        final_rewards_clean=clean[split:][inverse],
-        branch_rewards=noisy[:split].view(batch, width, levels),
-        branch_rewards_clean=clean[:split].view(batch, width, levels),
-        images=images[inverse],
+        final_rewards=scores.noisy[split:][inverse],
+        final_rewards_clean=scores.clean[split:][inverse],
+        branch_rewards=scores.noisy[:split].view(batch, width, levels),
+        branch_rewards_clean=scores.clean[:split].view(batch, width, levels),
+        images=scores.images[inverse],
         info=pool.info(),
+        final_rewards_var=None if variance is None else variance[split:][inverse],  # [B], the anchor image's
+        branch_rewards_var=None if variance is None else variance[:split].view(batch, width, levels),  # [B, K, L]
     )
 
 
@@ -202,6 +206,20 @@ class AnchorShape(RolloutShape):
         """:func:`sample_anchor_branches` with ``options`` (granularities: None for the env's completion mode)."""
         granularities = options.shape_options.get("granularities")
         return sample_anchor_branches(env, prompts, group_ids, granularities=granularities, **options.sampler_options())
+
+    def scored_variances(self, collected: CollectedRollout) -> torch.Tensor | None:
+        """Every child completion's variance, ``branch_rewards_var`` [B, K, L], then each group's anchor image's once.
+
+        ``final_rewards_var`` [B] repeats the anchor image's variance on every row of its group; one row per group is
+        kept, so a group of C rows counts its anchor image once, as it was scored (docs/math.md section 10.1).
+
+        Returns:
+            float [B*K*L + P] (P groups), or None without reward repeats.
+        """
+        if collected.branch_rewards_var is None:
+            return None
+        _, first = first_rows(collected.group_ids)  # [P] one row of each group
+        return torch.cat([collected.branch_rewards_var.flatten(), collected.final_rewards_var[first]])
 
     def check_rollout(self, rollout: Rollout) -> dict[str, Any]:
         """Branch rewards [B, K, L] (they give K), finite."""

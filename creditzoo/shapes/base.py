@@ -87,8 +87,10 @@ class CollectedRollout:
         states: [B, K + 1, *S] window states z_0 .. z_K (chains), else None.
         branch_rewards: float32 [B, K, L] R_{k,i} per completion variant (anchor), else None; ``*_clean`` likewise.
         split_steps: the tree's split steps (tree), else None.
-        final_rewards_var: [B] the sample variance of each final image's repeated scores (chains with reward
-            repeats, docs/math.md section 10.1), else None; ``completion_rewards_var`` [B, K + 1] likewise.
+        final_rewards_var: [B] with reward repeats (docs/math.md section 10.1), the sample variance of the repeated
+            scores of each row's final image (tree: the leaf's; anchor: the group's anchor image, the same for
+            every row of a group), else None; ``completion_rewards_var`` [B, K + 1] (chains with completions) and
+            ``branch_rewards_var`` [B, K, L] (anchor) likewise.
 
     With several processes, :meth:`GRPOLearner.gather <creditzoo.learner.grpo.GRPOLearner.gather>` builds the
     global batch's view: prompts, group ids, rewards and log-probs of every process, with ``inputs``,
@@ -113,6 +115,7 @@ class CollectedRollout:
     split_steps: tuple[int, ...] | None = None
     final_rewards_var: torch.Tensor | None = None
     completion_rewards_var: torch.Tensor | None = None
+    branch_rewards_var: torch.Tensor | None = None
 
 
 class RolloutShape(ABC):
@@ -200,6 +203,18 @@ class RolloutShape(ABC):
     ) -> CollectedRollout:
         """The shape's sampler (call :meth:`collect`, which checks the options first)."""
 
+    def scored_variances(self, collected: CollectedRollout) -> torch.Tensor | None:
+        """The per-image sample variances of a (gathered) rollout, every scored image exactly once (section 10.1).
+
+        This default suits shapes whose row holds one final image of its own: ``completion_rewards_var``
+        [B, K + 1] where it was kept (its last column is the final image's, R_K), else ``final_rewards_var`` [B].
+
+        Returns:
+            The variances, any shape (the learner pools their mean), or None without reward repeats.
+        """
+        variances = collected.completion_rewards_var  # [B, K + 1] or None
+        return collected.final_rewards_var if variances is None else variances
+
     # ------------------------------------------------------------------------------------------ Rollout
 
     @abstractmethod
@@ -274,6 +289,20 @@ def inferred_steps(rollout: Rollout, what: str) -> int:
     return steps
 
 
+def first_rows(group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's group index [B] (groups in increasing id order) and the first row of each group [P], on the CPU.
+
+    Args:
+        group_ids: int64 [B], B >= 1.
+    """
+    _, inverse = torch.unique(group_ids.cpu(), return_inverse=True)  # [B]
+    count = int(inverse.max()) + 1
+    first = torch.full((count,), inverse.numel(), dtype=torch.int64).scatter_reduce_(
+        0, inverse, torch.arange(inverse.numel()), reduce="amin"
+    )  # [P]
+    return inverse, first
+
+
 def group_layout(env: DenoisingEnv, prompts: list[str], group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Check a branched batch; return each row's group index [B] and the first row of each group [P] (its prompt).
 
@@ -287,11 +316,7 @@ def group_layout(env: DenoisingEnv, prompts: list[str], group_ids: torch.Tensor)
             f"need {env.num_envs} prompts and group_ids [B={env.num_envs}], "
             f"got {len(prompts)} prompts and {list(group_ids.shape)}"
         )
-    _, inverse = torch.unique(group_ids.cpu(), return_inverse=True)  # [B]
-    count = int(inverse.max()) + 1
-    first = torch.full((count,), env.num_envs, dtype=torch.int64).scatter_reduce_(
-        0, inverse, torch.arange(env.num_envs), reduce="amin"
-    )  # [P]
+    inverse, first = first_rows(group_ids)
     if any(prompts[i] != prompts[int(first[g])] for i, g in enumerate(inverse.tolist())):
         raise ValueError("rows of one group must share a prompt")
     return inverse, first

@@ -132,7 +132,8 @@ def sample_tree(
 
     Returns:
         :class:`CollectedRollout` with shape "tree", ``split_steps`` and leaf rows [B, K]: ``inputs`` and
-        ``outputs`` [B, K, *S] are the edges on each leaf's path.
+        ``outputs`` [B, K, *S] are the edges on each leaf's path; with reward repeats, ``final_rewards_var`` [B]
+        (each leaf's).
 
     Raises:
         ValueError: a split step outside the window, or a group size other than 2^|S| (naming the valid one).
@@ -183,10 +184,10 @@ def sample_tree(
         outputs[:, k] = children[node_out.to(device)]
         log_probs[:, k] = step.log_prob[node_out.to(device)]
         nodes = children.view(groups, count * fan, *shape)
-    noisy, clean, images = pool.score(
+    scores = pool.score(
         nodes.flatten(0, 1), [prompts[int(i)] for i in first for _ in range(nodes.shape[1])], keep=batch
     )
-    leaf = (inverse * nodes.shape[1] + rank).to(noisy.device)  # [B] flat leaf index of each row
+    leaf = (inverse * nodes.shape[1] + rank).to(scores.noisy.device)  # [B] flat leaf index of each row
     return CollectedRollout(
         prompts=list(prompts),
         shape=NAME,
@@ -194,11 +195,12 @@ def sample_tree(
         inputs=inputs,
         outputs=outputs,
         log_probs=log_probs.float(),
-        final_rewards=noisy[leaf],
-        final_rewards_clean=clean[leaf],
+        final_rewards=scores.noisy[leaf],
+        final_rewards_clean=scores.clean[leaf],
         split_steps=splits,
-        images=images[leaf],
+        images=scores.images[leaf],
         info=pool.info(),
+        final_rewards_var=None if scores.variance is None else scores.variance[leaf],  # [B] with reward repeats
     )
 
 
