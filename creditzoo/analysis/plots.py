@@ -463,12 +463,11 @@ def _final_figure(comparison: Comparison, path: Path) -> Path:
         )
         ax.set_title(comparison.metrics[metric] + (" (guard)" if metric != comparison.metric else ""))
     unique = _legend_entries([axes[0, 0]])
-    if strata:
+    if strata:  # the legend goes below the panels, in the room the layout keeps for it
         figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
-        figure.tight_layout(rect=(0, 0.14, 1, 1))
     elif "base model" in unique:
         axes[0, 0].legend([unique["base model"]], ["base model"], fontsize=8)
-    return _save(figure, path)
+    return _save(figure, path, rect=(0, 0.14, 1, 1) if strata else None)
 
 
 def _curve_rows(comparison: Comparison) -> list[tuple[str, list]]:
