@@ -1,4 +1,6 @@
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -9,6 +11,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# what pytest and Python write themselves; anything else new in the root was written by a test
+TOOL_CACHES = {".pytest_cache", "__pycache__", ".ruff_cache"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -24,3 +30,22 @@ def tiny_task(monkeypatch: pytest.MonkeyPatch) -> None:
     from creditzoo.tasks import TASKS
 
     monkeypatch.setitem(TASKS, "tiny", "tiny_model:TASK")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_outside_tmp_path() -> Iterator[None]:
+    """Fail the session if a test left new files or folders in the repository root or the working directory.
+
+    Tests write under ``tmp_path`` only. A command run with its defaults (``train`` without ``--run-dir``
+    writes ``runs/...`` relative to the working directory) would otherwise leave litter that .gitignore hides.
+    One directory listing before and one after: cheap, and it names the newcomers, not the test (run the
+    suspects one by one, or bisect, to find which).
+    """
+    watched = {REPO_ROOT, Path.cwd().resolve()}
+    before = {folder: set(os.listdir(folder)) for folder in watched}
+    yield
+    new = sorted(
+        str(folder / name) for folder, names in before.items() for name in set(os.listdir(folder)) - names - TOOL_CACHES
+    )
+    if new:
+        pytest.fail(f"tests left new entries outside tmp_path: {', '.join(new)}", pytrace=False)

@@ -275,6 +275,38 @@ def test_compare_command_writes_report_and_figures(tmp_path) -> None:
     assert "unfinished (iteration 10 of 40)" in (tmp_path / "o" / "report.md").read_text()
 
 
+def test_a_stratified_final_figure_keeps_its_legend_below_the_axis_labels(tmp_path, monkeypatch) -> None:
+    """The legend under a grid's panels sits in the room kept for it, not over the x-axis labels."""
+    from creditzoo.analysis import plots
+
+    paths = [
+        write_run(
+            tmp_path / f"{algo}-{level}-{seed}",
+            algo=algo,
+            seed=seed,
+            records=[],
+            reward_noise=None if level == "none" else "gaussian:0.1",
+            test_scores={0: 0.5, 2: 0.6 + 0.01 * seed},
+        )
+        for algo in ("flow_grpo", "tp_grpo_strict")
+        for level in ("none", "noisy")
+        for seed in (0, 1)
+    ]
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.strata == ["reward_noise"]
+    closed = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)  # keep the figure _save would close
+    plots._final_figure(comparison, tmp_path / "final.png")
+    (figure,) = closed
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    legend_top = legend.get_window_extent(renderer).y1
+    lowest_label = min(ax.get_tightbbox(renderer).y0 for ax in figure.axes)  # tick labels and x label included
+    monkeypatch.undo()
+    plots.plt.close(figure)
+    assert legend_top <= lowest_label, (legend_top, lowest_label)
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 
 

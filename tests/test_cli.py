@@ -53,11 +53,32 @@ def comparable(lines: list[dict]) -> list[dict]:
         (["--model", "toy", "--dtype", "bfloat16"], "the toy model runs in float32 only"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --run-dir is runs/<algo>-<env>-seed<seed>, relative to here
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+    # some are refused only after the run directory was locked (the model loads there): nothing may stay behind
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_releasing_a_lock_removes_only_the_empty_folders_it_made(tmp_path) -> None:
+    from creditzoo.learner.rundir import lock_run_dir
+
+    (tmp_path / "kept").mkdir()
+    with lock_run_dir(tmp_path / "kept" / "a" / "b" / "run"):
+        assert (tmp_path / "kept" / "a" / "b" / "run" / ".lock").is_file()
+    assert [path.name for path in tmp_path.rglob("*")] == ["kept"]  # a, b and run made for the lock: gone
+    with lock_run_dir(tmp_path / "kept" / "a" / "one"):
+        with lock_run_dir(tmp_path / "kept" / "a" / "two"):  # a sibling under the parent the first one made
+            (tmp_path / "kept" / "a" / "two" / "metrics.jsonl").write_text("{}\n")
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == [
+        "kept",
+        "kept/a",
+        "kept/a/two",
+        "kept/a/two/metrics.jsonl",
+    ]  # the written run and its parent stay; the empty run "one" is removed
 
 
 @pytest.mark.slow

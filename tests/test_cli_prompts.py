@@ -75,8 +75,10 @@ def test_missing_file_and_bad_form_fail_early(tmp_path):
 
 
 @pytest.mark.parametrize("task", ["ocr", "pickscore"])
-def test_tasks_without_a_default_model_ask_for_one_in_one_line(task):
+def test_tasks_without_a_default_model_ask_for_one_in_one_line(task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --run-dir (runs/...) is relative to here
     result = runner.invoke(app, ["train", "--env", task, "--iterations", "1"])
     assert result.exit_code == 2
     assert f"task {task!r} has no default model; give one with --model sd3:" in result.output
     assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # refused after the run directory's lock was taken: nothing stays

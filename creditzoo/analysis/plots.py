@@ -6,6 +6,8 @@ Each function takes a study's result (see :mod:`creditzoo.analysis.turning_point
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,15 +21,17 @@ from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter  # noqa
 
 from creditzoo.analysis.compare import KEY_NAMES, Comparison, short_label  # noqa: E402
 from creditzoo.analysis.robustness import NoiseEffect, NoiseScore, TheoryRow  # noqa: E402
+from creditzoo.analysis.stats import Estimate  # noqa: E402
 from creditzoo.analysis.turning_points import TurningPointReport  # noqa: E402
 
 DPI = 110
 AXIS_NAMES = {"iterations": "iterations", "model_evals": "model evaluations", "seconds": "wall-clock seconds"}
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: plt.Figure, path: Path, *, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay ``figure`` out (within ``rect``, figure coordinates, when room is kept for a figure legend), write, close."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=rect)
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(figure)
     return path
@@ -333,6 +337,54 @@ def _dodge(count: int, width: float = 0.7) -> np.ndarray:
     return (np.arange(count) - (count - 1) / 2) * (width / max(count, 1))
 
 
+@dataclass(frozen=True)
+class _PointStyle:
+    """Sizes of an estimate drawn as its seeds (dots) and its mean with the interval (a marker with caps)."""
+
+    dot_size: float
+    dot_alpha: float
+    capsize: float
+    markersize: float
+
+
+FINAL_POINTS = _PointStyle(dot_size=14, dot_alpha=0.55, capsize=3, markersize=6)  # one point per group and panel
+BUDGET_POINTS = _PointStyle(dot_size=10, dot_alpha=0.5, capsize=2, markersize=4)  # three budget shares per group
+
+
+def _seeds_and_interval(
+    ax: plt.Axes, x: float, estimate: Estimate, colour: tuple, style: _PointStyle, label: str | None
+) -> None:
+    """Draw ``estimate`` at ``x``: every seed's value a dot, the mean a marker with its interval as error bar."""
+    ax.scatter(
+        [x] * len(estimate.values), estimate.values, s=style.dot_size, color=colour, alpha=style.dot_alpha, linewidths=0
+    )
+    ax.errorbar(
+        [x],
+        [estimate.mean],
+        yerr=[[estimate.mean - estimate.low], [estimate.high - estimate.mean]],
+        fmt="o",
+        color=colour,
+        capsize=style.capsize,
+        markersize=style.markersize,
+        label=label,
+    )
+
+
+def _base_line(ax: plt.Axes, base: float | None) -> None:
+    """The base model's score as a dashed horizontal line (nothing when the comparison has none)."""
+    if base is not None:
+        ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+
+
+def _legend_entries(axes: Iterable[plt.Axes]) -> dict[str, object]:
+    """Label -> handle over ``axes``, each label once (the first panel drawing it wins the order)."""
+    unique: dict[str, object] = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        unique.update(zip(labels, handles, strict=True))
+    return unique
+
+
 def compare_figures(
     comparison: Comparison, out_dir: Path, *, panels: tuple[str, ...] = ("iterations", "model_evals")
 ) -> dict[str, Path]:
@@ -398,21 +450,8 @@ def _final_figure(comparison: Comparison, path: Path) -> Path:
             estimate = g.final if metric == comparison.metric else g.guards[metric]
             scheme = _scheme_name(g, strata)
             x = levels.index(g.stratum if strata else g.name) + offsets[schemes.index(scheme)]
-            colour = colours[scheme]
-            ax.scatter([x] * len(estimate.values), estimate.values, s=14, color=colour, alpha=0.55, linewidths=0)
-            ax.errorbar(
-                [x],
-                [estimate.mean],
-                yerr=[[estimate.mean - estimate.low], [estimate.high - estimate.mean]],
-                fmt="o",
-                color=colour,
-                capsize=3,
-                markersize=6,
-                label=scheme,
-            )
-        base = comparison.base_score.get(metric)
-        if base is not None:
-            ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+            _seeds_and_interval(ax, x, estimate, colours[scheme], FINAL_POINTS, scheme)
+        _base_line(ax, comparison.base_score.get(metric))
         ax.set_xticks(range(len(levels)))
         ax.set_xticklabels(
             [_level_name(v) for v in levels] if strata else levels,
@@ -423,14 +462,12 @@ def _final_figure(comparison: Comparison, path: Path) -> Path:
             ylabel=comparison.metrics[metric], xlabel=", ".join(KEY_NAMES.get(k, k) for k in strata) if strata else ""
         )
         ax.set_title(comparison.metrics[metric] + (" (guard)" if metric != comparison.metric else ""))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    if strata:
+    unique = _legend_entries([axes[0, 0]])
+    if strata:  # the legend goes below the panels, in the room the layout keeps for it
         figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
-        figure.tight_layout(rect=(0, 0.14, 1, 1))
     elif "base model" in unique:
         axes[0, 0].legend([unique["base model"]], ["base model"], fontsize=8)
-    return _save(figure, path)
+    return _save(figure, path, rect=(0, 0.14, 1, 1) if strata else None)
 
 
 def _curve_rows(comparison: Comparison) -> list[tuple[str, list]]:
@@ -471,8 +508,7 @@ def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: t
                 ax.fill_between(x, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
                 for seed in curve.per_seed:
                     ax.plot(x, seed, linestyle="none", marker=".", markersize=3, color=colour, alpha=0.5)
-            if base is not None:
-                ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+            _base_line(ax, base)
             ax.set(xlabel=AXIS_NAMES[axis] if r == len(rows) - 1 else "")
             if c == 0:
                 ax.set_ylabel(f"{title}\n{ylabel}" if title else ylabel)
@@ -480,15 +516,9 @@ def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: t
                 ax.xaxis.set_major_formatter(EngFormatter())
     if strata:
         grid[0, 0].set_title("rows: " + ", ".join(KEY_NAMES.get(k, k) for k in strata), loc="left", fontsize=9)
-    unique: dict = {}
-    for ax in grid[:, 0]:
-        handles, labels = ax.get_legend_handles_labels()
-        unique.update(zip(labels, handles, strict=True))
+    unique = _legend_entries(grid[:, 0])
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(4, len(unique)), frameon=False)
-    figure.tight_layout(rect=(0, 0.045 * ((len(unique) + 3) // 4) * 3 / (len(rows) + 2), 1, 1))
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return _save(figure, path, rect=(0, 0.045 * ((len(unique) + 3) // 4) * 3 / (len(rows) + 2), 1, 1))
 
 
 def _budget_figure(comparison: Comparison, path: Path) -> Path:
@@ -510,35 +540,19 @@ def _budget_figure(comparison: Comparison, path: Path) -> Path:
         for c, axis in enumerate(axes):
             ax = grid[r, c]
             for offset, g in zip(offsets, members, strict=True):
-                colour = colours[_scheme_name(g, strata)]
+                scheme = _scheme_name(g, strata)
                 for i, share in enumerate(shares):
-                    e = g.budget[axis][share]
-                    ax.scatter([i + offset] * len(e.values), e.values, s=10, color=colour, alpha=0.5, linewidths=0)
-                    ax.errorbar(
-                        [i + offset],
-                        [e.mean],
-                        yerr=[[e.mean - e.low], [e.high - e.mean]],
-                        fmt="o",
-                        color=colour,
-                        capsize=2,
-                        markersize=4,
-                        label=_scheme_name(g, strata) if i == 0 else None,
-                    )
-            base = comparison.base_score.get(comparison.metric)
-            if base is not None:
-                ax.axhline(base, color="0.35", linestyle="--", linewidth=1, label="base model")
+                    label = scheme if i == 0 else None
+                    _seeds_and_interval(ax, i + offset, g.budget[axis][share], colours[scheme], BUDGET_POINTS, label)
+            _base_line(ax, comparison.base_score.get(comparison.metric))
             ax.set_xticks(range(len(shares)), shares)
             ax.set(xlabel=f"share of the baseline's {BUDGET_AXES[axis]}" if r == len(rows) - 1 else "")
             if c == 0:
                 ylabel = comparison.metrics[comparison.metric]
                 ax.set_ylabel(f"{_level_name(stratum)}\n{ylabel}" if strata else ylabel)
-    handles, labels = grid[0, 0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
+    unique = _legend_entries([grid[0, 0]])
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(5, len(unique)), frameon=False)
-    figure.tight_layout(rect=(0, 0.08 / max(len(rows), 1) * 2, 1, 1))
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return _save(figure, path, rect=(0, 0.08 / max(len(rows), 1) * 2, 1, 1))
 
 
 def _threshold_figure(comparison: Comparison, path: Path) -> Path:

@@ -100,13 +100,13 @@ def pid_alive(pid: int) -> bool:
 class RunLock:
     """The held lock of one run directory; :meth:`release` (or leaving the ``with`` block) gives it up."""
 
-    def __init__(self, run_dir: Path, descriptor: int, created_dir: bool) -> None:
+    def __init__(self, run_dir: Path, descriptor: int, created: tuple[Path, ...]) -> None:
         self.path = run_dir / LOCK_NAME
         self.descriptor: int | None = descriptor
-        self.created_dir = created_dir
+        self.created = created  # the directories lock_run_dir made, the run directory first, then its parents
 
     def release(self) -> None:
-        """Remove the lock file (if it is still ours) and close it; remove the directory if it was made for it."""
+        """Remove the lock file (if it is still ours) and close it; remove the directories made for it if empty."""
         if self.descriptor is None:
             return
         with contextlib.suppress(OSError):
@@ -114,9 +114,7 @@ class RunLock:
                 self.path.unlink()
         os.close(self.descriptor)
         self.descriptor = None
-        if self.created_dir:
-            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
-                self.path.parent.rmdir()
+        _remove_if_empty(self.created)
 
     def __enter__(self) -> RunLock:
         return self
@@ -128,13 +126,16 @@ class RunLock:
 def lock_run_dir(run_dir: str | Path) -> RunLock:
     """Become the one writer of ``run_dir`` (created if missing; removed again on release if still empty).
 
+    Missing parents are created too and, like the run directory, removed again on release while empty: a run
+    refused after taking the lock (a model that does not load) leaves no ``runs/`` behind.
+
     Raises:
         RunLockedError: a live process holds the lock (naming its pid and host), or a process on another host
             does (its liveness cannot be checked from here).
         OSError: the directory cannot be created or written (the caller turns it into one line).
     """
     run_dir = Path(run_dir)
-    created_dir = not run_dir.exists()
+    created = _missing_dirs(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
     try:
@@ -150,12 +151,31 @@ def lock_run_dir(run_dir: str | Path) -> RunLock:
         os.pwrite(descriptor, (json.dumps(dataclasses.asdict(me)) + "\n").encode(), 0)
         os.fsync(descriptor)
     except BaseException:
-        if created_dir:
+        if created:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-                run_dir.rmdir()
+            _remove_if_empty(created)
         raise
-    return RunLock(run_dir, descriptor, created_dir)
+    return RunLock(run_dir, descriptor, created)
+
+
+def _missing_dirs(run_dir: Path) -> tuple[Path, ...]:
+    """``run_dir`` and those of its parents that do not exist yet, deepest first (empty when it exists)."""
+    missing = []
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return tuple(missing)
+
+
+def _remove_if_empty(created: tuple[Path, ...]) -> None:
+    """Remove the directories this process created, deepest first, stopping at the first one not empty."""
+    for path in created:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: the run (or a sibling run under the same parent) wrote something, keep it
+            return
 
 
 def _open_locked(path: Path) -> int:
