@@ -11,7 +11,8 @@ import pytest
 from synthetic_runs import write_run
 from typer.testing import CliRunner
 
-from creditzoo.analysis.compare import CompareOptions, compare_runs
+from creditzoo.analysis.compare import CompareOptions, censored_interval, compare_runs, cost_ratios
+from creditzoo.analysis.report import render_report
 from creditzoo.analysis.runs import load_run
 from creditzoo.analysis.stats import (
     difference_in_differences,
@@ -158,6 +159,56 @@ def test_threshold_resamples_that_never_cross_are_counted(tmp_path) -> None:
     assert crossing.reached_share == pytest.approx(1 - crossing.not_reached / 400)
     assert crossing.high is None  # the upper tail is "not reached", not dropped
     assert crossing.value == pytest.approx(10 * (0.6 - 0.5) / (0.625 - 0.5))  # the mean curve crosses at 8
+
+
+def _reach_runs(tmp_path, finals: dict[str, list[float]]) -> list:
+    """Runs whose test curve goes 0.5 -> final between iterations 0 and 10, one per final (seeds 0, 1, ...)."""
+    paths = []
+    for algo, values in finals.items():
+        for seed, final in enumerate(values):
+            path = tmp_path / f"{algo}{seed}"
+            paths.append(write_run(path, algo=algo, seed=seed, records=[], test_scores={0: 0.5, 10: final}))
+    return paths
+
+
+@pytest.mark.slow
+def test_a_baseline_resample_that_never_crosses_is_a_censored_low_ratio(tmp_path) -> None:
+    # the baseline's seed 0 never reaches 0.6: a resample of it twice (probability 1/4) never crosses, while every
+    # resample of the group does; the group reached what the baseline did not, a ratio below any finite one
+    finals = {"flow_grpo": [0.55, 0.7], "tp_grpo_strict": [0.7, 0.72]}
+    runs = [load_run(p) for p in _reach_runs(tmp_path, finals)]
+    comparison = compare_runs(runs, CompareOptions(resamples=400, threshold=0.6))
+    base, crossing = (g.to_threshold["iterations"] for g in comparison.groups)
+    assert 60 < base.not_reached < 140  # the baseline's own never-crossing resamples
+    # the group's resample r is paired with the baseline's resample r: each never-crossing one is censored low
+    assert crossing.baseline_never == base.not_reached
+    assert crossing.group_never == crossing.both_never == crossing.baseline_at_start == 0
+    assert crossing.resamples == 400
+    assert crossing.ratio_low is None  # an open lower end, not a ratio of 0
+    # finite ratios by construction: a mean final m crosses 0.6 at 10 * 0.1 / (m - 0.5); the largest is 5 / 5, in
+    # one resample of 16 (group seed 0 twice, baseline seed 1 twice), so it is the 97.5% order statistic
+    assert crossing.ratio_high == pytest.approx(1.0)
+    assert crossing.ratio == pytest.approx((1 / 0.21) / (1 / 0.125), abs=1e-4)  # mean curves: 4.76 / 8
+    assert crossing.ratio_censored is None
+    assert base.ratio == pytest.approx(1.0) and base.both_never == base.not_reached  # the baseline against itself
+    report = render_report(comparison, {})
+    row = next(line for line in report.splitlines() if line.startswith("| tp_grpo_strict | 4.8"))
+    assert "0.60 [baseline not reached, 1.00] | " in row
+    assert row.endswith(f"| 0 | {crossing.baseline_never} | 0 |")
+
+
+def test_cost_ratios_keep_every_censored_case() -> None:
+    inf = np.inf
+    group = np.array([1.0, inf, 2.0, inf, 3.0, 0.0, 4.0])  # [R] cost to reach, inf: never
+    base = np.array([2.0, 1.0, inf, inf, 0.0, 0.0, 8.0])
+    result = cost_ratios(group, base)
+    expected = np.array([0.5, inf, -inf, np.nan, np.nan, np.nan, 0.5])  # NaN: no ratio
+    np.testing.assert_array_equal(result.ratios, expected)
+    assert (result.group_never, result.baseline_never, result.both_never, result.baseline_at_start) == (1, 1, 1, 2)
+    # an interval over them: order statistics, censored ends open (None)
+    kept = result.ratios[~np.isnan(result.ratios)]  # sorted: -inf, 0.5, 0.5, inf
+    assert censored_interval(kept, confidence=0.2) == (0.5, 0.5)  # positions 1.2 and 1.8 of 0..3
+    assert censored_interval(kept, confidence=0.9) == (None, None)
 
 
 @pytest.mark.slow

@@ -22,7 +22,10 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
   iterations, cumulative model evaluations and seconds.
 * Cost to reach a threshold (default: the baseline's final mean): the first crossing of the running maximum of
   the group's mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
-  "not reached" (censored at the group's budget), never dropped.
+  "not reached" (censored at the group's budget), never dropped. Its ratio to the baseline's, resample against
+  resample, keeps both censorings: a group that never reaches is above any finite ratio, a group that reaches what
+  the baseline never does is below any (an open lower end, not a ratio of 0); neither reaching gives no ratio. Each
+  case is counted (:class:`Crossing`).
 """
 
 from __future__ import annotations
@@ -367,15 +370,28 @@ def first_crossing(iterations: np.ndarray, curve: np.ndarray, costs: dict[str, n
 class Crossing:
     """Cost for a group to reach the threshold on one axis, and its ratio to the baseline.
 
+    The group's resample r is paired with the baseline's resample r (groups are resampled independently). A resample
+    in which only the baseline reaches the threshold has a ratio above any finite one (censored high); one in which
+    only the group reaches has a ratio below any finite one (censored low: the group reached what the baseline did
+    not); one in which neither reaches, or the baseline reaches at no cost, has no ratio. All four are counted.
+
     Attributes:
         value: the crossing of the running maximum of the group's mean curve (None if it never reaches it).
         low: lower end of the bootstrap interval of the crossing (None: the lower tail never reaches).
         high: upper end (None: the upper tail never reaches; the interval is open).
-        ratio: value / the baseline's value (None when either is missing or the baseline's is 0).
-        ratio_low: lower end of the bootstrap interval of the ratio (None: not reached in that tail).
-        ratio_high: upper end (None: not reached in that tail).
+        ratio: value / the baseline's value (None when it is not a finite number: see ``ratio_censored``).
+        ratio_low: lower end of the bootstrap interval of the ratio, over the resamples that have one (None: the end
+            falls among the censored-low resamples, or no resample has a ratio).
+        ratio_high: upper end (None: it falls among the censored-high resamples, or no resample has a ratio).
         reached_share: share of bootstrap resamples whose curve reaches the threshold.
         not_reached: how many resamples never reach it (counted as not reached, censored at the budget).
+        ratio_censored: why ``ratio`` is None: ``"low"`` (only the group's mean curve reaches), ``"high"`` (only the
+            baseline's), ``"neither"``, ``"baseline_at_start"`` (the baseline's costs nothing); None: a finite ratio.
+        resamples: bootstrap resamples R.
+        group_never: resamples in which the group never reaches and the baseline does (ratio censored high).
+        baseline_never: resamples in which the baseline never reaches and the group does (ratio censored low).
+        both_never: resamples in which neither reaches (no ratio).
+        baseline_at_start: resamples in which both reach and the baseline at cost 0 (no ratio).
     """
 
     value: float | None
@@ -386,6 +402,55 @@ class Crossing:
     ratio_high: float | None
     reached_share: float
     not_reached: int = 0
+    ratio_censored: str | None = None
+    resamples: int = 0
+    group_never: int = 0
+    baseline_never: int = 0
+    both_never: int = 0
+    baseline_at_start: int = 0
+
+
+@dataclass(frozen=True)
+class CostRatios:
+    """Ratios of a group's cost to reach a threshold to the baseline's, one per resample, with censoring kept.
+
+    Attributes:
+        ratios: [R] group cost / baseline cost; ``-inf`` where only the group reaches (below any finite ratio),
+            ``+inf`` where only the baseline reaches (above any), NaN where there is no ratio (neither reaches, or
+            the baseline reaches at cost 0).
+        group_never: entries in which only the baseline reaches.
+        baseline_never: entries in which only the group reaches.
+        both_never: entries in which neither reaches.
+        baseline_at_start: entries in which both reach and the baseline's cost is 0.
+    """
+
+    ratios: np.ndarray
+    group_never: int
+    baseline_never: int
+    both_never: int
+    baseline_at_start: int
+
+
+def cost_ratios(costs: np.ndarray, base_costs: np.ndarray) -> CostRatios:
+    """Pairwise ``costs`` [R] / ``base_costs`` [R], where ``inf`` marks "never reaches", censoring kept and counted.
+
+    A group that never reaches costs more than any baseline that does (``+inf``); a group that reaches what the
+    baseline never does costs less than any finite multiple of it (``-inf``, so that it sorts below every finite
+    ratio, a ratio of 0 included: 0 is the group reaching at its start). See :class:`CostRatios`.
+    """
+    costs, base_costs = np.asarray(costs, dtype=float), np.asarray(base_costs, dtype=float)
+    group, base = np.isfinite(costs), np.isfinite(base_costs)  # [R] each: reaches
+    at_start = group & base & (base_costs == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(group & base & ~at_start, costs / base_costs, np.nan)  # [R]
+    ratios = np.where(group & ~base, -np.inf, np.where(~group & base, np.inf, ratios))
+    return CostRatios(
+        ratios=ratios,
+        group_never=int((~group & base).sum()),
+        baseline_never=int((group & ~base).sum()),
+        both_never=int((~group & ~base).sum()),
+        baseline_at_start=int(at_start.sum()),
+    )
 
 
 def _bootstrap_crossings(group: RunGroup, metric: str, threshold: float, resamples: int, seed: int):
@@ -422,10 +487,10 @@ def first_crossings(curves: np.ndarray, axes: dict[str, np.ndarray], threshold: 
 
 
 def censored_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
-    """Percentile interval of ``samples`` [R] in which ``inf`` marks "not reached": an end that falls on one is None.
+    """Percentile interval of ``samples`` [R] where ``+inf`` and ``-inf`` mark censored values: an end on one is None.
 
-    The ends are order statistics (no interpolation), so a tail of never-crossing resamples shows as an open end
-    instead of being dropped.
+    The ends are order statistics (no interpolation), so a tail of censored resamples (a crossing never reached, a
+    ratio censored high or low) shows as an open end instead of being dropped.
     """
     tail = (1 - confidence) / 2
     low = float(np.quantile(samples, tail, method="lower"))
@@ -433,17 +498,25 @@ def censored_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tu
     return (round(low, 4) if np.isfinite(low) else None), (round(high, 4) if np.isfinite(high) else None)
 
 
+RATIO_CENSORED = {(True, False): "low", (False, True): "high", (False, False): "neither"}
+"""Why a point ratio is not finite, by (the group's mean curve reaches, the baseline's does)."""
+
+
 def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
+    """Each axis's :class:`Crossing`: the group's point and resamples [R] (inf = never) against the baseline's."""
     result = {}
     for axis in COST_AXES:
         value = None if point is None else point[axis]
         base = None if base_point is None else base_point[axis]
-        ratio = value / base if value is not None and base else None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # a group that never reaches is censored at +inf (cost larger than any); a baseline that never reaches
-            # gives no ratio for that resample (inf / inf): those resamples are counted in the baseline's row
-            ratios = samples[axis] / np.where(base_samples[axis] > 0, base_samples[axis], np.nan)
-        ratios = ratios[~np.isnan(ratios)]
+        pointwise = cost_ratios(
+            np.array([np.inf if value is None else value]), np.array([np.inf if base is None else base])
+        )
+        ratio = float(pointwise.ratios[0])
+        censored = None
+        if not np.isfinite(ratio):
+            censored = RATIO_CENSORED.get((value is not None, base is not None), "baseline_at_start")
+        paired = cost_ratios(samples[axis], base_samples[axis])
+        ratios = paired.ratios[~np.isnan(paired.ratios)]  # [R'] the resamples with a ratio, censored ones kept
         low, high = censored_interval(samples[axis])
         ratio_low, ratio_high = censored_interval(ratios) if ratios.size else (None, None)
         never = int(np.isinf(samples[axis]).sum())
@@ -451,11 +524,17 @@ def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
             value=None if value is None else round(value, 4),
             low=low,
             high=high,
-            ratio=None if ratio is None else round(ratio, 4),
+            ratio=None if censored else round(ratio, 4),
             ratio_low=ratio_low,
             ratio_high=ratio_high,
             reached_share=round(1 - never / samples[axis].size, 4),
             not_reached=never,
+            ratio_censored=censored,
+            resamples=int(samples[axis].size),
+            group_never=paired.group_never,
+            baseline_never=paired.baseline_never,
+            both_never=paired.both_never,
+            baseline_at_start=paired.baseline_at_start,
         )
     return result
 
