@@ -11,7 +11,14 @@ import pytest
 from synthetic_runs import write_run
 from typer.testing import CliRunner
 
-from creditzoo.analysis.compare import CompareOptions, censored_interval, compare_runs, cost_ratios
+from creditzoo.analysis.compare import (
+    CompareOptions,
+    RunGroup,
+    censored_interval,
+    compare_runs,
+    cost_ratios,
+    parse_labels,
+)
 from creditzoo.analysis.report import render_report
 from creditzoo.analysis.runs import load_run
 from creditzoo.analysis.stats import (
@@ -356,6 +363,8 @@ def _one_line_error(result, expected: str) -> None:
         (["--budget", "reward_calls"], "budget axis 'reward_calls' is not recorded by every run; recorded:"),
         (["--label", "tempflow=T"], "--label 'tempflow' names no group"),
         (["--label", "flow_grpo"], "is not NAME=TEXT"),
+        (["--label", "flow_grpo="], "is not NAME=TEXT"),
+        (["--label", "tempflow noise=none=T"], "--label 'tempflow noise=none' names no group; groups: flow_grpo, tp"),
         (["--panels", "loss"], "unknown panel 'loss'; valid: iterations"),
         (["--last-k", "0"], "--last-k must be >= 1"),
     ],
@@ -363,6 +372,55 @@ def _one_line_error(result, expected: str) -> None:
 def test_bad_options_exit_2_with_one_line(tmp_path, args, expected) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
     _one_line_error(analyze("compare", *map(str, paths), *args, "--out", str(tmp_path / "out")), expected)
+
+
+def test_a_label_name_may_hold_equals_signs() -> None:
+    groups = [
+        RunGroup("flow_grpo reward_noise=none", {"algo": "flow_grpo"}, []),
+        RunGroup("flow_grpo reward_noise=gaussian:0.1", {"algo": "flow_grpo"}, []),
+        RunGroup("tp_grpo_strict reward_noise=none", {"algo": "tp_grpo_strict"}, []),
+    ]
+    # the longest prefix that names a group: its label, its display name (noise=...) or its algorithm
+    assert parse_labels(["flow_grpo reward_noise=none=Flow (clean)"], groups) == {
+        "flow_grpo reward_noise=none": "Flow (clean)"
+    }
+    assert parse_labels(["flow_grpo noise=gaussian:0.1=Flow, SD 0.1"], groups) == {
+        "flow_grpo reward_noise=gaussian:0.1": "Flow, SD 0.1"
+    }
+    assert parse_labels(["tp_grpo_strict=TP a=b"], groups) == {"tp_grpo_strict": "TP a=b"}  # TEXT holds '='
+    with pytest.raises(ValueError, match=r"^--label 'tempflow reward_noise=none' names no group; groups: flow_grpo"):
+        parse_labels(["tempflow reward_noise=none=T"], groups)  # unknown: NAME is the item up to its last '='
+    with pytest.raises(ValueError, match="is not NAME=TEXT"):
+        parse_labels(["flow_grpo reward_noise=none="], groups)
+
+
+@pytest.mark.slow
+def test_a_grid_group_is_renamed_from_the_command_line(tmp_path) -> None:
+    paths = []
+    for noise in ("none", "gaussian:0.1"):
+        for algo, finals in (("flow_grpo", B), ("tp_grpo_strict", A)):
+            for seed, final in enumerate(finals):
+                path = tmp_path / f"{algo}-{noise.replace(':', '_')}-{seed}"
+                noise_config = None if noise == "none" else noise
+                paths.append(
+                    write_run(
+                        path,
+                        algo=algo,
+                        seed=seed,
+                        records=[],
+                        reward_noise=noise_config,
+                        test_scores={0: 0.5, 2: final},
+                    )
+                )
+    out = tmp_path / "out"
+    label = "tp_grpo_strict noise=gaussian:0.1=TP (noise=0.1)"
+    result = analyze("compare", *map(str, paths), "--out", str(out), "--label", label)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "- TP (noise=0.1) vs flow_grpo noise=gaussian:0.1:" in report
+    assert "- tp_grpo_strict noise=none vs flow_grpo noise=none:" in report  # the other level keeps its name
+    unknown = analyze("compare", *map(str, paths), "--out", str(out), "--label", "tp_grpo noise=none=T")
+    _one_line_error(unknown, "--label 'tp_grpo noise=none' names no group; groups: flow_grpo reward_noise=none, ")
 
 
 def test_runs_on_different_test_sets_are_refused(tmp_path) -> None:

@@ -614,6 +614,37 @@ def parse_primary(spec: str, groups: list[RunGroup], stratum_of: dict[str, str],
     raise ValueError(f"--primary {spec!r} does not name two groups as A:B; groups: {listing}")
 
 
+def parse_labels(items: list[str], groups: list[RunGroup]) -> dict[str, str]:
+    """``--label NAME=TEXT`` items -> {group label or algorithm: TEXT}.
+
+    NAME may hold ``=`` (every grid group's label does: ``flow_grpo reward_noise=none``), so an item is split at the
+    ``=`` that ends its longest prefix naming a group: a group's label, its automatic display name
+    (:func:`short_label`, ``flow_grpo noise=none``) or its algorithm; TEXT is the rest and may hold ``=`` too.
+
+    Args:
+        items: the ``--label`` values.
+        groups: the comparison's groups.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty side, or a NAME (the item up to its last ``=``) that names
+            no group, listing the groups.
+    """
+    names = {g.algo: g.algo for g in groups}
+    names.update({short_label(g.label): g.label for g in groups})
+    names.update({g.label: g.label for g in groups})  # a label wins over another group's display name
+    result = {}
+    for item in items:
+        cuts = [i for i, char in enumerate(item) if char == "="]
+        cut = next((i for i in reversed(cuts) if item[:i] in names), None)
+        if cut is None and cuts and item[: cuts[-1]] and item[cuts[-1] + 1 :]:
+            listing = ", ".join(g.label for g in groups)
+            raise ValueError(f"--label {item[: cuts[-1]][:80]!r} names no group; groups: {listing}")
+        if cut is None or not item[cut + 1 :]:
+            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group label or an algorithm)")
+        result[names[item[:cut]]] = item[cut + 1 :]
+    return result
+
+
 # ----------------------------------------------------------------------------------------------- per-run values
 
 
@@ -817,7 +848,8 @@ def compare_runs(
     Args:
         runs: the runs (see :func:`creditzoo.analysis.runs.load_run`).
         options: what to compute (:class:`CompareOptions`; defaults when None).
-        labels: display names, group label or algorithm -> text (``--label NAME=TEXT``).
+        labels: display names, group label or algorithm -> text (``--label NAME=TEXT`` items go through
+            :func:`parse_labels`).
 
     Raises:
         ValueError: runs of different environments, rewards or test sets, an unregistered environment, a metric
