@@ -55,6 +55,31 @@ def test_t_interval_is_students_and_wider_than_the_seed_range() -> None:
     assert t_interval([0.5]).low == t_interval([0.5]).high == 0.5
 
 
+def test_t_interval_of_a_bounded_metric_is_clipped_to_its_range() -> None:
+    from scipy import stats
+
+    values = [0.9, 0.99, 0.6]  # mean 0.83, t half-width about 0.51 at 2 degrees of freedom: past 1
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert high > 1.0  # the unclipped interval leaves the range
+    clipped = t_interval(values, bounds=(0.0, 1.0))
+    assert (clipped.low, clipped.high) == (pytest.approx(low), 1.0)
+    assert clipped.mean == pytest.approx(np.mean(values)) and clipped.values == values
+    assert t_interval(values).high == pytest.approx(high)  # no bounds: nothing clipped
+    near_zero = t_interval([0.0, 0.05, 0.3], bounds=(0.0, 1.0))
+    assert near_zero.low == 0.0 and near_zero.high < 1.0
+
+
+def test_tasks_declare_which_metrics_are_bounded() -> None:
+    from creditzoo.tasks import UNIT, Metric, get_task
+
+    assert {m.name: m.bounds for m in get_task("geneval").metrics} == dict.fromkeys(
+        ("partial_score", "strict_accuracy", "extra_objects"), UNIT
+    )
+    assert get_task("pickscore").metrics[0].bounds is None  # a scaled logit: nothing is clipped
+    with pytest.raises(ValueError, match="needs bounds"):
+        Metric("glow", "m", bounds=(1.0, 0.0))
+
+
 def test_welch_contrast_matches_scipy_and_the_formulas() -> None:
     from scipy import stats
 
@@ -275,6 +300,31 @@ def test_guards_and_budget_shares_are_reported(tmp_path) -> None:
     # at 50% of 4 iterations the curve 0.5 -> final at iteration 2 is at its final value
     assert tp.budget["iterations"]["50%"].mean == pytest.approx(np.mean(A))
     assert tp.budget["iterations"]["25%"].mean == pytest.approx(np.mean([(0.5 + a) / 2 for a in A]))
+
+
+@pytest.mark.slow
+def test_intervals_of_bounded_metrics_are_clipped_in_the_comparison_and_report(tmp_path) -> None:
+    from scipy import stats
+
+    finals = [0.9, 0.99, 0.6]  # partial score in [0, 1]: its t interval runs past 1
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": finals})
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.bounds["test_partial_score"] == [0.0, 1.0]
+    tp = comparison.groups[1]
+    low, _ = stats.t.interval(0.95, 2, loc=np.mean(finals), scale=stats.sem(finals))
+    assert (tp.final.low, tp.final.high) == (pytest.approx(low), 1.0)
+    assert tp.budget["model_evals"]["100%"].high == 1.0 and tp.last_k.high <= 1.0
+    assert max(tp.test_curve.high) == 1.0  # the band at the last evaluation, clipped
+    strict = [f / 2 for f in finals]  # write_run: strict accuracy = partial / 2, well inside [0, 1]
+    s_low, s_high = stats.t.interval(0.95, 2, loc=np.mean(strict), scale=stats.sem(strict))
+    assert (tp.guards["test_strict_accuracy"].low, tp.guards["test_strict_accuracy"].high) == pytest.approx(
+        (s_low, s_high)
+    )
+    unclipped = welch_contrast(finals, B, group="a", baseline="b")
+    assert tp.contrast.high == pytest.approx(unclipped.high)  # a difference is not clipped
+    report = render_report(comparison, {})
+    assert "0.830 [" in report and ", 1.000] |" in report
+    assert "clipped to their range (partial score, strict accuracy, extra-object rate to [0, 1])" in report
 
 
 # ----------------------------------------------------------------------------------------------- paired evaluation

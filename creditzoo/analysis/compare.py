@@ -9,7 +9,9 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
   scores come from it (same prompts and noise for every run: the comparison is paired); otherwise from the last
   in-run test score in ``metrics.jsonl``. The report says which, and why.
 * Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (the task's
-  other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. The metrics are the
+  other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. Intervals of a bounded
+  metric's means (a rate, an accuracy, a partial score: :attr:`~creditzoo.tasks.Metric.bounds`) are clipped to
+  its range. The metrics are the
   runs' task's (:attr:`~creditzoo.tasks.Task.metrics`); the verdicts are about its primary one unless told.
 * Contrasts: each group against the baseline scheme's group in the same stratum (a grid key that varies within
   both the baseline and another scheme, e.g. ``reward_noise``): Welch's t, Hedges' g, P(improvement), Holm over
@@ -319,8 +321,11 @@ def _aligned(
     return np.array(common), values, costs
 
 
-def group_curve(group: RunGroup, metric: str) -> Curve:
-    """The group's mean ``metric`` curve over seeds with a 95% Student-t band at each iteration."""
+def group_curve(group: RunGroup, metric: str, *, bounds: tuple[float, float] | None = None) -> Curve:
+    """The group's mean ``metric`` curve over seeds with a 95% Student-t band at each iteration.
+
+    ``bounds``: the metric's range (:attr:`creditzoo.tasks.Metric.bounds`); the band is clipped to it.
+    """
     from scipy.stats import t
 
     iterations, values, costs = _aligned(group, metric)
@@ -329,13 +334,16 @@ def group_curve(group: RunGroup, metric: str) -> Curve:
         half = t.ppf(0.5 + CONFIDENCE / 2, values.shape[0] - 1) * values.std(0, ddof=1) / np.sqrt(values.shape[0])
     else:
         half = np.zeros_like(mean)
+    low, high = mean - half, mean + half  # [J] each
+    if bounds is not None:
+        low, high = np.maximum(low, bounds[0]), np.minimum(high, bounds[1])
     return Curve(
         iterations=[int(i) for i in iterations],
         model_evals=[round(float(x), 3) for x in costs["model_evals"].mean(0)],
         seconds=[round(float(x), 4) for x in costs["seconds"].mean(0)],
         mean=[round(float(x), 6) for x in mean],
-        low=[round(float(x), 6) for x in mean - half],
-        high=[round(float(x), 6) for x in mean + half],
+        low=[round(float(x), 6) for x in low],
+        high=[round(float(x), 6) for x in high],
         per_seed=[[round(float(x), 6) for x in row] for row in values],
     )
 
@@ -788,6 +796,9 @@ class Comparison:
         last_k: the k of the late-training mean.
         budget_axes: the axes budgets were matched on.
         warnings: one line each (provenance, fallbacks).
+        bounds: metric -> [low, high], the range of a bounded metric (:attr:`creditzoo.tasks.Metric.bounds`), to
+            which every interval of its means (final, guards, budgets, area, last k, the test curve's band) is
+            clipped; None: unbounded, nothing clipped. Differences are not clipped.
     """
 
     metric: str
@@ -809,6 +820,7 @@ class Comparison:
     last_k: int
     budget_axes: list[str]
     warnings: list[str] = field(default_factory=list)
+    bounds: dict[str, list[float] | None] = field(default_factory=dict)
 
 
 def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
@@ -865,6 +877,7 @@ def compare_runs(
     check_test_sets(runs)
     task = run_task(runs)
     metrics = [metric.test_key for metric in task.metrics]
+    bounds = {metric.test_key: metric.bounds for metric in task.metrics}
     options = replace(options, metric=_chosen_metric(options.metric, task))
     groups = group_runs(runs)
     base = pick_baseline(groups, options.baseline)
@@ -879,7 +892,7 @@ def compare_runs(
     }
     by_label = {g.label: g for g in groups}
     summaries = [
-        _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label])
+        _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label], bounds)
         for g in groups
     ]
     primary = None
@@ -914,6 +927,7 @@ def compare_runs(
         last_k=options.last_k,
         budget_axes=axes,
         warnings=warnings,
+        bounds={metric: None if pair is None else list(pair) for metric, pair in bounds.items()},
     )
 
 
@@ -985,11 +999,22 @@ def _contrast(group: RunGroup, base: RunGroup, scores: dict, metric: str, *, pri
 
 
 def _summarise(
-    group: RunGroup, baseline: RunGroup, scores: dict, options: CompareOptions, axes: list[str], layout, name: str
+    group: RunGroup,
+    baseline: RunGroup,
+    scores: dict,
+    options: CompareOptions,
+    axes: list[str],
+    layout,
+    name: str,
+    bounds: dict[str, tuple[float, float] | None],
 ) -> GroupSummary:
+    """One group's summary; every interval of a bounded metric's means clipped to its ``bounds``."""
+    from functools import partial
+
     from creditzoo.analysis.stats import area_under_curve, t_interval, value_at_cost, welch_contrast
 
     metric = options.metric
+    interval = partial(t_interval, bounds=bounds.get(metric))  # the chosen metric's values [n] -> Estimate
     own = scores[group.label]
     is_base = group is baseline
     budget: dict[str, dict[str, Estimate]] = {}
@@ -1002,7 +1027,7 @@ def _summarise(
             key = f"{share:.0%}"
             mine = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in group.runs]
             theirs = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in baseline.runs]
-            budget[axis][key] = t_interval(mine)
+            budget[axis][key] = interval(mine)
             if not is_base:
                 budget_contrasts[axis][key] = welch_contrast(mine, theirs, group=group.label, baseline=baseline.label)
     curves = [run.series(metric) for run in group.runs]
@@ -1025,19 +1050,23 @@ def _summarise(
         stratum=layout.stratum_of[group.label],
         baseline=baseline.label,
         runs=[str(run.path) for run in group.runs],
-        final=t_interval(own[metric]),
-        guards={m: None if values is None else t_interval(values) for m, values in own.items() if m != metric},
+        final=interval(own[metric]),
+        guards={
+            m: None if values is None else t_interval(values, bounds=bounds.get(m))
+            for m, values in own.items()
+            if m != metric
+        },
         contrast=None if is_base else _contrast(group, baseline, scores, metric),
         budget=budget,
         budget_contrasts=budget_contrasts,
         baseline_budget=totals,
-        area=t_interval([area_under_curve(its, v) for its, v in curves]),
-        last_k=t_interval([float(v[-options.last_k :].mean()) for _, v in curves]),
+        area=interval([area_under_curve(its, v) for its, v in curves]),
+        last_k=interval([float(v[-options.last_k :].mean()) for _, v in curves]),
         cost_per_iteration=per_iteration,
         to_threshold={},
         categories={c: round(float(np.mean(v)), 6) for c, v in sorted(categories.items())},
         train_curve=group_curve(group, "reward_clean_mean") if has_train else None,
-        test_curve=group_curve(group, metric),
+        test_curve=group_curve(group, metric, bounds=bounds.get(metric)),
         config=group.config,
     )
 

@@ -103,6 +103,16 @@ def _method_lines(comparison: Comparison) -> list[str]:
         "Welch's t interval and test, Hedges' g, P(improvement) = share of run pairs in which the group's run "
         "scores higher (rliable's definition)."
     )
+    ranges: dict[str, list[str]] = {}  # range -> labels of the metrics bounded to it
+    for metric, bounds in comparison.bounds.items():
+        if bounds is not None:
+            ranges.setdefault(f"[{bounds[0]:g}, {bounds[1]:g}]", []).append(comparison.metrics[metric])
+    if ranges:
+        listing = "; ".join(f"{', '.join(labels)} to {span}" for span, labels in ranges.items())
+        interval += (
+            f" Intervals of bounded metrics' means are clipped to their range ({listing}): at a few seeds the "
+            "symmetric t interval can run past a bound; differences are not clipped."
+        )
     if comparison.paired:
         interval += (
             " The runs share per-image evaluation noise, so each contrast also gets a hierarchical bootstrap interval "
