@@ -106,24 +106,6 @@ class CompareOptions:
                 raise ValueError(f"unknown budget axis {axis!r}; valid: {', '.join(BUDGET_AXES)}")
 
 
-def bootstrap_interval(
-    values: np.ndarray, *, resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
-    """Seeded percentile-bootstrap interval of the mean of ``values`` [n] (a point for n = 1)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 1:
-        return float(values[0]), float(values[0])
-    means = bootstrap_means(values[:, None], resamples=resamples, rng=np.random.default_rng(seed))[:, 0]
-    tail = 100 * (1 - confidence) / 2
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def bootstrap_means(matrix: np.ndarray, *, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means over rows of ``matrix`` [n, J] for ``resamples`` resamplings of its rows: [R, J]."""
-    index = rng.integers(0, matrix.shape[0], size=(resamples, matrix.shape[0]))  # [R, n]
-    return matrix[index].mean(axis=1)
-
-
 def final_score(run: RunData, metric: str) -> float:
     """The last recorded value of ``metric`` in a run's metrics.
 

@@ -281,27 +281,33 @@ def theory_figures(rows: list[TheoryRow], out_dir: Path) -> list[Path]:
 def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) -> Path:
     """Final clean test score against the training reward-noise level per algorithm (``robustness_sweep.png``).
 
-    One line per algorithm and noise kind; noise-free runs sit at level 0 on every kind's line.
+    One line per algorithm and noise kind, the mean over seeds with its 95% Student-t interval and every seed as a
+    dot; noise-free runs sit at level 0 on every kind's line. The levels are evenly spaced categories (0.02 and
+    0.2 would crowd 0 on a linear axis), and the algorithms are dodged apart so that their intervals do not overlap.
     """
     _theme()
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    figure, ax = plt.subplots(figsize=(7.5, 4.5))
     algos = list(dict.fromkeys(s.algo for s in scores))
     kinds = sorted({s.kind for s in scores if s.kind != "none"}) or ["none"]
+    levels = sorted({s.level for s in scores})
     styles = dict(zip(kinds, ["-", "--", ":", "-."] * len(kinds), strict=False))
-    for algo, color in zip(algos, _palette(len(algos)), strict=True):
+    offsets = _dodge(len(algos), width=0.3)
+    for algo, color, offset in zip(algos, _palette(len(algos)), offsets, strict=True):
         for kind in kinds:
             rows = sorted((s for s in scores if s.algo == algo and s.kind in (kind, "none")), key=lambda s: s.level)
-            levels = np.array([s.level for s in rows])
+            x = np.array([levels.index(s.level) + offset for s in rows])
             means = np.array([s.score.mean for s in rows])
             errors = np.array([[s.score.mean - s.score.low for s in rows], [s.score.high - s.score.mean for s in rows]])
             label = algo if len(kinds) == 1 else f"{algo} ({kind})"
-            ax.errorbar(
-                levels, means, yerr=errors, marker="o", capsize=4, color=color, linestyle=styles[kind], label=label
-            )
+            ax.errorbar(x, means, yerr=errors, marker="o", capsize=4, color=color, linestyle=styles[kind], label=label)
+            for position, s in zip(x, rows, strict=True):
+                seeds = s.score.values
+                ax.scatter([position] * len(seeds), seeds, s=12, color=color, alpha=0.5, linewidths=0)
+    ax.set_xticks(range(len(levels)), [f"{level:g}" for level in levels])
     ax.set(
         xlabel=f"training reward noise level ({', '.join(kinds)})",
         ylabel=f"final {metric}",
-        title="final clean test score vs reward noise (95% bootstrap over seeds)",
+        title="final clean test score vs reward noise (mean, 95% Student-t interval over seeds; dots: seeds)",
     )
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left")
     return _save(figure, out_dir / "robustness_sweep.png")

@@ -242,11 +242,12 @@ def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: 
         )
     _console().print(table)
     if sweep is not None:
-        scores = Table(title=f"Final {metric} vs training reward noise (95% bootstrap over seeds)")
-        for column in ("algorithm", "reward noise", "seeds", "final score"):
+        scores = Table(title=f"Final {metric} vs training reward noise (95% t interval over seeds)")
+        for column in ("algorithm", "reward noise", "seeds", "final score", "per seed"):
             scores.add_column(column)
         for s in sweep:
-            scores.add_row(s.algo, s.noise, str(s.seeds), f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]")
+            score = f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]"
+            scores.add_row(s.algo, s.noise, str(s.seeds), score, ", ".join(f"{v:.3f}" for v in s.score.values))
         _console().print(scores)
     _console().print(f"wrote {written} and its figures", highlight=False)
 
