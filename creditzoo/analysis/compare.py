@@ -9,10 +9,10 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
   scores come from it (same prompts and noise for every run: the comparison is paired); otherwise from the last
   in-run test score in ``metrics.jsonl``. The report says which, and why.
 * Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (the task's
-  other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. Intervals of a bounded
-  metric's means (a rate, an accuracy, a partial score: :attr:`~creditzoo.tasks.Metric.bounds`) are clipped to
-  its range. The metrics are the
+  other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. The metrics are the
   runs' task's (:attr:`~creditzoo.tasks.Task.metrics`); the verdicts are about its primary one unless told.
+  Intervals of a bounded metric's means (a rate, an accuracy, a partial score:
+  :attr:`~creditzoo.tasks.Metric.bounds`) are clipped to its range.
 * Contrasts: each group against the baseline scheme's group in the same stratum (a grid key that varies within
   both the baseline and another scheme, e.g. ``reward_noise``): Welch's t, Hedges' g, P(improvement), Holm over
   the report's family (``--primary A:B`` tests one contrast alone); paired designs add a hierarchical bootstrap
@@ -376,7 +376,7 @@ class Crossing:
         reached_share: share of bootstrap resamples whose curve reaches the threshold.
         not_reached: how many resamples never reach it (counted as not reached, censored at the budget).
         ratio_censored: why ``ratio`` is None: ``"low"`` (only the group's mean curve reaches), ``"high"`` (only the
-            baseline's), ``"neither"``, ``"baseline_at_start"`` (the baseline's costs nothing); None: a finite ratio.
+            baseline's), ``"neither"``, ``"baseline_at_start"`` (the baseline's crossing costs 0); None: a finite ratio.
         resamples: bootstrap resamples R.
         group_never: resamples in which the group never reaches and the baseline does (ratio censored high).
         baseline_never: resamples in which the baseline never reaches and the group does (ratio censored low).
@@ -630,7 +630,7 @@ def parse_labels(items: list[str], groups: list[RunGroup]) -> dict[str, str]:
             listing = ", ".join(g.label for g in groups)
             raise ValueError(f"--label {item[: cuts[-1]][:80]!r} names no group; groups: {listing}")
         if cut is None or not item[cut + 1 :]:
-            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group label or an algorithm)")
+            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group's label, display name or algo)")
         result[names[item[:cut]]] = item[cut + 1 :]
     return result
 
