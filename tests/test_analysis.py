@@ -435,3 +435,27 @@ def test_noise_sweep_keeps_other_options_apart(tmp_path) -> None:
     assert set(cells) == {(f"tp_grpo_strict completion={c}", level) for c in ("ode", "x0") for level in (0.0, 0.1)}
     assert cells[("tp_grpo_strict completion=x0", 0.1)].score.mean == pytest.approx(0.505)
     assert cells[("tp_grpo_strict completion=ode", 0.0)].seeds == 2
+
+
+def test_noise_sweep_intervals_are_students_t_over_seeds(tmp_path) -> None:
+    from scipy import stats
+
+    from creditzoo.analysis.robustness import noise_sweep_scores
+
+    finals = {None: [0.70, 0.72, 0.69], "gaussian:0.1": [0.90, 0.99, 0.60]}  # the noisy t interval runs past 1
+    runs = []
+    for noise, values in finals.items():
+        for seed, final in enumerate(values):
+            path = tmp_path / f"{noise}-{seed}"
+            write_run(path, seed=seed, reward_noise=noise, records=[], test_scores={0: 0.5, 2: final})
+            runs.append(load_run(path))
+    cells = {s.level: s.score for s in noise_sweep_scores(runs)}
+    clean = finals[None]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(clean), scale=stats.sem(clean))
+    assert (cells[0.0].low, cells[0.0].high) == (pytest.approx(low, abs=1e-6), pytest.approx(high, abs=1e-6))
+    assert cells[0.0].low < min(clean) and cells[0.0].high > max(clean)  # wider than the seed range a bootstrap gives
+    assert cells[0.0].values == pytest.approx(clean)
+    noisy = finals["gaussian:0.1"]
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(noisy), scale=stats.sem(noisy))
+    assert high > 1 and cells[0.1].high == 1.0  # the partial score's range, [0, 1]
+    assert cells[0.1].low == pytest.approx(low, abs=1e-6)

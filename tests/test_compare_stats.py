@@ -11,7 +11,15 @@ import pytest
 from synthetic_runs import write_run
 from typer.testing import CliRunner
 
-from creditzoo.analysis.compare import CompareOptions, compare_runs
+from creditzoo.analysis.compare import (
+    CompareOptions,
+    RunGroup,
+    censored_interval,
+    compare_runs,
+    cost_ratios,
+    parse_labels,
+)
+from creditzoo.analysis.report import render_report
 from creditzoo.analysis.runs import load_run
 from creditzoo.analysis.stats import (
     difference_in_differences,
@@ -45,6 +53,31 @@ def test_t_interval_is_students_and_wider_than_the_seed_range() -> None:
     assert estimate.low < min(B) and estimate.high > max(B)  # a percentile bootstrap would return [min, max]
     assert estimate.values == B
     assert t_interval([0.5]).low == t_interval([0.5]).high == 0.5
+
+
+def test_t_interval_of_a_bounded_metric_is_clipped_to_its_range() -> None:
+    from scipy import stats
+
+    values = [0.9, 0.99, 0.6]  # mean 0.83, t half-width about 0.51 at 2 degrees of freedom: past 1
+    low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert high > 1.0  # the unclipped interval leaves the range
+    clipped = t_interval(values, bounds=(0.0, 1.0))
+    assert (clipped.low, clipped.high) == (pytest.approx(low), 1.0)
+    assert clipped.mean == pytest.approx(np.mean(values)) and clipped.values == values
+    assert t_interval(values).high == pytest.approx(high)  # no bounds: nothing clipped
+    near_zero = t_interval([0.0, 0.05, 0.3], bounds=(0.0, 1.0))
+    assert near_zero.low == 0.0 and near_zero.high < 1.0
+
+
+def test_tasks_declare_which_metrics_are_bounded() -> None:
+    from creditzoo.tasks import UNIT, Metric, get_task
+
+    assert {m.name: m.bounds for m in get_task("geneval").metrics} == dict.fromkeys(
+        ("partial_score", "strict_accuracy", "extra_objects"), UNIT
+    )
+    assert get_task("pickscore").metrics[0].bounds is None  # a scaled logit: nothing is clipped
+    with pytest.raises(ValueError, match="needs bounds"):
+        Metric("glow", "m", bounds=(1.0, 0.0))
 
 
 def test_welch_contrast_matches_scipy_and_the_formulas() -> None:
@@ -160,6 +193,56 @@ def test_threshold_resamples_that_never_cross_are_counted(tmp_path) -> None:
     assert crossing.value == pytest.approx(10 * (0.6 - 0.5) / (0.625 - 0.5))  # the mean curve crosses at 8
 
 
+def _reach_runs(tmp_path, finals: dict[str, list[float]]) -> list:
+    """Runs whose test curve goes 0.5 -> final between iterations 0 and 10, one per final (seeds 0, 1, ...)."""
+    paths = []
+    for algo, values in finals.items():
+        for seed, final in enumerate(values):
+            path = tmp_path / f"{algo}{seed}"
+            paths.append(write_run(path, algo=algo, seed=seed, records=[], test_scores={0: 0.5, 10: final}))
+    return paths
+
+
+@pytest.mark.slow
+def test_a_baseline_resample_that_never_crosses_is_a_censored_low_ratio(tmp_path) -> None:
+    # the baseline's seed 0 never reaches 0.6: a resample of it twice (probability 1/4) never crosses, while every
+    # resample of the group does; the group reached what the baseline did not, a ratio below any finite one
+    finals = {"flow_grpo": [0.55, 0.7], "tp_grpo_strict": [0.7, 0.72]}
+    runs = [load_run(p) for p in _reach_runs(tmp_path, finals)]
+    comparison = compare_runs(runs, CompareOptions(resamples=400, threshold=0.6))
+    base, crossing = (g.to_threshold["iterations"] for g in comparison.groups)
+    assert 60 < base.not_reached < 140  # the baseline's own never-crossing resamples
+    # the group's resample r is paired with the baseline's resample r: each never-crossing one is censored low
+    assert crossing.baseline_never == base.not_reached
+    assert crossing.group_never == crossing.both_never == crossing.baseline_at_start == 0
+    assert crossing.resamples == 400
+    assert crossing.ratio_low is None  # an open lower end, not a ratio of 0
+    # finite ratios by construction: a mean final m crosses 0.6 at 10 * 0.1 / (m - 0.5); the largest is 5 / 5, in
+    # one resample of 16 (group seed 0 twice, baseline seed 1 twice), so it is the 97.5% order statistic
+    assert crossing.ratio_high == pytest.approx(1.0)
+    assert crossing.ratio == pytest.approx((1 / 0.21) / (1 / 0.125), abs=1e-4)  # mean curves: 4.76 / 8
+    assert crossing.ratio_censored is None
+    assert base.ratio == pytest.approx(1.0) and base.both_never == base.not_reached  # the baseline against itself
+    report = render_report(comparison, {})
+    row = next(line for line in report.splitlines() if line.startswith("| tp_grpo_strict | 4.8"))
+    assert "0.60 [baseline not reached, 1.00] | " in row
+    assert row.endswith(f"| 0 | {crossing.baseline_never} | 0 |")
+
+
+def test_cost_ratios_keep_every_censored_case() -> None:
+    inf = np.inf
+    group = np.array([1.0, inf, 2.0, inf, 3.0, 0.0, 4.0])  # [R] cost to reach, inf: never
+    base = np.array([2.0, 1.0, inf, inf, 0.0, 0.0, 8.0])
+    result = cost_ratios(group, base)
+    expected = np.array([0.5, inf, -inf, np.nan, np.nan, np.nan, 0.5])  # NaN: no ratio
+    np.testing.assert_array_equal(result.ratios, expected)
+    assert (result.group_never, result.baseline_never, result.both_never, result.baseline_at_start) == (1, 1, 1, 2)
+    # an interval over them: order statistics, censored ends open (None)
+    kept = result.ratios[~np.isnan(result.ratios)]  # sorted: -inf, 0.5, 0.5, inf
+    assert censored_interval(kept, confidence=0.2) == (0.5, 0.5)  # positions 1.2 and 1.8 of 0..3
+    assert censored_interval(kept, confidence=0.9) == (None, None)
+
+
 @pytest.mark.slow
 def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) -> None:
     spec = {}
@@ -217,6 +300,31 @@ def test_guards_and_budget_shares_are_reported(tmp_path) -> None:
     # at 50% of 4 iterations the curve 0.5 -> final at iteration 2 is at its final value
     assert tp.budget["iterations"]["50%"].mean == pytest.approx(np.mean(A))
     assert tp.budget["iterations"]["25%"].mean == pytest.approx(np.mean([(0.5 + a) / 2 for a in A]))
+
+
+@pytest.mark.slow
+def test_intervals_of_bounded_metrics_are_clipped_in_the_comparison_and_report(tmp_path) -> None:
+    from scipy import stats
+
+    finals = [0.9, 0.99, 0.6]  # partial score in [0, 1]: its t interval runs past 1
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": finals})
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.bounds["test_partial_score"] == [0.0, 1.0]
+    tp = comparison.groups[1]
+    low, _ = stats.t.interval(0.95, 2, loc=np.mean(finals), scale=stats.sem(finals))
+    assert (tp.final.low, tp.final.high) == (pytest.approx(low), 1.0)
+    assert tp.budget["model_evals"]["100%"].high == 1.0 and tp.last_k.high <= 1.0
+    assert max(tp.test_curve.high) == 1.0  # the band at the last evaluation, clipped
+    strict = [f / 2 for f in finals]  # write_run: strict accuracy = partial / 2, well inside [0, 1]
+    s_low, s_high = stats.t.interval(0.95, 2, loc=np.mean(strict), scale=stats.sem(strict))
+    assert (tp.guards["test_strict_accuracy"].low, tp.guards["test_strict_accuracy"].high) == pytest.approx(
+        (s_low, s_high)
+    )
+    unclipped = welch_contrast(finals, B, group="a", baseline="b")
+    assert tp.contrast.high == pytest.approx(unclipped.high)  # a difference is not clipped
+    report = render_report(comparison, {})
+    assert "0.830 [" in report and ", 1.000] |" in report
+    assert "clipped to their range (partial score, strict accuracy, extra-object rate to [0, 1])" in report
 
 
 # ----------------------------------------------------------------------------------------------- paired evaluation
@@ -305,6 +413,8 @@ def _one_line_error(result, expected: str) -> None:
         (["--budget", "reward_calls"], "budget axis 'reward_calls' is not recorded by every run; recorded:"),
         (["--label", "tempflow=T"], "--label 'tempflow' names no group"),
         (["--label", "flow_grpo"], "is not NAME=TEXT"),
+        (["--label", "flow_grpo="], "is not NAME=TEXT"),
+        (["--label", "tempflow noise=none=T"], "--label 'tempflow noise=none' names no group; groups: flow_grpo, tp"),
         (["--panels", "loss"], "unknown panel 'loss'; valid: iterations"),
         (["--last-k", "0"], "--last-k must be >= 1"),
     ],
@@ -312,6 +422,55 @@ def _one_line_error(result, expected: str) -> None:
 def test_bad_options_exit_2_with_one_line(tmp_path, args, expected) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
     _one_line_error(analyze("compare", *map(str, paths), *args, "--out", str(tmp_path / "out")), expected)
+
+
+def test_a_label_name_may_hold_equals_signs() -> None:
+    groups = [
+        RunGroup("flow_grpo reward_noise=none", {"algo": "flow_grpo"}, []),
+        RunGroup("flow_grpo reward_noise=gaussian:0.1", {"algo": "flow_grpo"}, []),
+        RunGroup("tp_grpo_strict reward_noise=none", {"algo": "tp_grpo_strict"}, []),
+    ]
+    # the longest prefix that names a group: its label, its display name (noise=...) or its algorithm
+    assert parse_labels(["flow_grpo reward_noise=none=Flow (clean)"], groups) == {
+        "flow_grpo reward_noise=none": "Flow (clean)"
+    }
+    assert parse_labels(["flow_grpo noise=gaussian:0.1=Flow, SD 0.1"], groups) == {
+        "flow_grpo reward_noise=gaussian:0.1": "Flow, SD 0.1"
+    }
+    assert parse_labels(["tp_grpo_strict=TP a=b"], groups) == {"tp_grpo_strict": "TP a=b"}  # TEXT holds '='
+    with pytest.raises(ValueError, match=r"^--label 'tempflow reward_noise=none' names no group; groups: flow_grpo"):
+        parse_labels(["tempflow reward_noise=none=T"], groups)  # unknown: NAME is the item up to its last '='
+    with pytest.raises(ValueError, match="is not NAME=TEXT"):
+        parse_labels(["flow_grpo reward_noise=none="], groups)
+
+
+@pytest.mark.slow
+def test_a_grid_group_is_renamed_from_the_command_line(tmp_path) -> None:
+    paths = []
+    for noise in ("none", "gaussian:0.1"):
+        for algo, finals in (("flow_grpo", B), ("tp_grpo_strict", A)):
+            for seed, final in enumerate(finals):
+                path = tmp_path / f"{algo}-{noise.replace(':', '_')}-{seed}"
+                noise_config = None if noise == "none" else noise
+                paths.append(
+                    write_run(
+                        path,
+                        algo=algo,
+                        seed=seed,
+                        records=[],
+                        reward_noise=noise_config,
+                        test_scores={0: 0.5, 2: final},
+                    )
+                )
+    out = tmp_path / "out"
+    label = "tp_grpo_strict noise=gaussian:0.1=TP (noise=0.1)"
+    result = analyze("compare", *map(str, paths), "--out", str(out), "--label", label)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "- TP (noise=0.1) vs flow_grpo noise=gaussian:0.1:" in report
+    assert "- tp_grpo_strict noise=none vs flow_grpo noise=none:" in report  # the other level keeps its name
+    unknown = analyze("compare", *map(str, paths), "--out", str(out), "--label", "tp_grpo noise=none=T")
+    _one_line_error(unknown, "--label 'tp_grpo noise=none' names no group; groups: flow_grpo reward_noise=none, ")
 
 
 def test_runs_on_different_test_sets_are_refused(tmp_path) -> None:

@@ -11,6 +11,8 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
 * Final score per group: mean over seeds with a Student-t interval, per-seed values, and the guards (the task's
   other metrics, e.g. GenEval's strict accuracy and extra-object rate) beside the score. The metrics are the
   runs' task's (:attr:`~creditzoo.tasks.Task.metrics`); the verdicts are about its primary one unless told.
+  Intervals of a bounded metric's means (a rate, an accuracy, a partial score:
+  :attr:`~creditzoo.tasks.Metric.bounds`) are clipped to its range.
 * Contrasts: each group against the baseline scheme's group in the same stratum (a grid key that varies within
   both the baseline and another scheme, e.g. ``reward_noise``): Welch's t, Hedges' g, P(improvement), Holm over
   the report's family (``--primary A:B`` tests one contrast alone); paired designs add a hierarchical bootstrap
@@ -22,7 +24,10 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
   iterations, cumulative model evaluations and seconds.
 * Cost to reach a threshold (default: the baseline's final mean): the first crossing of the running maximum of
   the group's mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
-  "not reached" (censored at the group's budget), never dropped.
+  "not reached" (censored at the group's budget), never dropped. Its ratio to the baseline's, resample against
+  resample, keeps both censorings: a group that never reaches is above any finite ratio, a group that reaches what
+  the baseline never does is below any (an open lower end, not a ratio of 0); neither reaching gives no ratio. Each
+  case is counted (:class:`Crossing`).
 """
 
 from __future__ import annotations
@@ -99,24 +104,6 @@ class CompareOptions:
         for axis in self.budget_axes or ():
             if axis not in BUDGET_AXES:
                 raise ValueError(f"unknown budget axis {axis!r}; valid: {', '.join(BUDGET_AXES)}")
-
-
-def bootstrap_interval(
-    values: np.ndarray, *, resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
-    """Seeded percentile-bootstrap interval of the mean of ``values`` [n] (a point for n = 1)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 1:
-        return float(values[0]), float(values[0])
-    means = bootstrap_means(values[:, None], resamples=resamples, rng=np.random.default_rng(seed))[:, 0]
-    tail = 100 * (1 - confidence) / 2
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def bootstrap_means(matrix: np.ndarray, *, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means over rows of ``matrix`` [n, J] for ``resamples`` resamplings of its rows: [R, J]."""
-    index = rng.integers(0, matrix.shape[0], size=(resamples, matrix.shape[0]))  # [R, n]
-    return matrix[index].mean(axis=1)
 
 
 def final_score(run: RunData, metric: str) -> float:
@@ -316,8 +303,11 @@ def _aligned(
     return np.array(common), values, costs
 
 
-def group_curve(group: RunGroup, metric: str) -> Curve:
-    """The group's mean ``metric`` curve over seeds with a 95% Student-t band at each iteration."""
+def group_curve(group: RunGroup, metric: str, *, bounds: tuple[float, float] | None = None) -> Curve:
+    """The group's mean ``metric`` curve over seeds with a 95% Student-t band at each iteration.
+
+    ``bounds``: the metric's range (:attr:`creditzoo.tasks.Metric.bounds`); the band is clipped to it.
+    """
     from scipy.stats import t
 
     iterations, values, costs = _aligned(group, metric)
@@ -326,13 +316,16 @@ def group_curve(group: RunGroup, metric: str) -> Curve:
         half = t.ppf(0.5 + CONFIDENCE / 2, values.shape[0] - 1) * values.std(0, ddof=1) / np.sqrt(values.shape[0])
     else:
         half = np.zeros_like(mean)
+    low, high = mean - half, mean + half  # [J] each
+    if bounds is not None:
+        low, high = np.maximum(low, bounds[0]), np.minimum(high, bounds[1])
     return Curve(
         iterations=[int(i) for i in iterations],
         model_evals=[round(float(x), 3) for x in costs["model_evals"].mean(0)],
         seconds=[round(float(x), 4) for x in costs["seconds"].mean(0)],
         mean=[round(float(x), 6) for x in mean],
-        low=[round(float(x), 6) for x in mean - half],
-        high=[round(float(x), 6) for x in mean + half],
+        low=[round(float(x), 6) for x in low],
+        high=[round(float(x), 6) for x in high],
         per_seed=[[round(float(x), 6) for x in row] for row in values],
     )
 
@@ -367,15 +360,28 @@ def first_crossing(iterations: np.ndarray, curve: np.ndarray, costs: dict[str, n
 class Crossing:
     """Cost for a group to reach the threshold on one axis, and its ratio to the baseline.
 
+    The group's resample r is paired with the baseline's resample r (groups are resampled independently). A resample
+    in which only the baseline reaches the threshold has a ratio above any finite one (censored high); one in which
+    only the group reaches has a ratio below any finite one (censored low: the group reached what the baseline did
+    not); one in which neither reaches, or the baseline reaches at no cost, has no ratio. All four are counted.
+
     Attributes:
         value: the crossing of the running maximum of the group's mean curve (None if it never reaches it).
         low: lower end of the bootstrap interval of the crossing (None: the lower tail never reaches).
         high: upper end (None: the upper tail never reaches; the interval is open).
-        ratio: value / the baseline's value (None when either is missing or the baseline's is 0).
-        ratio_low: lower end of the bootstrap interval of the ratio (None: not reached in that tail).
-        ratio_high: upper end (None: not reached in that tail).
+        ratio: value / the baseline's value (None when it is not a finite number: see ``ratio_censored``).
+        ratio_low: lower end of the bootstrap interval of the ratio, over the resamples that have one (None: the end
+            falls among the censored-low resamples, or no resample has a ratio).
+        ratio_high: upper end (None: it falls among the censored-high resamples, or no resample has a ratio).
         reached_share: share of bootstrap resamples whose curve reaches the threshold.
         not_reached: how many resamples never reach it (counted as not reached, censored at the budget).
+        ratio_censored: why ``ratio`` is None: ``"low"`` (only the group's mean curve reaches), ``"high"`` (only the
+            baseline's), ``"neither"``, ``"baseline_at_start"`` (the baseline's crossing costs 0); None: a finite ratio.
+        resamples: bootstrap resamples R.
+        group_never: resamples in which the group never reaches and the baseline does (ratio censored high).
+        baseline_never: resamples in which the baseline never reaches and the group does (ratio censored low).
+        both_never: resamples in which neither reaches (no ratio).
+        baseline_at_start: resamples in which both reach and the baseline at cost 0 (no ratio).
     """
 
     value: float | None
@@ -386,6 +392,55 @@ class Crossing:
     ratio_high: float | None
     reached_share: float
     not_reached: int = 0
+    ratio_censored: str | None = None
+    resamples: int = 0
+    group_never: int = 0
+    baseline_never: int = 0
+    both_never: int = 0
+    baseline_at_start: int = 0
+
+
+@dataclass(frozen=True)
+class CostRatios:
+    """Ratios of a group's cost to reach a threshold to the baseline's, one per resample, with censoring kept.
+
+    Attributes:
+        ratios: [R] group cost / baseline cost; ``-inf`` where only the group reaches (below any finite ratio),
+            ``+inf`` where only the baseline reaches (above any), NaN where there is no ratio (neither reaches, or
+            the baseline reaches at cost 0).
+        group_never: entries in which only the baseline reaches.
+        baseline_never: entries in which only the group reaches.
+        both_never: entries in which neither reaches.
+        baseline_at_start: entries in which both reach and the baseline's cost is 0.
+    """
+
+    ratios: np.ndarray
+    group_never: int
+    baseline_never: int
+    both_never: int
+    baseline_at_start: int
+
+
+def cost_ratios(costs: np.ndarray, base_costs: np.ndarray) -> CostRatios:
+    """Pairwise ``costs`` [R] / ``base_costs`` [R], where ``inf`` marks "never reaches", censoring kept and counted.
+
+    A group that never reaches costs more than any baseline that does (``+inf``); a group that reaches what the
+    baseline never does costs less than any finite multiple of it (``-inf``, so that it sorts below every finite
+    ratio, a ratio of 0 included: 0 is the group reaching at its start). See :class:`CostRatios`.
+    """
+    costs, base_costs = np.asarray(costs, dtype=float), np.asarray(base_costs, dtype=float)
+    group, base = np.isfinite(costs), np.isfinite(base_costs)  # [R] each: reaches
+    at_start = group & base & (base_costs == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(group & base & ~at_start, costs / base_costs, np.nan)  # [R]
+    ratios = np.where(group & ~base, -np.inf, np.where(~group & base, np.inf, ratios))
+    return CostRatios(
+        ratios=ratios,
+        group_never=int((~group & base).sum()),
+        baseline_never=int((group & ~base).sum()),
+        both_never=int((~group & ~base).sum()),
+        baseline_at_start=int(at_start.sum()),
+    )
 
 
 def _bootstrap_crossings(group: RunGroup, metric: str, threshold: float, resamples: int, seed: int):
@@ -422,10 +477,10 @@ def first_crossings(curves: np.ndarray, axes: dict[str, np.ndarray], threshold: 
 
 
 def censored_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
-    """Percentile interval of ``samples`` [R] in which ``inf`` marks "not reached": an end that falls on one is None.
+    """Percentile interval of ``samples`` [R] where ``+inf`` and ``-inf`` mark censored values: an end on one is None.
 
-    The ends are order statistics (no interpolation), so a tail of never-crossing resamples shows as an open end
-    instead of being dropped.
+    The ends are order statistics (no interpolation), so a tail of censored resamples (a crossing never reached, a
+    ratio censored high or low) shows as an open end instead of being dropped.
     """
     tail = (1 - confidence) / 2
     low = float(np.quantile(samples, tail, method="lower"))
@@ -433,17 +488,25 @@ def censored_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tu
     return (round(low, 4) if np.isfinite(low) else None), (round(high, 4) if np.isfinite(high) else None)
 
 
+RATIO_CENSORED = {(True, False): "low", (False, True): "high", (False, False): "neither"}
+"""Why a point ratio is not finite, by (the group's mean curve reaches, the baseline's does)."""
+
+
 def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
+    """Each axis's :class:`Crossing`: the group's point and resamples [R] (inf = never) against the baseline's."""
     result = {}
     for axis in COST_AXES:
         value = None if point is None else point[axis]
         base = None if base_point is None else base_point[axis]
-        ratio = value / base if value is not None and base else None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # a group that never reaches is censored at +inf (cost larger than any); a baseline that never reaches
-            # gives no ratio for that resample (inf / inf): those resamples are counted in the baseline's row
-            ratios = samples[axis] / np.where(base_samples[axis] > 0, base_samples[axis], np.nan)
-        ratios = ratios[~np.isnan(ratios)]
+        pointwise = cost_ratios(
+            np.array([np.inf if value is None else value]), np.array([np.inf if base is None else base])
+        )
+        ratio = float(pointwise.ratios[0])
+        censored = None
+        if not np.isfinite(ratio):
+            censored = RATIO_CENSORED.get((value is not None, base is not None), "baseline_at_start")
+        paired = cost_ratios(samples[axis], base_samples[axis])
+        ratios = paired.ratios[~np.isnan(paired.ratios)]  # [R'] the resamples with a ratio, censored ones kept
         low, high = censored_interval(samples[axis])
         ratio_low, ratio_high = censored_interval(ratios) if ratios.size else (None, None)
         never = int(np.isinf(samples[axis]).sum())
@@ -451,11 +514,17 @@ def _crossings(point, samples, base_point, base_samples) -> dict[str, Crossing]:
             value=None if value is None else round(value, 4),
             low=low,
             high=high,
-            ratio=None if ratio is None else round(ratio, 4),
+            ratio=None if censored else round(ratio, 4),
             ratio_low=ratio_low,
             ratio_high=ratio_high,
             reached_share=round(1 - never / samples[axis].size, 4),
             not_reached=never,
+            ratio_censored=censored,
+            resamples=int(samples[axis].size),
+            group_never=paired.group_never,
+            baseline_never=paired.baseline_never,
+            both_never=paired.both_never,
+            baseline_at_start=paired.baseline_at_start,
         )
     return result
 
@@ -533,6 +602,37 @@ def parse_primary(spec: str, groups: list[RunGroup], stratum_of: dict[str, str],
             return first, second
     listing = ", ".join(g.label for g in groups)
     raise ValueError(f"--primary {spec!r} does not name two groups as A:B; groups: {listing}")
+
+
+def parse_labels(items: list[str], groups: list[RunGroup]) -> dict[str, str]:
+    """``--label NAME=TEXT`` items -> {group label or algorithm: TEXT}.
+
+    NAME may hold ``=`` (every grid group's label does: ``flow_grpo reward_noise=none``), so an item is split at the
+    ``=`` that ends its longest prefix naming a group: a group's label, its automatic display name
+    (:func:`short_label`, ``flow_grpo noise=none``) or its algorithm; TEXT is the rest and may hold ``=`` too.
+
+    Args:
+        items: the ``--label`` values.
+        groups: the comparison's groups.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty side, or a NAME (the item up to its last ``=``) that names
+            no group, listing the groups.
+    """
+    names = {g.algo: g.algo for g in groups}
+    names.update({short_label(g.label): g.label for g in groups})
+    names.update({g.label: g.label for g in groups})  # a label wins over another group's display name
+    result = {}
+    for item in items:
+        cuts = [i for i, char in enumerate(item) if char == "="]
+        cut = next((i for i in reversed(cuts) if item[:i] in names), None)
+        if cut is None and cuts and item[: cuts[-1]] and item[cuts[-1] + 1 :]:
+            listing = ", ".join(g.label for g in groups)
+            raise ValueError(f"--label {item[: cuts[-1]][:80]!r} names no group; groups: {listing}")
+        if cut is None or not item[cut + 1 :]:
+            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group's label, display name or algo)")
+        result[names[item[:cut]]] = item[cut + 1 :]
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- per-run values
@@ -678,6 +778,9 @@ class Comparison:
         last_k: the k of the late-training mean.
         budget_axes: the axes budgets were matched on.
         warnings: one line each (provenance, fallbacks).
+        bounds: metric -> [low, high], the range of a bounded metric (:attr:`creditzoo.tasks.Metric.bounds`), to
+            which every interval of its means (final, guards, budgets, area, last k, the test curve's band) is
+            clipped; None: unbounded, nothing clipped. Differences are not clipped.
     """
 
     metric: str
@@ -699,6 +802,7 @@ class Comparison:
     last_k: int
     budget_axes: list[str]
     warnings: list[str] = field(default_factory=list)
+    bounds: dict[str, list[float] | None] = field(default_factory=dict)
 
 
 def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
@@ -738,7 +842,8 @@ def compare_runs(
     Args:
         runs: the runs (see :func:`creditzoo.analysis.runs.load_run`).
         options: what to compute (:class:`CompareOptions`; defaults when None).
-        labels: display names, group label or algorithm -> text (``--label NAME=TEXT``).
+        labels: display names, group label or algorithm -> text (``--label NAME=TEXT`` items go through
+            :func:`parse_labels`).
 
     Raises:
         ValueError: runs of different environments, rewards or test sets, an unregistered environment, a metric
@@ -754,6 +859,7 @@ def compare_runs(
     check_test_sets(runs)
     task = run_task(runs)
     metrics = [metric.test_key for metric in task.metrics]
+    bounds = {metric.test_key: metric.bounds for metric in task.metrics}
     options = replace(options, metric=_chosen_metric(options.metric, task))
     groups = group_runs(runs)
     base = pick_baseline(groups, options.baseline)
@@ -768,7 +874,7 @@ def compare_runs(
     }
     by_label = {g.label: g for g in groups}
     summaries = [
-        _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label])
+        _summarise(g, by_label[layout.baseline_of[g.label]], scores, options, axes, layout, names[g.label], bounds)
         for g in groups
     ]
     primary = None
@@ -803,6 +909,7 @@ def compare_runs(
         last_k=options.last_k,
         budget_axes=axes,
         warnings=warnings,
+        bounds={metric: None if pair is None else list(pair) for metric, pair in bounds.items()},
     )
 
 
@@ -874,11 +981,22 @@ def _contrast(group: RunGroup, base: RunGroup, scores: dict, metric: str, *, pri
 
 
 def _summarise(
-    group: RunGroup, baseline: RunGroup, scores: dict, options: CompareOptions, axes: list[str], layout, name: str
+    group: RunGroup,
+    baseline: RunGroup,
+    scores: dict,
+    options: CompareOptions,
+    axes: list[str],
+    layout,
+    name: str,
+    bounds: dict[str, tuple[float, float] | None],
 ) -> GroupSummary:
+    """One group's summary; every interval of a bounded metric's means clipped to its ``bounds``."""
+    from functools import partial
+
     from creditzoo.analysis.stats import area_under_curve, t_interval, value_at_cost, welch_contrast
 
     metric = options.metric
+    interval = partial(t_interval, bounds=bounds.get(metric))  # the chosen metric's values [n] -> Estimate
     own = scores[group.label]
     is_base = group is baseline
     budget: dict[str, dict[str, Estimate]] = {}
@@ -891,7 +1009,7 @@ def _summarise(
             key = f"{share:.0%}"
             mine = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in group.runs]
             theirs = [value_at_cost(*_cost_curve(run, metric, axis), share * totals[axis]) for run in baseline.runs]
-            budget[axis][key] = t_interval(mine)
+            budget[axis][key] = interval(mine)
             if not is_base:
                 budget_contrasts[axis][key] = welch_contrast(mine, theirs, group=group.label, baseline=baseline.label)
     curves = [run.series(metric) for run in group.runs]
@@ -914,19 +1032,23 @@ def _summarise(
         stratum=layout.stratum_of[group.label],
         baseline=baseline.label,
         runs=[str(run.path) for run in group.runs],
-        final=t_interval(own[metric]),
-        guards={m: None if values is None else t_interval(values) for m, values in own.items() if m != metric},
+        final=interval(own[metric]),
+        guards={
+            m: None if values is None else t_interval(values, bounds=bounds.get(m))
+            for m, values in own.items()
+            if m != metric
+        },
         contrast=None if is_base else _contrast(group, baseline, scores, metric),
         budget=budget,
         budget_contrasts=budget_contrasts,
         baseline_budget=totals,
-        area=t_interval([area_under_curve(its, v) for its, v in curves]),
-        last_k=t_interval([float(v[-options.last_k :].mean()) for _, v in curves]),
+        area=interval([area_under_curve(its, v) for its, v in curves]),
+        last_k=interval([float(v[-options.last_k :].mean()) for _, v in curves]),
         cost_per_iteration=per_iteration,
         to_threshold={},
         categories={c: round(float(np.mean(v)), 6) for c, v in sorted(categories.items())},
         train_curve=group_curve(group, "reward_clean_mean") if has_train else None,
-        test_curve=group_curve(group, metric),
+        test_curve=group_curve(group, metric, bounds=bounds.get(metric)),
         config=group.config,
     )
 

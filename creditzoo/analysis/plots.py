@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from creditzoo.analysis.compare import KEY_NAMES, Comparison, short_label  # noqa: E402
 from creditzoo.analysis.robustness import NoiseEffect, NoiseScore, TheoryRow  # noqa: E402
@@ -285,27 +285,33 @@ def theory_figures(rows: list[TheoryRow], out_dir: Path) -> list[Path]:
 def noise_sweep_figure(scores: list[NoiseScore], out_dir: Path, *, metric: str) -> Path:
     """Final clean test score against the training reward-noise level per algorithm (``robustness_sweep.png``).
 
-    One line per algorithm and noise kind; noise-free runs sit at level 0 on every kind's line.
+    One line per algorithm and noise kind, the mean over seeds with its 95% Student-t interval and every seed as a
+    dot; noise-free runs sit at level 0 on every kind's line. The levels are evenly spaced categories (0.02 and
+    0.2 would crowd 0 on a linear axis), and the algorithms are dodged apart so that their intervals do not overlap.
     """
     _theme()
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    figure, ax = plt.subplots(figsize=(7.5, 4.5))
     algos = list(dict.fromkeys(s.algo for s in scores))
     kinds = sorted({s.kind for s in scores if s.kind != "none"}) or ["none"]
+    levels = sorted({s.level for s in scores})
     styles = dict(zip(kinds, ["-", "--", ":", "-."] * len(kinds), strict=False))
-    for algo, color in zip(algos, _palette(len(algos)), strict=True):
+    offsets = _dodge(len(algos), width=0.3)
+    for algo, color, offset in zip(algos, _palette(len(algos)), offsets, strict=True):
         for kind in kinds:
             rows = sorted((s for s in scores if s.algo == algo and s.kind in (kind, "none")), key=lambda s: s.level)
-            levels = np.array([s.level for s in rows])
+            x = np.array([levels.index(s.level) + offset for s in rows])
             means = np.array([s.score.mean for s in rows])
             errors = np.array([[s.score.mean - s.score.low for s in rows], [s.score.high - s.score.mean for s in rows]])
             label = algo if len(kinds) == 1 else f"{algo} ({kind})"
-            ax.errorbar(
-                levels, means, yerr=errors, marker="o", capsize=4, color=color, linestyle=styles[kind], label=label
-            )
+            ax.errorbar(x, means, yerr=errors, marker="o", capsize=4, color=color, linestyle=styles[kind], label=label)
+            for position, s in zip(x, rows, strict=True):
+                seeds = s.score.values
+                ax.scatter([position] * len(seeds), seeds, s=12, color=color, alpha=0.5, linewidths=0)
+    ax.set_xticks(range(len(levels)), [f"{level:g}" for level in levels])
     ax.set(
         xlabel=f"training reward noise level ({', '.join(kinds)})",
         ylabel=f"final {metric}",
-        title="final clean test score vs reward noise (95% bootstrap over seeds)",
+        title="final clean test score vs reward noise (mean, 95% Student-t interval over seeds; dots: seeds)",
     )
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left")
     return _save(figure, out_dir / "robustness_sweep.png")
@@ -555,41 +561,58 @@ def _budget_figure(comparison: Comparison, path: Path) -> Path:
     return _save(figure, path, rect=(0, 0.08 / max(len(rows), 1) * 2, 1, 1))
 
 
+RATIO_TEXT = {
+    "low": "  reached; the baseline not",
+    "high": "  not reached",
+    "neither": "  neither reached",
+    "baseline_at_start": "  baseline at the start",
+}
+"""What the threshold figure writes where a group's point ratio is not a finite number."""
+
+
 def _threshold_figure(comparison: Comparison, path: Path) -> Path:
-    """Ratio of the cost to reach the threshold to the baseline's, per axis, on a log scale."""
+    """Ratio of the cost to reach the threshold to the baseline's, per axis, on a log scale.
+
+    Each interval end that falls among censored resamples is an arrow: to the right where the group never reached
+    the threshold, to the left where the baseline never did (the group reached what the baseline did not).
+    """
     groups = comparison.groups
     colours = _colours(list(dict.fromkeys(_scheme_name(g, comparison.strata) for g in groups)))
-    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(groups) + 2.2), squeeze=False)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(groups) + 2.4), squeeze=False)
     for ax, axis in zip(axes[0], ("iterations", "model_evals"), strict=True):
-        finite = []
-        for y, g in enumerate(groups):
-            c = g.to_threshold[axis]
+        drawn = [(y, g, g.to_threshold[axis]) for y, g in enumerate(groups)]
+        placed = [c for _, _, c in drawn if c.ratio is not None and c.ratio > 0]
+        # the ends that exist (a ratio of 0, reached at iteration 0, has no place on a log axis) and 1
+        values = [1.0] + [v for c in placed for v in (c.ratio, c.ratio_low, c.ratio_high) if v is not None and v > 0]
+        left, right = min(values) / 2, max(values) * 2  # open ends are arrows to the edges
+        for y, g, c in drawn:
             colour = colours[_scheme_name(g, comparison.strata)]
-            if c.ratio is None:
-                ax.text(1.0, y, "  not reached", va="center", fontsize=8, color="0.4")
+            if c not in placed:  # no finite ratio, or reached at iteration 0
+                text = "  at the start" if c.ratio is not None else RATIO_TEXT.get(c.ratio_censored or "", "  n/a")
+                ax.text(1.0, y, text, va="center", fontsize=8, color="0.4")
                 continue
-            low = c.ratio_low if c.ratio_low is not None else c.ratio
-            high = c.ratio_high if c.ratio_high is not None else c.ratio * 4
-            if c.ratio <= 0:  # reached at iteration 0: no place on a log axis
-                ax.text(1.0, y, "  at the start", va="center", fontsize=8, color="0.4")
-                continue
-            low = max(low, c.ratio / 100)
-            finite += [low, high, c.ratio]
-            ax.errorbar([c.ratio], [y], xerr=[[c.ratio - low], [high - c.ratio]], fmt="o", capsize=3, color=colour)
-            if c.ratio_high is None:
-                ax.annotate("", xy=(high, y), xytext=(c.ratio, y), arrowprops={"arrowstyle": "->", "color": colour})
+            low = left if c.ratio_low is None else max(c.ratio_low, left)
+            high = right if c.ratio_high is None else c.ratio_high
+            ax.plot([low, high], [y, y], color=colour, linewidth=1.5)
+            for end, closed in ((low, c.ratio_low is not None), (high, c.ratio_high is not None)):
+                if closed:
+                    ax.plot([end], [y], marker="|", markersize=9, markeredgewidth=1.5, color=colour)
+                else:
+                    arrow = {"arrowstyle": "-|>", "color": colour, "shrinkA": 0, "shrinkB": 0}
+                    ax.annotate("", xy=(end, y), xytext=(c.ratio, y), arrowprops=arrow)
+            ax.plot([c.ratio], [y], marker="o", color=colour)
         ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xlim(left, right)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        if finite:
-            ax.set_xlim(min(min(finite), 1.0) / 1.5, max(max(finite), 1.0) * 1.5)
         ax.set_yticks(range(len(groups)))
         ax.set_yticklabels([g.name for g in groups] if axis == "iterations" else [""] * len(groups))
-        ax.invert_yaxis()
+        ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top
         ax.set(xlabel=f"{AXIS_NAMES[axis]} to threshold / baseline's (log)")
     figure.suptitle(
-        f"Cost to reach {comparison.threshold:.3f} relative to the baseline (running maximum; 95% bootstrap, "
-        "arrow: upper end not reached)"
+        f"Cost to reach {comparison.threshold:.3f} relative to the baseline (running maximum, 95% bootstrap)\n"
+        "arrow right: the group did not reach it in that tail; arrow left: the baseline did not"
     )
     return _save(figure, path)

@@ -103,6 +103,16 @@ def _method_lines(comparison: Comparison) -> list[str]:
         "Welch's t interval and test, Hedges' g, P(improvement) = share of run pairs in which the group's run "
         "scores higher (rliable's definition)."
     )
+    ranges: dict[str, list[str]] = {}  # range -> labels of the metrics bounded to it
+    for metric, bounds in comparison.bounds.items():
+        if bounds is not None:
+            ranges.setdefault(f"[{bounds[0]:g}, {bounds[1]:g}]", []).append(comparison.metrics[metric])
+    if ranges:
+        listing = "; ".join(f"{', '.join(labels)} to {span}" for span, labels in ranges.items())
+        interval += (
+            f" Intervals of bounded metrics' means are clipped to their range ({listing}): at a few seeds the "
+            "symmetric t interval can run past a bound; differences are not clipped."
+        )
     if comparison.paired:
         interval += (
             " The runs share per-image evaluation noise, so each contrast also gets a hierarchical bootstrap interval "
@@ -205,11 +215,23 @@ def _cost(crossing: Crossing, digits: int) -> str:
     return f"{crossing.value:.{digits}f} [{_num(crossing.low, digits)}, {high}]"
 
 
+RATIO_POINT = {
+    "low": "baseline not reached",
+    "high": "not reached",
+    "neither": "neither reached",
+    "baseline_at_start": "n/a (baseline at no cost)",
+}
+"""What the cost table shows for a point ratio that is not a finite number (:attr:`Crossing.ratio_censored`)."""
+
+
 def _ratio(crossing: Crossing) -> str:
-    if crossing.ratio is None:
-        return "n/a"
+    point = RATIO_POINT.get(crossing.ratio_censored or "", "n/a") if crossing.ratio is None else f"{crossing.ratio:.2f}"
+    with_ratio = crossing.resamples - crossing.both_never - crossing.baseline_at_start
+    if with_ratio <= 0:
+        return point
+    low = _num(crossing.ratio_low, 2) if crossing.ratio_low is not None else "baseline not reached"
     high = _num(crossing.ratio_high, 2) if crossing.ratio_high is not None else "not reached"
-    return f"{crossing.ratio:.2f} [{_num(crossing.ratio_low, 2)}, {high}]"
+    return f"{point} [{low}, {high}]"
 
 
 def _threshold_section(comparison: Comparison) -> list[str]:
@@ -220,16 +242,29 @@ def _threshold_section(comparison: Comparison) -> list[str]:
         f"Threshold: {comparison.threshold_source}. The first crossing of the running maximum of the group's mean "
         "test curve (interpolated between evaluations); bootstrap over seeds, with resamples that never cross "
         "counted as not reached (an interval end among them reads 'not reached'). Ratios are to the baseline "
-        "(below 1: cheaper).",
+        "(below 1: cheaper), each group resample against a baseline resample: where only the group reaches the "
+        "threshold the ratio is below any finite one (an end among those reads 'baseline not reached'), where only "
+        "the baseline does it is above any, and where neither does there is no ratio; the last three columns count "
+        "those resamples.",
         "",
-        "| group | iterations | ratio | model evaluations | ratio | never cross (of resamples) |",
-        "|---|---|---|---|---|---|",
+        "| group | iterations | ratio | model evaluations | ratio | group never reaches | baseline never reaches "
+        "| neither reaches |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    at_start = 0
     for g in comparison.groups:
         t = g.to_threshold
+        counts = t["iterations"]  # reaching or not is one event on every axis
+        at_start = max(at_start, *(c.baseline_at_start for c in t.values()))
         lines.append(
             f"| {g.name} | {_cost(t['iterations'], 1)} | {_ratio(t['iterations'])} | {_cost(t['model_evals'], 0)} "
-            f"| {_ratio(t['model_evals'])} | {t['iterations'].not_reached} |"
+            f"| {_ratio(t['model_evals'])} | {counts.group_never} | {counts.baseline_never} | {counts.both_never} |"
+        )
+    lines.append(f"\nOf {comparison.groups[0].to_threshold['iterations'].resamples} resamples per group.")
+    if at_start:
+        lines[-1] += (
+            f" In up to {at_start} the baseline reaches the threshold at no cost (its curve starts there): "
+            "those have no ratio."
         )
     return lines
 

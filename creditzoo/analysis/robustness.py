@@ -23,7 +23,9 @@ rewards, per window step, beside the same quantities measured on the same noisy 
 Student-t interval).
 
 Noise sweep: runs trained with several ``--reward-noise`` levels give the final clean test score against the noise
-level per algorithm, with a bootstrap interval across seeds.
+level per algorithm: the mean over seeds with a Student-t interval (:func:`creditzoo.analysis.stats.t_interval`, as
+``analyze compare`` reports a group's mean; a percentile bootstrap of 3 seeds returns their range), clipped to the
+metric's range when the task declares one, and every seed's value.
 """
 
 from __future__ import annotations
@@ -36,14 +38,7 @@ import numpy as np
 import torch
 
 from creditzoo.algorithms import get_algorithm, option_names
-from creditzoo.analysis.compare import (
-    IGNORED_KEYS,
-    RunGroup,
-    bootstrap_interval,
-    check_distinct_seeds,
-    final_score,
-    group_runs,
-)
+from creditzoo.analysis.compare import IGNORED_KEYS, RunGroup, check_distinct_seeds, final_score, group_runs
 from creditzoo.analysis.credit import Record
 from creditzoo.analysis.noise_theory import (
     FlipPrediction,
@@ -54,6 +49,8 @@ from creditzoo.analysis.noise_theory import (
     sign_change_rule,
 )
 from creditzoo.analysis.runs import RunData, run_task
+from creditzoo.analysis.stats import Estimate as SeedEstimate
+from creditzoo.analysis.stats import t_interval
 from creditzoo.analysis.turning_points import TP_VARIANTS
 from creditzoo.rewards.noise import NoiseSpec, NoisyReward, parse_noise_spec, per_call_sd
 from creditzoo.rollout import Rollout
@@ -277,7 +274,8 @@ class NoiseScore:
         kind: its kind (``gaussian``, ...; ``none``).
         level: its scale (see :func:`noise_level`).
         seeds: how many runs (seeds).
-        score: mean final test score with a bootstrap 95% interval across seeds.
+        score: mean final test score over seeds with its 95% Student-t interval (n - 1 degrees of freedom; the
+            point itself for one seed), clipped to the metric's range when it has one, and the per-seed values.
     """
 
     algo: str
@@ -285,12 +283,10 @@ class NoiseScore:
     kind: str
     level: float
     seeds: int
-    score: Estimate
+    score: SeedEstimate
 
 
-def noise_sweep_scores(
-    runs: list[RunData], *, metric: str | None = None, resamples: int = 2000, seed: int = 0
-) -> list[NoiseScore]:
+def noise_sweep_scores(runs: list[RunData], *, metric: str | None = None) -> list[NoiseScore]:
     """Final clean test score against the training reward-noise level, per group (sorted by group, level).
 
     Runs are grouped by configuration minus seed and minus ``reward_noise`` (so runs that differ in anything else,
@@ -299,13 +295,13 @@ def noise_sweep_scores(
     Args:
         runs: the runs (one task).
         metric: the metrics-line key of the test score (default: the task's primary, ``test_partial_score``).
-        resamples: bootstrap resamples of each interval.
-        seed: bootstrap seed.
 
     Raises:
         ValueError: a run without any ``metric`` in its metrics lines, or one seed twice at one noise level.
     """
-    metric = metric or run_task(runs).primary.test_key
+    task = run_task(runs)
+    metric = metric or task.primary.test_key
+    bounds = next((m.bounds for m in task.metrics if m.test_key == metric), None)
     scores = []
     for group in group_runs(runs, ignore=(*IGNORED_KEYS, "reward_noise"), check_seeds=False):
         by_noise: dict[str, list[RunData]] = {}
@@ -313,9 +309,10 @@ def noise_sweep_scores(
             by_noise.setdefault(run.config.get("reward_noise") or "none", []).append(run)
         for text, members in by_noise.items():
             check_distinct_seeds(RunGroup(f"{group.label} reward_noise={text}", group.config, members))
-            values = np.array([final_score(run, metric) for run in members])
-            low, high = bootstrap_interval(values, resamples=resamples, seed=seed)
-            estimate = Estimate(round(float(values.mean()), 6), round(low, 6), round(high, 6))
+            interval = t_interval([final_score(run, metric) for run in members], bounds=bounds)
+            estimate = SeedEstimate(
+                round(interval.mean, 6), round(interval.low, 6), round(interval.high, 6), interval.values
+            )
             spec = parse_noise_spec(text)
             kind = "none" if spec is None else spec.kind
             scores.append(NoiseScore(group.label, text, kind, noise_level(spec), len(members), estimate))

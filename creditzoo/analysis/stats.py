@@ -76,10 +76,15 @@ class Contrast:
     primary: bool = False
 
 
-def t_interval(values: list[float] | np.ndarray, *, confidence: float = CONFIDENCE) -> Estimate:
+def t_interval(
+    values: list[float] | np.ndarray, *, confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> Estimate:
     """Mean of ``values`` [n] with its Student-t interval on n - 1 degrees of freedom.
 
-    A single value, or values without spread, give the point itself as the interval.
+    A single value, or values without spread, give the point itself as the interval. With ``bounds`` (the range a
+    bounded metric's mean cannot leave, e.g. a rate's [0, 1]) the interval is clipped to it: the t interval is
+    symmetric and can run past a bound at small n, and intersecting an interval with the range its parameter must
+    lie in keeps its coverage.
     """
     from scipy.stats import t
 
@@ -89,6 +94,8 @@ def t_interval(values: list[float] | np.ndarray, *, confidence: float = CONFIDEN
     if spread == 0.0:
         return Estimate(mean, mean, mean, values.tolist())
     low, high = t.interval(confidence, values.size - 1, loc=mean, scale=spread / np.sqrt(values.size))
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Estimate(mean, float(low), float(high), values.tolist())
 
 

@@ -242,11 +242,12 @@ def _print_robustness(effects: list, sweep: list | None, *, title: str, metric: 
         )
     _console().print(table)
     if sweep is not None:
-        scores = Table(title=f"Final {metric} vs training reward noise (95% bootstrap over seeds)")
-        for column in ("algorithm", "reward noise", "seeds", "final score"):
+        scores = Table(title=f"Final {metric} vs training reward noise (95% t interval over seeds)")
+        for column in ("algorithm", "reward noise", "seeds", "final score", "per seed"):
             scores.add_column(column)
         for s in sweep:
-            scores.add_row(s.algo, s.noise, str(s.seeds), f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]")
+            score = f"{s.score.mean:.4f} [{s.score.low:.4f}, {s.score.high:.4f}]"
+            scores.add_row(s.algo, s.noise, str(s.seeds), score, ", ".join(f"{v:.3f}" for v in s.score.values))
         _console().print(scores)
     _console().print(f"wrote {written} and its figures", highlight=False)
 
@@ -339,7 +340,11 @@ def compare_command(
     ),
     last_k: int = typer.Option(3, "--last-k", help="mean of the last K test evaluations"),
     alpha: float = typer.Option(0.05, "--alpha", help="level at which a verdict calls a difference established"),
-    label: list[str] = typer.Option([], "--label", help="NAME=TEXT: display TEXT for a group label or algorithm"),
+    label: list[str] = typer.Option(
+        [],
+        "--label",
+        help="NAME=TEXT: display TEXT for a group (its label, display name or algorithm; NAME may hold '=')",
+    ),
     panels: list[str] = typer.Option(
         [], "--panels", help="learning-curve panels: iterations, model_evals, seconds, train (repeat)"
     ),
@@ -349,7 +354,7 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="print the JSON instead of the table"),
 ) -> None:
     """Compare groups of runs (configuration minus seed): verdicts, intervals, budgets, curves; report.md."""
-    from creditzoo.analysis.compare import CompareOptions, compare_runs
+    from creditzoo.analysis.compare import CompareOptions, compare_runs, group_runs, parse_labels
     from creditzoo.analysis.report import render_report
     from creditzoo.analysis.runs import expand_run_dirs, load_run, split_finished
 
@@ -365,10 +370,10 @@ def compare_command(
             resamples=resamples,
             seed=seed,
         )
-        names = _parse_labels(label)
         chosen = _parse_panels(panels)
         runs, skipped = split_finished([load_run(path) for path in expand_run_dirs(dirs)])
         _check_out(out, dirs)
+        names = parse_labels(label, group_runs(runs)) if label and runs else {}
         comparison = compare_runs(runs, options, labels=names)
     except ValueError as error:
         fail(str(error))
@@ -387,21 +392,6 @@ def compare_command(
     result = {**asdict(comparison), "skipped": skipped, "figures": list(captions.values()), "report": "report.md"}
     if not _emit(result, destination / "compare.json", as_json):
         _print_comparison(comparison, skipped, destination, figures)
-
-
-def _parse_labels(items: list[str]) -> dict[str, str]:
-    """``NAME=TEXT`` items -> {NAME: TEXT}.
-
-    Raises:
-        ValueError: an item without ``=`` or with an empty side.
-    """
-    names = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name or not text:
-            raise ValueError(f"--label {item[:80]!r} is not NAME=TEXT (NAME: a group label or an algorithm)")
-        names[name] = text
-    return names
 
 
 def _parse_panels(items: list[str]) -> tuple[str, ...]:

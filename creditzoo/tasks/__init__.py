@@ -22,6 +22,10 @@ TASKS: dict[str, str] = {
 }
 
 
+UNIT = (0.0, 1.0)
+"""The range of a share, an accuracy, a rate or a partial score: :attr:`Metric.bounds` of most metrics."""
+
+
 @dataclass(frozen=True)
 class Metric:
     """One evaluation metric of a task: a per-image score and its category-balanced mean.
@@ -37,6 +41,9 @@ class Metric:
         higher_is_better: False for a rate to keep low: reports show it beside a verdict, never as its subject.
         correctness: a 0/1 score, 1 where the image is correct; evaluation grids frame each image green or red by
             the first such metric of the task.
+        bounds: (low, high), the range every per-image score lies in, and so every mean of them (:data:`UNIT` for
+            accuracies, rates and partial scores); reports clip intervals of the metric's means to it. None:
+            unbounded or unknown (nothing is clipped).
     """
 
     name: str
@@ -45,8 +52,11 @@ class Metric:
     label: str = ""
     higher_is_better: bool = True
     correctness: bool = False
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
+            raise ValueError(f"metric {self.name!r} needs bounds (low, high) with low < high, got {self.bounds}")
         if not self.mean:
             object.__setattr__(self, "mean", self.name)
         if not self.label:

@@ -35,7 +35,7 @@ import itertools
 import numpy as np
 import torch
 
-from creditzoo.tasks import Metric, Task
+from creditzoo.tasks import UNIT, Metric, Task
 from creditzoo.worlds.geneval import (  # noqa: F401  (re-exported: the task's vocabulary)
     BACKGROUND,
     CATEGORIES,
@@ -267,14 +267,19 @@ TASK = Task(
     category=category_of,
     score=score,
     metrics=(
-        Metric("partial_score", "mean over the prompt's clauses of each clause's score (Flow-GRPO's GenEval reward)"),
-        Metric("strict_accuracy", "1 where every clause holds (GenEval's correctness)", correctness=True),
+        Metric(
+            "partial_score",
+            "mean over the prompt's clauses of each clause's score (Flow-GRPO's GenEval reward)",
+            bounds=UNIT,
+        ),
+        Metric("strict_accuracy", "1 where every clause holds (GenEval's correctness)", correctness=True, bounds=UNIT),
         Metric(
             "extra_objects",
             "1 where the image holds more objects than its prompt names",
             mean="extra_object_rate",
             label="extra-object rate",
             higher_is_better=False,
+            bounds=UNIT,
         ),
     ),
     primary_metric="partial_score",

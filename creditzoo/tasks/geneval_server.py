@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from creditzoo.rewards.geneval_server import NEEDS_METADATA, GenEvalServerReward, client_from_environment
-from creditzoo.tasks import Metric, Task
+from creditzoo.tasks import UNIT, Metric, Task
 
 if TYPE_CHECKING:
     from creditzoo.tasks.prompts import PromptSet
@@ -69,9 +69,9 @@ TASK = Task(
     category=_needs_prompt_files,  # type: ignore[arg-type]
     score=ServerScore(),
     metrics=(
-        Metric("partial_score", "the server's partial score (Flow-GRPO's GenEval training reward)"),
-        Metric("strict_accuracy", "GenEval's correctness: what GenEval reports", correctness=True),
-        Metric("exact_count_accuracy", "GenEval's correctness with exact counts", correctness=True),
+        Metric("partial_score", "the server's partial score (Flow-GRPO's GenEval training reward)", bounds=UNIT),
+        Metric("strict_accuracy", "GenEval's correctness: what GenEval reports", correctness=True, bounds=UNIT),
+        Metric("exact_count_accuracy", "GenEval's correctness with exact counts", correctness=True, bounds=UNIT),
     ),
     primary_metric="partial_score",
     rewards={

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from creditzoo.tasks import Metric, Task
+from creditzoo.tasks import UNIT, Metric, Task
 
 TEMPLATES: tuple[str, ...] = (
     'A neon sign on a brick wall that says "{text}"',
@@ -134,8 +134,17 @@ TASK = Task(
     category=category_of,
     score=score,
     metrics=(
-        Metric("ocr", "Flow-GRPO's OCR reward: 1 where OCR reads the quoted text, else 1 - edit distance / length"),
-        Metric("exact_text", "1 where OCR reads the whole quoted text (spaces and case aside)", correctness=True),
+        Metric(
+            "ocr",
+            "Flow-GRPO's OCR reward: 1 where OCR reads the quoted text, else 1 - edit distance / length",
+            bounds=UNIT,
+        ),
+        Metric(
+            "exact_text",
+            "1 where OCR reads the whole quoted text (spaces and case aside)",
+            correctness=True,
+            bounds=UNIT,
+        ),
     ),
     primary_metric="ocr",
     rewards={"ocr": "creditzoo.rewards.ocr:ocr_reward"},

@@ -136,6 +136,7 @@ TASK = Task(
     test_prompts=test_prompts,
     category=category_of,
     score=score,
+    # PickScore is a scaled CLIP logit, not bounded by 1: no bounds, no clipping
     metrics=(Metric("pickscore", "PickScore / 26: the preference model's score of the image for its prompt"),),
     primary_metric="pickscore",
     rewards={"pickscore": "creditzoo.rewards.pickscore:pickscore_reward"},
