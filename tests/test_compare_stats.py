@@ -395,6 +395,21 @@ def test_per_image_final_evaluations_are_used_and_paired(tmp_path) -> None:
     assert fallback.groups[1].contrast.difference == pytest.approx(np.mean(A) - np.mean(B))
 
 
+@pytest.mark.slow
+def test_the_default_threshold_is_read_on_the_test_curves_the_costs_come_from(tmp_path) -> None:
+    # final evaluations under another protocol score above every point of the in-run curves (as a 40-step,
+    # 4-sample final evaluation can): the threshold is still the baseline's last in-run mean, which it reaches
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    for i, path in enumerate(paths):
+        write_final_eval(path, np.full((6, 2), 0.95 + 0.001 * i))
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.paired and comparison.groups[0].final.mean > max(A + B)
+    assert comparison.threshold == pytest.approx(np.mean(B), abs=1e-6)
+    flow, tp = comparison.groups
+    assert flow.to_threshold["iterations"].value is not None and tp.to_threshold["iterations"].value is not None
+    assert "on its test curve" in comparison.threshold_source
+
+
 # ----------------------------------------------------------------------------------------------- bad input, warnings
 
 

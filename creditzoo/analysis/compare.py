@@ -22,8 +22,9 @@ recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are 
   cost axis the runs record; the area under the test curve (its mean level) and the mean of the last k evaluations.
 * Curves: the mean test score (and clean train reward) over seeds at each iteration with a t band, against
   iterations, cumulative model evaluations and seconds.
-* Cost to reach a threshold (default: the baseline's final mean): the first crossing of the running maximum of
-  the group's mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
+* Cost to reach a threshold (default: the baseline's final mean on its test curve, so that the baseline reaches
+  its own end whatever protocol the final scores use): the first crossing of the running maximum of the group's
+  mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
   "not reached" (censored at the group's budget), never dropped. Its ratio to the baseline's, resample against
   resample, keeps both censorings: a group that never reaches is above any finite ratio, a group that reaches what
   the baseline never does is below any (an open lower end, not a ratio of 0); neither reaching gives no ratio. Each
@@ -1159,8 +1160,10 @@ def _threshold(groups, summaries, scores, options: CompareOptions):
     base = groups[0]
     threshold, source = options.threshold, "given (--threshold)"
     if threshold is None:
-        threshold = float(np.mean(scores[base.label][options.metric]))
-        source = f"final mean {options.metric} of the baseline {base.label!r}"
+        # the last point of the baseline's own curve, in the protocol the costs are read along (the in-run
+        # evaluations): a final score under another protocol (eval/final.json) could lie above the whole curve
+        threshold = float(np.mean([run.series(options.metric)[1][-1] for run in base.runs]))
+        source = f"final mean {options.metric} of the baseline {base.label!r} on its test curve"
     crossings = {
         g.label: _bootstrap_crossings(g, options.metric, threshold, options.resamples, options.seed) for g in groups
     }
