@@ -17,6 +17,7 @@ from creditzoo.analysis.compare import (
     censored_interval,
     compare_runs,
     cost_ratios,
+    group_runs,
     parse_labels,
 )
 from creditzoo.analysis.report import render_report
@@ -393,6 +394,18 @@ def test_per_image_final_evaluations_are_used_and_paired(tmp_path) -> None:
     fallback = compare_runs([load_run(p) for p in paths])
     assert not fallback.paired and "different protocols" in fallback.scores_source
     assert fallback.groups[1].contrast.difference == pytest.approx(np.mean(A) - np.mean(B))
+
+
+def test_a_runs_notes_do_not_define_its_group(tmp_path) -> None:
+    # config.json's "notes" are caveats written from the other fields (e.g. split_noise=code:C): two seeds whose
+    # notes were worded differently (another commit) are one group, and no label carries the notes
+    paths = _runs(tmp_path, {"flow_grpo": B[:2]})
+    for path, notes in zip(paths, (["an off-policy caveat"], None), strict=True):
+        config = json.loads((path / "config.json").read_text())
+        config["notes"] = notes
+        (path / "config.json").write_text(json.dumps(config))
+    groups = group_runs([load_run(p) for p in paths])
+    assert len(groups) == 1 and "notes" not in groups[0].label and "notes" not in groups[0].config
 
 
 @pytest.mark.slow

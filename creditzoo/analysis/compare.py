@@ -1,9 +1,9 @@
 """Comparing groups of training runs: final scores with honest small-sample statistics, budgets, curves.
 
-Runs are grouped by their configuration minus the seed (and minus ``run_dir``, ``device`` and ``provenance``, which
-do not change what is learned); the seeds of a group are its samples. Everything is computed from what the runs
-recorded (``metrics.jsonl``, ``eval/``); nothing is sampled. The statistics are in :mod:`.stats`, the report in
-:mod:`.report`.
+Runs are grouped by their configuration minus the seed (and minus ``run_dir``, ``device``, ``provenance`` and
+``notes``, which do not change what is learned: the notes are caveats written from the other fields); the seeds of
+a group are its samples. Everything is computed from what the runs recorded (``metrics.jsonl``, ``eval/``);
+nothing is sampled. The statistics are in :mod:`.stats`, the report in :mod:`.report`.
 
 * Scores: when every run holds a per-image final evaluation (``eval/final.json``) under one protocol, each run's
   scores come from it (same prompts and noise for every run: the comparison is paired); otherwise from the last
@@ -47,7 +47,7 @@ from creditzoo.analysis.stats import Contrast, Estimate, Interaction, running_ma
 if TYPE_CHECKING:
     from creditzoo.tasks import Task
 
-IGNORED_KEYS = ("seed", "run_dir", "device", "provenance")
+IGNORED_KEYS = ("seed", "run_dir", "device", "provenance", "notes")
 """Configuration keys that do not define a group (seeds are a group's samples)."""
 
 COST_AXES = ("iterations", "model_evals", "seconds")
