@@ -27,6 +27,9 @@ RUNS = {
     "branch_grpo, no std (runs-tree-stdnone)": "runs-tree-stdnone/branch_grpo-seed{}",
     "branch_grpo, batch-wide std (runs-tree-stdglobal)": "runs-tree-stdglobal/branch_grpo-seed{}",
     "flow_grpo, 4 x 16 control (runs-control)": "runs-control/flow_grpo-seed{}",
+    "branch_grpo, depths 1-4 untrained (runs-tree-pruneshallow)": "runs-tree-pruneshallow/branch_grpo-seed{}",
+    "flow_grpo, 4 x 16 control rerun (runs-control-final)": "runs-control-final/flow_grpo-seed{}",
+    "flow_grpo, 4 x 16, window steps 4-8 only (runs-control-late)": "runs-control-late/flow_grpo-seed{}",
 }
 
 
@@ -66,7 +69,7 @@ def main() -> None:
             continue
         mass, spread, narrow = summary
         steps = " ".join(f"{value:5.2f}" for value in mass.tolist())
-        print(f"{name}\n  credit mass per prompt, steps 0-{mass.numel() - 1}: {steps}  (total {mass.sum():.2f})")
+        print(f"{name}\n  credit mass per prompt, window steps 0-{mass.numel() - 1}: {steps}  (total {mass.sum():.2f})")
         print(f"  within-group reward SD {spread:.4f}; groups with < half distinct rewards {narrow:.2f}")
         _, spread, narrow = summarise(pattern, 1, 1)
         print(

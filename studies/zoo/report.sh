@@ -19,3 +19,16 @@ creditzoo analyze compare runs runs-tree runs-tree-stdnone runs-tree-stdglobal r
     "${labels[@]}" --out analysis/compare
 python3 ../table.py runs runs-tree runs-tree-stdnone runs-tree-stdglobal runs-control ../credit/runs > analysis/table.md
 cat analysis/table.md
+# The reruns after the fidelity revisions (issue 16) and the probes of why branch_grpo declines (rerun.sh, probe.sh):
+# every run ends with the paired final evaluation, so these are compared among themselves, against the 4 x 16
+# flow_grpo control rerun with it (runs-control-final); g2rpo on its new grid (8 x 8) is read against the base model
+# in the README. Holm over the five contrasts.
+creditzoo analyze compare runs-tree-release runs-tree-depthprune runs-tree-code4 runs-tree-pruneshallow \
+    runs-control-final runs-control-late --baseline 'flow_grpo algo_options={} window_size=none window_start=0' \
+    --label 'flow_grpo options={} window=none window start=0=flow_grpo 4x16' \
+    --label 'flow_grpo options={} window=5 window start=4=flow_grpo 4x16, steps 4-8' \
+    --label 'branch_grpo options={} window=none window start=0=branch_grpo (release defaults)' \
+    --label 'branch_grpo options={"depth_prune": "9"} window=none window start=0=branch_grpo, depth_prune 9' \
+    --label 'branch_grpo options={"depth_prune": "1,2,3,4"} window=none window start=0=branch_grpo, depths 1-4 untrained' \
+    --label 'branch_grpo options={"split_noise": "code:4"} window=none window start=0=branch_grpo, split_noise code:4' \
+    --out analysis/reruns
