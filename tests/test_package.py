@@ -42,6 +42,13 @@ def test_the_code_cites_the_users_math_page_not_an_internal_spec() -> None:
         for match in re.finditer(r"docs/math\.md,? sections? ([\d., and-]+)", text):
             for number in re.findall(r"\d+(?:\.\d+)?", match.group(1)):
                 assert number in headings, f"{path}: docs/math.md has no section {number}"
+    # the written-up results and scripts users read cite the same page, not the internal one
+    documents = [root / "README.md", *(root / "docs").rglob("*.md")]
+    documents += [
+        p for d in ("studies", "benchmarks") for ext in ("md", "sh", "py") for p in (root / d).rglob(f"*.{ext}")
+    ]
+    for path in documents:
+        assert "ALGORITHMS.md" not in path.read_text(), f"{path} cites ALGORITHMS.md, which users do not have"
 
 
 def _imports(path: Path, module: str, modules: set[str], *, module_level: bool) -> set[str]:

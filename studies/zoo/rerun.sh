@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The zoo study's reruns after the fidelity revisions of issue 16 (ALGORITHMS.md sections 7.3 and 7.4 revised
+# The zoo study's reruns after the fidelity revisions of issue 16 (docs/math.md sections 9.3 and 9.4, revised
 # 2026-12-04), on the zoo study's schedule (run.sh: 20 iterations, test evaluation every 5, three seeds, the geneval
 # task's defaults otherwise) and into new directories, so the first runs stay beside them:
 #   runs-tree-release/     branch_grpo with the release's defaults: sample-std depth normalisation, mean fusion, iid
