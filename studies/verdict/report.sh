@@ -25,3 +25,6 @@ fi
 if [ -d runs-noise ]; then
     creditzoo analyze compare runs-primary runs-noise --baseline flow_grpo --budget model_evals --out analysis/noise
 fi
+if [ -f analysis/noise/compare.json ]; then
+    python3 noise_family.py analysis/noise/compare.json > analysis/noise/family.md  # the declared family of two
+fi
