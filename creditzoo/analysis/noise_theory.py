@@ -14,6 +14,10 @@ Every score R_0 .. R_K of a trajectory gets its own draw of N(0, sigma^2) noise,
   exactly (up to quadrature error below 1e-9): cycles in the pattern are removed by inclusion-exclusion, what is
   left are chains of at most five scores, integrated by Gauss-Hermite quadrature over the middle score with the
   bivariate normal (Owen's T) on either side;
+* the same with a margin m (``TurningPointRule.margin``): ``tp_margin`` (docs/math.md section 10.2) gives a difference
+  a sign only where its magnitude exceeds m = c * sqrt(2) * sigma_told, so each ordering must hold by more than m
+  (an offset; inclusion-exclusion adds complements with offset -m). :func:`sign_change_rule` reads the rule off an
+  algorithm, told an SD;
 * from those probabilities, the expected turning-point precision and recall over a set of clean rollouts
   (:func:`predict_turning_points`).
 
@@ -73,7 +77,7 @@ class TurningPointRule:
     def name(self) -> str:
         """The TP-GRPO variant that marks with this rule (``tp_grpo_strict``, ...), and its margin if not 0.
 
-        ``tp_grpo_strict, margin 0.0276``: ``tp_margin``'s rule with c = 0.39 told sigma = 0.05.
+        ``tp_grpo_strict, margin 0.02758``: ``tp_margin``'s rule with c = 0.39 told sigma = 0.05.
         """
         name = "tp_grpo" + ("_strict" if self.strict else "") + ("" if self.initial_step else "_noinit")
         return name if self.margin == 0 else f"{name}, margin {self.margin:.4g}"
