@@ -1,6 +1,8 @@
 """The Gaussian misclassification theory (docs/math.md section 8.1) against known cases and Monte-Carlo draws, and the
 robustness study under every noise kind (issue 18)."""
 
+import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from creditzoo.algorithms import ALGORITHMS, get_algorithm, option_names
 from creditzoo.algorithms.tp_grpo import turning_points
+from creditzoo.algorithms.tp_margin import DEFAULT_MARGIN, TP_MARGIN, tp_margin
 from creditzoo.analysis import load_records, noise_theory
 from creditzoo.analysis.noise_theory import (
     TurningPointRule,
@@ -65,14 +68,61 @@ def test_bivariate_normal_cdf_matches_scipy() -> None:
         assert np.abs(bivariate_normal_cdf(h, k, rho) - reference).max() < 1e-9
 
 
-def test_clean_marks_are_the_library_rule_and_sigma_zero_gives_them() -> None:
-    """The theory's patterns, evaluated on the clean scores, are tp_grpo.turning_points (written independently)."""
+@pytest.mark.parametrize("margin", [0.0, 0.06])
+def test_clean_marks_are_the_library_rule_and_sigma_zero_gives_them(margin: float) -> None:
+    """The theory's patterns, evaluated on the clean scores, are tp_grpo.turning_points (written independently), with
+    the dead zone tp_margin passes it. Scores are multiples of 0.05, so a margin of 0.06 sits between two spacings
+    and no difference lies on its edge (where float rounding would decide)."""
     for steps in range(1, 7):
         rewards = _grid_rewards(steps, 300, steps, levels=4)
-        for rule in RULES:
-            library = turning_points(torch.tensor(rewards), strict=rule.strict, initial_step=rule.initial_step)
+        for strict, initial in itertools.product((False, True), (True, False)):
+            rule = TurningPointRule(strict, initial, margin=margin)
+            library = turning_points(torch.tensor(rewards), strict=strict, initial_step=initial, margin=margin)
             assert np.array_equal(clean_marks(rewards, rule), library.numpy()), (steps, rule)
             assert np.array_equal(mark_probabilities(rewards, 0.0, rule), library.numpy().astype(float))
+            unmargined = clean_marks(rewards, rule.clean_version)
+            if margin and unmargined.any():  # the dead zone drops marks here: the checks above see the margin
+                assert not np.array_equal(unmargined, library.numpy()), (steps, rule)
+
+
+def test_margin_zero_gives_the_numbers_of_the_rule_without_one() -> None:
+    """Pinned P(marked) at sigma = 0.05, computed by noise_theory before orderings had offsets (commit 241427d)."""
+    rewards = np.array([[0.18, 0.64, 0.47, 0.37, 0.35], [0.79, 0.91, 0.18, 0.65, 0.30], [0.97, 0.92, 0.64, 0.75, 0.52]])
+    upward_free = [
+        [0.9918952293229515, 0.008039083396438352, 0.07807175960315027, 0.3823455537180156],
+        [0.04484301088729178, 0.9551569891127083, 2.1094682619713012e-12, 0.999999628434389],
+        [0.7602499390045033, 0.23975003638194203, 2.7420757883571e-05, 0.9398692125602789],
+    ]
+    strict = [
+        [2.054896336378925e-05, 0.008037181396321024, 0.0067607562598977645, 0.0],
+        [0.0448430108851823, 0.0428321152599338, 1.0892438580845967e-13, 0.0],
+        [0.7602499311981352, 0.2289989218771795, 2.739928683612325e-05, 0.0],
+    ]
+    for rule_strict, initial in itertools.product((False, True), (True, False)):
+        pinned = np.array(strict if rule_strict else upward_free)
+        if not initial:
+            pinned[:, 0] = 0.0  # the *_noinit variants never mark step 0
+        rule = TurningPointRule(rule_strict, initial, margin=0.0)
+        assert rule == TurningPointRule(rule_strict, initial) and rule.name == rule.clean_version.name
+        # the same float operations as then; a tolerance only for another platform's libm (1e-12 relative)
+        assert mark_probabilities(rewards, 0.05, rule) == pytest.approx(pinned, rel=1e-12, abs=1e-15), rule
+
+
+def test_a_margin_on_one_increment_is_known_exactly() -> None:
+    """K = 1: the trend is the only increment, so the initial step is marked iff |D_0| > m, D_0 ~ N(d, 2 sigma^2):
+    Phi((d - m) / (sqrt(2) sigma)) + Phi((-d - m) / (sqrt(2) sigma)); the strict rule asks R_K - R_K > m: never."""
+    from scipy.stats import norm
+
+    rewards = np.array([[0.5, 0.5], [0.5, 0.53], [0.5, 0.42]])
+    sigma, margin = 0.04, 0.03
+    d = rewards[:, 1] - rewards[:, 0]
+    scale = math.sqrt(2) * sigma
+    expected = norm.cdf((d - margin) / scale) + norm.cdf((-d - margin) / scale)
+    got = mark_probabilities(rewards, sigma, TurningPointRule(strict=False, margin=margin))[:, 0]
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert np.all(mark_probabilities(rewards, sigma, TurningPointRule(strict=True, margin=margin)) == 0)
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+        TurningPointRule(margin=-0.01)
 
 
 def test_worked_example_of_the_math() -> None:
@@ -130,6 +180,29 @@ def test_mark_probabilities_match_monte_carlo(steps: int) -> None:
             assert (np.abs(frequency - predicted) <= 5 * se + 1 / draws).all(), (sigma, rule)
 
 
+@pytest.mark.parametrize("steps", [2, 3, 6])
+def test_mark_probabilities_with_a_margin_match_monte_carlo(steps: int) -> None:
+    """As above with tp_margin's dead zone, c = 0.39 and 1: the cycles (strict step 1, the strict initial step, K = 2)
+    are resolved with offsets. The same draws are far from the prediction that ignores the margin."""
+    draws, trajectories, sigma = 4000, 25, 0.05
+    rewards = _grid_rewards(20 + steps, trajectories, steps)
+    gen = torch.Generator().manual_seed(100 + steps)
+    noise = sigma * torch.randn(draws, trajectories, steps + 1, generator=gen, dtype=torch.float64)
+    noisy = (torch.tensor(rewards) + noise).reshape(-1, steps + 1)  # [M * N, K+1]
+    for c in (0.39, 1.0):
+        margin = c * math.sqrt(2) * sigma
+        for strict, initial in itertools.product((False, True), (True, False)):
+            marks = turning_points(noisy, strict=strict, initial_step=initial, margin=margin)
+            frequency = marks.reshape(draws, trajectories, steps).double().mean(0).numpy()  # [N, K]
+            rule = TurningPointRule(strict, initial, margin=margin)
+            predicted = mark_probabilities(rewards, sigma, rule)  # [N, K]
+            # 5 binomial SE + 1 / M, as above
+            assert (np.abs(frequency - predicted) <= 5 * np.sqrt(predicted * (1 - predicted) / draws) + 1 / draws).all()
+            ignored = mark_probabilities(rewards, sigma, rule.clean_version)  # 0 everywhere for strict noinit, K = 2
+            if ignored.any():
+                assert (np.abs(frequency - ignored) > 5 * np.sqrt(ignored * (1 - ignored) / draws) + 1 / draws).any()
+
+
 def test_expected_precision_recall_and_flips_match_monte_carlo() -> None:
     draws, trajectories, steps, sigma = 3000, 40, 5, 0.05
     rewards = _grid_rewards(3, trajectories, steps)
@@ -162,6 +235,42 @@ def test_expected_precision_recall_and_flips_match_monte_carlo() -> None:
     assert flips.tie_share == pytest.approx((d_clean == 0).mean(0).tolist())
 
 
+def test_tp_margin_precision_and_recall_match_monte_carlo() -> None:
+    """tp_margin itself (balancing off: the rule's marks), told sigma, on M noisy copies; the truth is its clean version
+    (told 0) on the clean scores. Expected marks and hits against the rule sign_change_rule reads off the algorithm."""
+    draws, trajectories, steps, sigma = 2000, 40, 5, 0.05
+    rewards = _grid_rewards(8, trajectories, steps)
+    gen = torch.Generator().manual_seed(9)
+    noise = sigma * torch.randn(draws, trajectories, steps + 1, generator=gen, dtype=torch.float64)
+    noisy = (torch.tensor(rewards) + noise).reshape(-1, steps + 1)  # [M * N, K+1]
+
+    def marks(algorithm, scores: torch.Tensor) -> torch.Tensor:
+        rollout = Rollout(group_ids=torch.arange(scores.shape[0]) // 4, completion_rewards=scores)
+        return algorithm(rollout).turning_points  # [B, K]
+
+    clean = marks(get_algorithm("tp_margin", balance=False), torch.tensor(rewards))  # [N, K]
+    told = get_algorithm("tp_margin", balance=False, noise_sd=sigma)
+    noisy_marks = marks(told, noisy).reshape(draws, trajectories, steps)  # [M, N, K]
+    hits = (noisy_marks & clean).sum((1, 2)).double()  # [M]
+    marked = noisy_marks.sum((1, 2)).double()  # [M]
+    rule = sign_change_rule("tp_margin", noise_sd=sigma)
+    assert rule == TurningPointRule(strict=True, initial_step=True, margin=DEFAULT_MARGIN * math.sqrt(2) * sigma)
+    prediction = predict_turning_points(rewards, sigma, rule)
+    assert prediction.reference == "tp_grpo_strict" and np.array_equal(
+        clean.numpy(), clean_marks(rewards, rule.clean_version)
+    )
+    expected_marked = prediction.mark_rate_all * trajectories * steps
+    expected_hits = prediction.recall_all * float(clean.sum())  # recall's denominator is fixed: E[hits] / |clean|
+    # sums over the M draws: 5 standard errors of a mean (sample SD / sqrt M)
+    se_marked, se_hits = float(marked.std()) / math.sqrt(draws), float(hits.std()) / math.sqrt(draws)
+    assert abs(float(marked.mean()) - expected_marked) <= 5 * se_marked
+    assert abs(float(hits.mean()) - expected_hits) <= 5 * se_hits
+    assert prediction.precision_all == pytest.approx(expected_hits / expected_marked, rel=1e-6)
+    ignored = predict_turning_points(rewards, sigma, rule.clean_version)  # the margin left out: far off
+    assert abs(float(marked.mean()) - ignored.mark_rate_all * trajectories * steps) > 5 * se_marked
+    assert abs(float(hits.mean()) - ignored.recall_all * float(clean.sum())) > 5 * se_hits
+
+
 def test_approximations_differ_from_the_exact_prediction() -> None:
     """Ignoring the shared scores (independent) or the trend's noise (clean_trend) changes the prediction."""
     rewards = _grid_rewards(5, 60, 5)
@@ -178,8 +287,24 @@ def test_sign_change_rule_reads_the_algorithm(monkeypatch) -> None:
     assert sign_change_rule("tp_grpo_strict_noinit") == TurningPointRule(strict=True, initial_step=False)
     assert sign_change_rule("tp_grpo_strict_release") == TurningPointRule(strict=True, initial_step=True)
     assert sign_change_rule("flow_grpo") is None and sign_change_rule("incremental") is None
+    assert sign_change_rule("tp_prob") is None and sign_change_rule("tp_grpo_strict_rts") is None
+    assert sign_change_rule("tp_grpo", noise_sd=0.05) == TurningPointRule(strict=False)  # not told: no margin
+    # tp_margin: the margin c sqrt(2) sigma of the SD it is told (none: its noise_sd option, 0 by default)
+    assert sign_change_rule("tp_margin") == TurningPointRule(strict=True, initial_step=True, margin=0.0)
+    told = sign_change_rule("tp_margin", noise_sd=0.05)
+    assert told == TurningPointRule(strict=True, initial_step=True, margin=0.39 * math.sqrt(2) * 0.05)
+    assert told.name == "tp_grpo_strict, margin 0.02758"
+    loose = functools.partial(tp_margin, strict=False, initial_step=False, margin=1.0, noise_sd=0.02)
+    monkeypatch.setitem(ALGORITHMS, "tp_margin_loose", dataclasses.replace(TP_MARGIN, fn=loose))
+    assert sign_change_rule("tp_margin_loose") == TurningPointRule(False, False, margin=math.sqrt(2) * 0.02)
+    assert sign_change_rule("tp_margin_loose", noise_sd=0.1) == TurningPointRule(
+        False, False, margin=math.sqrt(2) * 0.1
+    )
+    with pytest.raises(ValueError, match="noise_sd"):
+        sign_change_rule("tp_margin", noise_sd=-1.0)
     monkeypatch.setattr(noise_theory, "SIGN_CHANGE_OPTIONS", frozenset({"strict", "initial_step"}))
     assert sign_change_rule("tp_grpo") is None  # a kernel with an option the theory does not know is left out
+    assert sign_change_rule("tp_margin") is not None  # its own list: MARGIN_OPTIONS was built at import
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
@@ -219,6 +344,52 @@ def test_theory_comparison_rows_match_their_sources(tmp_path) -> None:
     assert abs(flips.measured.mean - flips.predicted) <= 5 * math.sqrt(0.25 / (48 * 8))
     assert flips.measured.low < flips.measured.mean < flips.measured.high  # eight different draws
     assert cell[("gaussian:0.05", "increments", "tie_share", None)].measured is None
+
+
+def test_theory_comparison_predicts_tp_margin_with_the_margin_it_is_told(tmp_path) -> None:
+    """tp_margin's rows: at sigma = 0 its rule is tp_grpo_strict's; at 0.05 it is told 0.05, and its measured rate,
+    recall and precision before balancing follow the prediction with margin 0.39 sqrt(2) 0.05, not the one without."""
+    from scipy.stats import t as student_t
+
+    records = _run_records(tmp_path)
+    specs = parse_noise_list(["gaussian:0", "gaussian:0.05"])
+    repeats = 40
+    rows = theory_comparison(records, specs, algos=["tp_margin", "tp_grpo_strict"], repeats=repeats, seed=1)
+    cell = {(r.noise, r.subject, r.quantity, r.step): r for r in rows}
+    assert {r.subject for r in rows} == {
+        "increments",
+        "rule:tp_margin",
+        "tp_margin",
+        "rule:tp_grpo_strict",
+        "tp_grpo_strict",
+    }
+    for quantity, step in itertools.product(("mark_rate", "precision", "recall"), [*range(5), None]):
+        margin, plain = (
+            cell[("gaussian:0.0", subject, quantity, step)] for subject in ("rule:tp_margin", "rule:tp_grpo_strict")
+        )
+        assert (margin.predicted, margin.measured) == (plain.predicted, plain.measured)  # told 0: no margin
+    clean = torch.cat([r.completion_rewards(clean=True) for r in records]).double().numpy()  # [48, 6]
+    truth = clean_marks(clean, TurningPointRule(strict=True))  # the clean version's marks [48, 5]
+    p = mark_probabilities(clean, 0.05, TurningPointRule(strict=True, margin=0.39 * math.sqrt(2) * 0.05))  # [48, 5]
+    expected = {
+        "mark_rate": p.mean(),
+        "recall": (truth * p).sum() / truth.sum(),
+        "precision": (truth * p).sum() / p.sum(),
+    }
+    # a mean over repeats: its SE is the 95% t interval's half-width / t(0.975, n - 1); the pooled precision (a ratio
+    # of sums over ~1,000 marks, bias O(1 / 1,000)) varies no more than the mean of the per-repeat ratios
+    critical = student_t.ppf(0.975, repeats - 1)
+    for quantity, value in expected.items():
+        measured = cell[("gaussian:0.05", "rule:tp_margin", quantity, None)]
+        assert measured.predicted == pytest.approx(value, abs=1e-8)  # predictions are kept to 9 digits
+        se = (measured.measured.high - measured.measured.low) / (2 * critical)
+        observed = measured.pooled if quantity == "precision" else measured.measured.mean
+        assert abs(observed - value) <= 5 * se, quantity
+        if quantity != "precision":  # the prediction without the margin is far off (precision moves less)
+            assert abs(observed - cell[("gaussian:0.05", "rule:tp_grpo_strict", quantity, None)].predicted) > 5 * se
+    credited = cell[("gaussian:0.05", "tp_margin", "mark_rate", None)]  # balanced, told 0.05: fewer marks still
+    assert credited.predicted == cell[("gaussian:0.05", "rule:tp_margin", "mark_rate", None)].predicted
+    assert credited.measured.mean < cell[("gaussian:0.05", "tp_grpo_strict", "mark_rate", None)].measured.mean
 
 
 @pytest.mark.slow

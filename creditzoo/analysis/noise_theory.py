@@ -14,6 +14,10 @@ Every score R_0 .. R_K of a trajectory gets its own draw of N(0, sigma^2) noise,
   exactly (up to quadrature error below 1e-9): cycles in the pattern are removed by inclusion-exclusion, what is
   left are chains of at most five scores, integrated by Gauss-Hermite quadrature over the middle score with the
   bivariate normal (Owen's T) on either side;
+* the same with a margin m (``TurningPointRule.margin``): ``tp_margin`` (docs/math.md section 10.2) gives a difference
+  a sign only where its magnitude exceeds m = c * sqrt(2) * sigma_told, so each ordering must hold by more than m
+  (an offset; inclusion-exclusion adds complements with offset -m). :func:`sign_change_rule` reads the rule off an
+  algorithm, told an SD;
 * from those probabilities, the expected turning-point precision and recall over a set of clean rollouts
   (:func:`predict_turning_points`).
 
@@ -23,7 +27,7 @@ Marks are the rule's marks before balancing: balancing depends on the whole batc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -39,28 +43,49 @@ MAX_CHAIN = 5
 """Longest chain of orderings :func:`ordering_probability` integrates (TP-GRPO's strict pattern has five scores)."""
 
 Ordering = tuple[int, int]
-"""(lo, hi): the noisy score at index lo is below the one at index hi."""
+"""(lo, hi): the noisy score at index lo is below the one at index hi (by more than the rule's margin)."""
 
-Chain = tuple[tuple[int, ...], tuple[int, ...]]
-"""(score indices in order, relations): relation +1 means the next score is above the one before it, -1 below."""
+Edge = tuple[int, int, float]
+"""(lo, hi, offset): score hi - score lo > offset. A rule's orderings carry its margin; inclusion-exclusion adds their
+complements, score lo - score hi >= -offset, with the offset negated (docs/math.md section 8.1)."""
+
+Chain = tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]
+"""(score indices in order, relations, offsets): relation +1 means the next score is above the one before it by more
+than the link's offset, -1 below it by more than the offset."""
 
 
 @dataclass(frozen=True)
 class TurningPointRule:
-    """A sign-change turning-point rule of TP-GRPO, before balancing (docs/math.md section 3).
+    """A sign-change turning-point rule of TP-GRPO, before balancing (docs/math.md section 3), with an optional margin.
 
     Attributes:
         strict: the consistency constraint of Definition 5.1 (``tp_grpo_strict``).
         initial_step: Remark 4.2's initial-step extension (off in the ``*_noinit`` variants).
+        margin: m >= 0, in reward units: a score difference (an increment, the trend R_K - R_0, the consistency term
+            R_K - R_{k+1}) has a sign only where its magnitude exceeds m, as ``tp_margin`` counts them with
+            m = c * sqrt(2) * sigma (docs/math.md section 10.2); 0 is TP-GRPO's rule exactly.
     """
 
     strict: bool = False
     initial_step: bool = True
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "margin", _check_margin(self.margin))
 
     @property
     def name(self) -> str:
-        """The registry name of the TP-GRPO variant that marks with this rule (``tp_grpo_strict``, ...)."""
-        return "tp_grpo" + ("_strict" if self.strict else "") + ("" if self.initial_step else "_noinit")
+        """The TP-GRPO variant that marks with this rule (``tp_grpo_strict``, ...), and its margin if not 0.
+
+        ``tp_grpo_strict, margin 0.02758``: ``tp_margin``'s rule with c = 0.39 told sigma = 0.05.
+        """
+        name = "tp_grpo" + ("_strict" if self.strict else "") + ("" if self.initial_step else "_noinit")
+        return name if self.margin == 0 else f"{name}, margin {self.margin:.4g}"
+
+    @property
+    def clean_version(self) -> TurningPointRule:
+        """The same rule without a margin: what a noise-aware scheme marks when told no noise (its clean version)."""
+        return replace(self, margin=0.0)
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,8 @@ class TurningPointPrediction:
 
     Attributes:
         rule: the rule's name (:attr:`TurningPointRule.name`).
+        reference: the name of the rule whose clean marks c_bk are the truth (the rule without its margin unless
+            told otherwise).
         sigma: the noise SD on every score.
         method: one of :data:`METHODS`.
         clean_rate: [K] share of trajectories the rule marks on the clean scores.
@@ -110,6 +137,7 @@ class TurningPointPrediction:
     """
 
     rule: str
+    reference: str
     sigma: float
     method: str
     clean_rate: list[float]
@@ -132,6 +160,12 @@ def _check_sigma(sigma: float) -> float:
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
+
+
+def _check_margin(margin: float) -> float:
+    if isinstance(margin, bool) or not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0 (a score difference), got {margin!r}")
+    return float(margin)
 
 
 def flip_probability(increments: np.ndarray, sigma: float) -> np.ndarray:
@@ -186,12 +220,14 @@ def predict_flips(rewards: np.ndarray, sigma: float) -> FlipPrediction:
 def turning_point_patterns(step: int, steps: int, rule: TurningPointRule) -> list[list[Ordering]]:
     """The mutually exclusive ordering patterns of the noisy scores that mark ``step`` as a turning point.
 
-    Each pattern is a list of (lo, hi) pairs, "score lo < score hi" strictly; the step is marked iff one pattern
-    holds (and r_agg = R_K - R_k != 0, which has probability 1 under continuous noise). The first pattern is the
-    upward trajectory's (R_0 < R_K), the second its mirror image. For step k >= 1:
-    R_k < R_{k-1}, R_k < R_{k+1} and R_0 < R_K (s_{k-1} < 0 < s_k), plus R_{k+1} < R_K with the consistency
-    constraint; for step 0 (initial-step extension): R_0 < R_1 and R_0 < R_K, plus R_1 < R_K. A pair (i, i) can never
-    hold (e.g. R_K < R_K at the last step under the consistency constraint).
+    Each pattern is a list of (lo, hi) pairs, "score lo < score hi" strictly, or with the rule's margin m,
+    "score hi - score lo > m"; the step is marked iff one pattern holds (and r_agg = R_K - R_k != 0, which has
+    probability 1 under continuous noise). The first pattern is the upward trajectory's (R_0 < R_K), the second its
+    mirror image. For step k >= 1: R_k < R_{k-1}, R_k < R_{k+1} and R_0 < R_K (s_{k-1} < 0 < s_k), plus
+    R_{k+1} < R_K with the consistency constraint; for step 0 (initial-step extension): R_0 < R_1 and R_0 < R_K, plus
+    R_1 < R_K. A pair (i, i) can never hold (e.g. R_K < R_K at the last step under the consistency constraint; with a
+    margin, 0 > m). Every pair is one of the differences ``tp_margin`` puts a dead zone on (an increment, the trend,
+    the consistency term), so the same patterns, each ordering by more than m, are its marks.
 
     Args:
         step: window step k in [0, K).
@@ -215,13 +251,18 @@ def turning_point_patterns(step: int, steps: int, rule: TurningPointRule) -> lis
     return [upward, [(hi, lo) for lo, hi in upward]]
 
 
-def ordering_probability(pattern: list[Ordering], means: np.ndarray, sigma: float) -> np.ndarray:
+def ordering_probability(
+    pattern: list[Ordering], means: np.ndarray, sigma: float, *, margin: float = 0.0
+) -> np.ndarray:
     """P(every ordering of ``pattern`` holds) for independent scores N(means[:, i], sigma^2).
 
+    An ordering (lo, hi) holds when score hi - score lo > ``margin``; 0 is the strict ordering score lo < score hi.
+
     Args:
-        pattern: (lo, hi) pairs, "score lo < score hi".
+        pattern: (lo, hi) pairs.
         means: float [N, n] clean scores (the noise's means) of N trajectories.
         sigma: noise SD (> 0).
+        margin: how far each difference must exceed 0, in score units (>= 0; docs/math.md section 8.1).
 
     Returns:
         float64 [N] probabilities.
@@ -232,9 +273,10 @@ def ordering_probability(pattern: list[Ordering], means: np.ndarray, sigma: floa
     """
     if _check_sigma(sigma) == 0:
         raise ValueError("sigma must be > 0 here; with sigma = 0 a pattern holds or not (see clean_marks)")
+    margin = _check_margin(margin)
     means = np.asarray(means, dtype=np.float64)
     total = np.zeros(means.shape[0])
-    for sign, chains in _resolve(frozenset(pattern)):
+    for sign, chains in _resolve(frozenset((lo, hi, margin) for lo, hi in pattern)):
         product = np.ones(means.shape[0])
         for chain in chains:
             product = product * _chain_probability(chain, means, sigma)
@@ -242,39 +284,66 @@ def ordering_probability(pattern: list[Ordering], means: np.ndarray, sigma: floa
     return total
 
 
+def _normalised(edges: frozenset[Edge]) -> frozenset[Edge] | None:
+    """The same event with at most one edge per pair of scores, or None when it is impossible.
+
+    X_i - X_i > o holds always (o < 0) or never; two edges one way keep the larger offset; edges both ways,
+    X_hi - X_lo > a and X_lo - X_hi > b, leave a < X_hi - X_lo < -b: empty when a + b >= 0.
+    """
+    if any(lo == hi and offset >= 0 for lo, hi, offset in edges):
+        return None
+    tightest: dict[tuple[int, int], float] = {}
+    for lo, hi, offset in edges:
+        if lo != hi:
+            tightest[(lo, hi)] = max(offset, tightest.get((lo, hi), -math.inf))
+    for (lo, hi), offset in tightest.items():
+        if (hi, lo) in tightest:
+            if offset + tightest[(hi, lo)] >= 0:
+                return None
+            raise ValueError("a pattern that bounds a score difference from both sides is not supported")
+    return frozenset((lo, hi, offset) for (lo, hi), offset in tightest.items())
+
+
 @cache
-def _resolve(pattern: frozenset[Ordering]) -> tuple[tuple[int, tuple[Chain, ...]], ...]:
-    """Inclusion-exclusion terms (sign, independent chains) whose signed sum is the pattern's probability."""
-    if any(lo == hi for lo, hi in pattern) or any((hi, lo) in pattern for lo, hi in pattern):
-        return ()  # impossible: x < x, or x < y and y < x
-    cycle = _find_cycle(pattern)
+def _resolve(edges: frozenset[Edge]) -> tuple[tuple[int, tuple[Chain, ...]], ...]:
+    """Inclusion-exclusion terms (sign, independent chains) whose signed sum is the probability of ``edges``."""
+    normal = _normalised(edges)
+    if normal is None:
+        return ()
+    cycle = _find_cycle(normal)
     if cycle is None:
-        return ((1, _chains(pattern)),)
-    along = [(a, b) for a, b in cycle if (a, b) in pattern]  # ordered the way the cycle is walked
-    against = [(b, a) for a, b in cycle if (b, a) in pattern]
-    if not along or not against:
-        return ()  # a directed cycle: x < y < ... < x
-    minority = along if len(along) <= len(against) else against
+        return ((1, _chains(normal)),)
+    offsets = {(lo, hi): offset for lo, hi, offset in normal}
+    along = [(a, b, offsets[(a, b)]) for a, b in cycle if (a, b) in offsets]  # ordered the way the cycle is walked
+    against = [(b, a, offsets[(b, a)]) for a, b in cycle if (b, a) in offsets]
+    if not along or not against:  # a directed cycle: the differences around it sum to 0, so 0 > sum of offsets
+        if math.fsum(offset for *_, offset in along + against) >= 0:
+            return ()
+        raise ValueError("a directed cycle of orderings whose offsets sum below 0 is not supported")
+    minority, majority = (along, against) if len(along) <= len(against) else (against, along)
     if len(minority) == 1:
-        return _resolve(pattern - {minority[0]})  # implied by the chain of the others
-    edge = minority[0]
-    rest = pattern - {edge}
+        # the majority walks from the minority's lo to its hi: X_hi - X_lo > sum of its offsets (fsum: exact sums)
+        if math.fsum(offset for *_, offset in majority) >= minority[0][2]:
+            return _resolve(normal - {minority[0]})  # implied by the chain of the others
+        raise ValueError("a cycle whose one opposing ordering is not implied by the others is not supported")
+    lo, hi, offset = minority[0]
+    rest = normal - {minority[0]}
     kept = _resolve(rest)
-    flipped = _resolve(rest | {(edge[1], edge[0])})
+    flipped = _resolve(rest | {(hi, lo, -offset)})  # not (X_hi - X_lo > o) is X_lo - X_hi >= -o (ties: probability 0)
     return kept + tuple((-sign, chains) for sign, chains in flipped)  # P(A and S) = P(S) - P(not A and S)
 
 
-def _neighbours(pattern: frozenset[Ordering]) -> dict[int, list[int]]:
+def _neighbours(edges: frozenset[Edge]) -> dict[int, list[int]]:
     graph: dict[int, list[int]] = {}
-    for lo, hi in sorted(pattern):
+    for lo, hi, _ in sorted(edges):
         graph.setdefault(lo, []).append(hi)
         graph.setdefault(hi, []).append(lo)
     return graph
 
 
-def _find_cycle(pattern: frozenset[Ordering]) -> list[tuple[int, int]] | None:
-    """One cycle of the undirected graph of the pattern, as walked edges [(a, b), (b, c), ..., (z, a)]."""
-    graph = _neighbours(pattern)
+def _find_cycle(edges: frozenset[Edge]) -> list[tuple[int, int]] | None:
+    """One cycle of the undirected graph of the edges, as walked pairs [(a, b), (b, c), ..., (z, a)]."""
+    graph = _neighbours(edges)
     seen: set[int] = set()
     for start in sorted(graph):
         if start in seen:
@@ -305,11 +374,12 @@ def _ancestors(node: int, parent: dict[int, int | None]) -> list[int]:
     return chain
 
 
-def _chains(pattern: frozenset[Ordering]) -> tuple[Chain, ...]:
-    """The acyclic pattern's connected components, each a chain (scores in order, relations)."""
-    graph = _neighbours(pattern)
+def _chains(edges: frozenset[Edge]) -> tuple[Chain, ...]:
+    """The acyclic edges' connected components, each a chain (scores in order, relations, offsets)."""
+    graph = _neighbours(edges)
     if any(len(others) > 2 for others in graph.values()):
         raise ValueError("a turning-point pattern with a score compared to more than two others is not supported")
+    offsets = {(lo, hi): offset for lo, hi, offset in edges}
     chains, seen = [], set()
     for start in sorted(graph):
         if start in seen or len(graph[start]) == 2:
@@ -323,40 +393,43 @@ def _chains(pattern: frozenset[Ordering]) -> tuple[Chain, ...]:
         seen.update(order)
         if len(order) > MAX_CHAIN:
             raise ValueError(f"a chain of {len(order)} scores is longer than the {MAX_CHAIN} this integrates")
-        relations = tuple(1 if (a, b) in pattern else -1 for a, b in zip(order, order[1:], strict=False))
-        chains.append((tuple(order), relations))
+        links = list(zip(order, order[1:], strict=False))
+        relations = tuple(1 if (a, b) in offsets else -1 for a, b in links)
+        chains.append((tuple(order), relations, tuple(offsets.get((a, b), offsets.get((b, a))) for a, b in links)))
     return tuple(chains)
 
 
 def _chain_probability(chain: Chain, means: np.ndarray, sigma: float) -> np.ndarray:
     """P(a chain of orderings) [N]: Gauss-Hermite over its middle score, exact factors on either side."""
-    scores, relations = chain
+    scores, relations, offsets = chain
     mu = means[:, list(scores)]  # [N, m]
     if len(scores) == 2:
-        return _ndtr(relations[0] * (mu[:, 1] - mu[:, 0]) / (math.sqrt(2.0) * sigma))
+        return _ndtr((relations[0] * (mu[:, 1] - mu[:, 0]) - offsets[0]) / (math.sqrt(2.0) * sigma))
     middle = (len(scores) - 1) // 2
     nodes, weights = np.polynomial.hermite.hermgauss(QUADRATURE_NODES)  # [Q] each
     x = mu[:, middle : middle + 1] + math.sqrt(2.0) * sigma * nodes  # [N, Q] the middle score
-    left = _side(mu[:, :middle][:, ::-1], [-r for r in relations[:middle][::-1]], x, sigma)  # walk outwards
-    right = _side(mu[:, middle + 1 :], list(relations[middle:]), x, sigma)
+    # walk outwards: on the left every link is read backwards, so its relation flips; its offset stays
+    left = _side(mu[:, :middle][:, ::-1], [-r for r in relations[:middle][::-1]], offsets[:middle][::-1], x, sigma)
+    right = _side(mu[:, middle + 1 :], list(relations[middle:]), offsets[middle:], x, sigma)
     return (left * right) @ (weights / math.sqrt(math.pi))  # [N]
 
 
-def _side(mu: np.ndarray, relations: list[int], x: np.ndarray, sigma: float) -> np.ndarray:
+def _side(mu: np.ndarray, relations: list[int], offsets: tuple[float, ...], x: np.ndarray, sigma: float) -> np.ndarray:
     """P(the scores walked outwards from the middle score x keep their relations | x): [N, Q].
 
     Args:
         mu: [N, j] means of the j <= 2 scores, nearest first.
         relations: j signs; +1: a score is above the one before it (the first: above x).
+        offsets: j offsets; a relation holds when the signed difference exceeds its offset.
         x: [N, Q] the middle score's quadrature values.
         sigma: noise SD.
     """
     if not relations:
         return np.ones_like(x)
-    first = relations[0] * (mu[:, :1] - x) / sigma  # [N, Q]: standardised mean of s1 (X_a - x) > 0
+    first = (relations[0] * (mu[:, :1] - x) - offsets[0]) / sigma  # [N, Q]: standardised mean of s1 (X_a - x) - o1
     if len(relations) == 1:
         return _ndtr(first)
-    second = relations[1] * (mu[:, 1:2] - mu[:, :1]) / (math.sqrt(2.0) * sigma)  # [N, 1]
+    second = (relations[1] * (mu[:, 1:2] - mu[:, :1]) - offsets[1]) / (math.sqrt(2.0) * sigma)  # [N, 1]
     rho = -relations[0] * relations[1] / math.sqrt(2.0)  # corr of s1 (X_a - x) and s2 (X_b - X_a)
     return bivariate_normal_cdf(first, np.broadcast_to(second, first.shape), rho)
 
@@ -402,13 +475,17 @@ def _as_rewards(rewards: np.ndarray) -> np.ndarray:
 
 
 def clean_marks(rewards: np.ndarray, rule: TurningPointRule) -> np.ndarray:
-    """The rule's marks on the clean scores, bool [N, K]: a pattern holds strictly and r_agg = R_K - R_k != 0."""
+    """The rule's marks on the clean scores, bool [N, K]: a pattern holds and r_agg = R_K - R_k != 0.
+
+    An ordering (lo, hi) holds where R_hi - R_lo > the rule's margin (0: R_lo < R_hi strictly), as
+    :func:`~creditzoo.algorithms.tp_grpo.turning_points` counts a sign outside its dead zone.
+    """
     rewards = _as_rewards(rewards)
     steps = rewards.shape[1] - 1
     marks = np.zeros((rewards.shape[0], steps), dtype=bool)
     for k in range(steps):
         for pattern in turning_point_patterns(k, steps, rule):
-            marks[:, k] |= np.all([rewards[:, lo] < rewards[:, hi] for lo, hi in pattern], axis=0)
+            marks[:, k] |= np.all([rewards[:, hi] - rewards[:, lo] > rule.margin for lo, hi in pattern], axis=0)
     return marks & (rewards[:, -1:] != rewards[:, :-1])
 
 
@@ -420,7 +497,7 @@ def mark_probabilities(
     Args:
         rewards: float [N, K+1] clean completion rewards R_0 .. R_K.
         sigma: noise SD (>= 0); at 0 the result is the clean marks (0 or 1).
-        rule: the turning-point rule (before balancing).
+        rule: the turning-point rule (before balancing), its margin included.
         method: ``"exact"``; ``"independent"`` multiplies each ordering's own probability, as if the orderings'
             noise were independent; ``"clean_trend"`` takes sign(R_K - R_0) from the clean scores (see
             :data:`METHODS`). The two approximations show what the shared scores contribute.
@@ -438,25 +515,27 @@ def mark_probabilities(
     probabilities = np.zeros((rewards.shape[0], steps))  # [N, K]
     for k in range(steps):
         for pattern in turning_point_patterns(k, steps, rule):
-            probabilities[:, k] += _pattern_probability(pattern, rewards, sigma, method, steps)
+            probabilities[:, k] += _pattern_probability(pattern, rewards, sigma, method, rule.margin)
     return probabilities
 
 
-def _pattern_probability(pattern: list[Ordering], rewards: np.ndarray, sigma: float, method: str, last: int):
+def _pattern_probability(pattern: list[Ordering], rewards: np.ndarray, sigma: float, method: str, margin: float):
+    """P(the pattern holds, each ordering by more than ``margin``) [N], exactly or by one of the approximations."""
     if method == "independent":
         unique = set(pattern)
-        if any(lo == hi for lo, hi in unique):
+        if any(lo == hi for lo, hi in unique):  # 0 > margin never holds
             return np.zeros(rewards.shape[0])
         product = np.ones(rewards.shape[0])
         for lo, hi in unique:
-            product = product * _ndtr((rewards[:, hi] - rewards[:, lo]) / (math.sqrt(2.0) * sigma))
+            product = product * _ndtr((rewards[:, hi] - rewards[:, lo] - margin) / (math.sqrt(2.0) * sigma))
         return product
     if method == "clean_trend":
+        last = rewards.shape[1] - 1
         trend = [pair for pair in pattern if set(pair) == {0, last}]
         rest = [pair for pair in pattern if set(pair) != {0, last}]
-        holds = np.all([rewards[:, lo] < rewards[:, hi] for lo, hi in trend], axis=0)
-        return np.where(holds, ordering_probability(rest, rewards, sigma) if rest else 1.0, 0.0)
-    return ordering_probability(pattern, rewards, sigma)
+        holds = np.all([rewards[:, hi] - rewards[:, lo] > margin for lo, hi in trend], axis=0)
+        return np.where(holds, ordering_probability(rest, rewards, sigma, margin=margin) if rest else 1.0, 0.0)
+    return ordering_probability(pattern, rewards, sigma, margin=margin)
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -468,26 +547,36 @@ def _rounded(values: list[float | None]) -> list[float | None]:
 
 
 def predict_turning_points(
-    rewards: np.ndarray, sigma: float, rule: TurningPointRule, *, method: str = "exact"
+    rewards: np.ndarray,
+    sigma: float,
+    rule: TurningPointRule,
+    *,
+    method: str = "exact",
+    reference: TurningPointRule | None = None,
 ) -> TurningPointPrediction:
     """Expected turning-point rates, precision and recall of ``rule`` under ``gaussian:sigma`` (per step and pooled).
 
     Args:
         rewards: float [N, K+1] clean completion rewards of N trajectories.
         sigma: noise SD on every score (>= 0).
-        rule: the turning-point rule (before balancing).
+        rule: the rule that marks the noisy scores (before balancing), its margin included.
         method: see :func:`mark_probabilities`.
+        reference: the rule whose marks on the clean scores are the true turning points; default
+            :attr:`TurningPointRule.clean_version`, the rule without its margin (a margin answers noise: on clean
+            scores a noise-aware scheme is told sigma = 0, as ``analyze robustness`` replays it).
 
     Returns:
         :class:`TurningPointPrediction`.
     """
     rewards = _as_rewards(rewards)
-    clean = clean_marks(rewards, rule).astype(np.float64)  # [N, K]
+    reference = rule.clean_version if reference is None else reference
+    clean = clean_marks(rewards, reference).astype(np.float64)  # [N, K]
     noisy = mark_probabilities(rewards, sigma, rule, method=method)  # [N, K]
     hits = clean * noisy  # [N, K] expected hits
     steps = range(clean.shape[1])
     return TurningPointPrediction(
         rule=rule.name,
+        reference=reference.name,
         sigma=float(sigma),
         method=method,
         clean_rate=_rounded(clean.mean(0).tolist()),
@@ -504,27 +593,43 @@ def predict_turning_points(
 SIGN_CHANGE_OPTIONS = frozenset({"strict", "initial_step", "balance", "balance_key", "std_mode", "eps"})
 """Options of the TP-GRPO kernels that leave the marking rule a pure sign-change rule (balancing acts after it)."""
 
+MARGIN_OPTIONS = SIGN_CHANGE_OPTIONS | {"noise_sd", "margin"}
+"""Options of ``tp_margin``: its rule has margin c * sqrt(2) * sigma (c: ``margin``, sigma: ``noise_sd``)."""
 
-def sign_change_rule(algo: str) -> TurningPointRule | None:
+
+def sign_change_rule(algo: str, *, noise_sd: float | None = None) -> TurningPointRule | None:
     """The sign-change rule an algorithm marks turning points with, or None if it marks them otherwise (or never).
 
     An algorithm qualifies when its kernel is :func:`~creditzoo.algorithms.tp_grpo.tp_grpo` or
-    :func:`~creditzoo.algorithms.tp_grpo.tp_grpo_release` and it takes no option beyond :data:`SIGN_CHANGE_OPTIONS`
-    (a kernel that grew a margin or a probability option would mark differently, and gets None).
+    :func:`~creditzoo.algorithms.tp_grpo.tp_grpo_release` and it takes no option beyond :data:`SIGN_CHANGE_OPTIONS`,
+    or when its kernel is :func:`~creditzoo.algorithms.tp_margin.tp_margin` and it takes no option beyond
+    :data:`MARGIN_OPTIONS`: then the rule has margin c * sqrt(2) * sigma, computed as the kernel computes it (a kernel
+    that grew another option, a probability say, would mark differently, and gets None).
 
     Args:
         algo: a registry name (or ``"package.module:RECORD"``).
+        noise_sd: sigma, the SD a noise-aware scheme is told (as ``analyze robustness`` tells it the injected noise's
+            :func:`~creditzoo.rewards.noise.per_call_sd`); None: the ``noise_sd`` bound in its options (0 unless set).
+            Schemes without a ``noise_sd`` option ignore it.
 
     Raises:
-        ValueError: an unknown algorithm (the registry's one-line message).
+        ValueError: an unknown algorithm, or a ``noise_sd`` the scheme rejects (their one-line messages).
     """
     from creditzoo.algorithms import base_function, get_algorithm
     from creditzoo.algorithms.tp_grpo import tp_grpo, tp_grpo_release
+    from creditzoo.algorithms.tp_margin import tp_margin
 
     algorithm = get_algorithm(algo)
-    if base_function(algorithm.fn) not in (tp_grpo, tp_grpo_release):
+    kernel = base_function(algorithm.fn)
+    if kernel in (tp_grpo, tp_grpo_release) and set(algorithm.bound_options) <= SIGN_CHANGE_OPTIONS:
+        margin = 0.0
+    elif kernel is tp_margin and set(algorithm.bound_options) <= MARGIN_OPTIONS:
+        if noise_sd is not None:
+            algorithm = get_algorithm(algo, **{**algorithm.options, "noise_sd": noise_sd})  # the kernel checks it
+        margin = algorithm.bound_options["margin"] * math.sqrt(2.0) * algorithm.bound_options["noise_sd"]
+    else:
         return None
     options = algorithm.bound_options
-    if not set(options) <= SIGN_CHANGE_OPTIONS:
-        return None
-    return TurningPointRule(strict=bool(options["strict"]), initial_step=bool(options.get("initial_step", True)))
+    return TurningPointRule(
+        strict=bool(options["strict"]), initial_step=bool(options.get("initial_step", True)), margin=margin
+    )

@@ -20,7 +20,7 @@ of one repeat; the reported value is the mean over repeats with the 2.5-97.5 per
 Theory beside measurement (:func:`theory_comparison`): for Gaussian noise, the increments' sign flips and the
 turning points' rate, precision and recall that :mod:`creditzoo.analysis.noise_theory` predicts from the clean
 rewards, per window step, beside the same quantities measured on the same noisy copies (mean over repeats with a
-Student-t interval).
+Student-t interval), for the TP-GRPO variants and for ``tp_margin`` (its margin rule, told the noise's SD).
 
 Noise sweep: runs trained with several ``--reward-noise`` levels give the final clean test score against the noise
 level per algorithm: the mean over seeds with a Student-t interval (:func:`creditzoo.analysis.stats.t_interval`, as
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from creditzoo.algorithms import get_algorithm, option_names
+from creditzoo.algorithms import Algorithm, get_algorithm, option_names
 from creditzoo.analysis.compare import IGNORED_KEYS, RunGroup, check_distinct_seeds, final_score, group_runs
 from creditzoo.analysis.credit import Record
 from creditzoo.analysis.noise_theory import (
@@ -188,17 +188,12 @@ def counterfactual_study(
         )
     algorithms = {name: get_algorithm(name) for name in algos}
     clean_credit = {name: [fn(record.rollout(clean=True)) for record in records] for name, fn in algorithms.items()}
-    aware = {name for name, fn in algorithms.items() if "noise_sd" in option_names(fn.spec.fn)}
     along_paths = all(get_shape(record.shape).scores_along_path for record in records)  # only then increments d_k
     clean_increments = torch.cat([record.scores(clean=True).diff(dim=1) for record in records]) if along_paths else None
     prompts = [_score_prompts(record) for record in records]
     effects = []
     for spec in specs:
-        # a noise-aware scheme is told the noise, as --reward-noise-sd would tell it (docs/math.md section 10.1)
-        told = {
-            name: get_algorithm(name, **{**fn.options, "noise_sd": per_call_sd(spec)}) if name in aware else fn
-            for name, fn in algorithms.items()
-        }
+        told = {name: _told(fn, spec) for name, fn in algorithms.items()}
         samples: dict[str, dict[str, list]] = {name: {} for name in algorithms}
         sign_changes = []
         for repeat in range(repeats):
@@ -211,6 +206,16 @@ def counterfactual_study(
         for name in algorithms:
             effects.append(_effect(name, spec, repeats, samples[name], sign_changes))
     return effects
+
+
+def _told(algorithm: Algorithm, spec: NoiseSpec | None) -> Algorithm:
+    """A noise-aware scheme told the noise's per-call SD, as --reward-noise-sd would tell it (docs/math.md 10.1).
+
+    Any other algorithm is returned as it is.
+    """
+    if "noise_sd" not in option_names(algorithm.spec.fn):
+        return algorithm
+    return get_algorithm(algorithm.name, **{**algorithm.options, "noise_sd": per_call_sd(spec)})
 
 
 def _noisy_rollouts(
@@ -335,8 +340,9 @@ class TheoryRow:
         noise: canonical noise spec (``"none"`` for no noise).
         sigma: its SD.
         subject: ``"increments"`` (flip_rate, sign_change); ``"rule:NAME"``, the sign-change rule of the TP-GRPO
-            variant NAME before balancing (what the theory describes); or an algorithm's name, its turning points as
-            it credits them (after balancing), set beside its rule's prediction.
+            variant NAME, or of the noise-aware scheme NAME (``tp_margin``: with the margin it is told at this
+            level), before balancing (what the theory describes); or an algorithm's name, its turning points as it
+            credits them (after balancing), set beside its rule's prediction.
         quantity: one of :data:`THEORY_QUANTITIES`.
         step: the window step, or None for every step pooled.
         predicted: docs/math.md section 8.1 (None where undefined, e.g. precision where nothing is marked).
@@ -469,7 +475,11 @@ def theory_comparison(
     out. The noisy copies are the very ones :func:`counterfactual_study` draws (same seeds). Every algorithm whose
     turning points follow a TP-GRPO sign-change rule (:func:`~creditzoo.analysis.noise_theory.sign_change_rule`) adds
     its rule, measured before balancing (``rule:NAME``, what the theory describes), and itself, measured as it credits
-    (after balancing); other algorithms add nothing but the increments' rows, which every spec gets.
+    (after balancing); other algorithms add nothing but the increments' rows, which every spec gets. A noise-aware
+    scheme (``tp_margin``) is told each level's :func:`~creditzoo.rewards.noise.per_call_sd`, as in
+    :func:`counterfactual_study`, so its rule's margin, c * sqrt(2) sigma, follows the level; its subject is
+    ``rule:`` and its own name. Every mark is scored against the clean version's marks (the algorithm as registered,
+    on the clean scores: margin 0 for ``tp_margin``), and so is every prediction.
 
     Args:
         records: chain records with clean completion rewards [B, K+1].
@@ -488,17 +498,23 @@ def theory_comparison(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if not theory_applies(records):
         raise ValueError("the theory needs chain records with completion rewards R_0 .. R_K")
-    rules = {name: rule for name in algos if (rule := sign_change_rule(name)) is not None}
-    markers = {f"rule:{rule.name}": _rule_marker(rule) for rule in rules.values()}
-    markers.update({name: _algorithm_marker(name) for name in rules})
+    algorithms = {name: get_algorithm(name) for name in algos}
+    rules = {name: rule for name in algos if (rule := sign_change_rule(name)) is not None}  # clean: as registered
+    labels = {name: _rule_subject(algorithms[name], rule) for name, rule in rules.items()}
     clean = torch.cat([record.completion_rewards(clean=True) for record in records]).double()  # [N, K+1]
     clean_rollouts = [record.rollout(clean=True) for record in records]
-    references = {subject: mark(clean_rollouts) for subject, mark in markers.items()}  # clean marks [N, K]
+    references = {labels[name]: _rule_marker(rule)(clean_rollouts) for name, rule in rules.items()}  # [N, K] each
+    references.update({name: _algorithm_marker(algorithms[name])(clean_rollouts) for name in rules})
     prompts = [_score_prompts(record) for record in records]
     rows = []
     for spec in (spec for spec in specs if spec is None or spec.kind == "gaussian"):
         sigma = noise_level(spec)
         level = _Level("none" if spec is None else str(spec), sigma, clean.shape[0])
+        # a noise-aware scheme is told the noise, as in counterfactual_study: tp_margin's margin is c sqrt(2) sigma
+        # (telling changes a rule's margin, never whether there is one: no None here)
+        told = {name: sign_change_rule(name, noise_sd=per_call_sd(spec)) for name in rules}
+        markers = {labels[name]: _rule_marker(rule) for name, rule in told.items()}
+        markers.update({name: _algorithm_marker(_told(algorithms[name], spec)) for name in rules})
         flips, changes, counts = [], [], {subject: [] for subject in markers}
         for repeat in range(repeats):
             rollouts = _noisy_rollouts(records, prompts, spec, seed=seed, repeat=repeat)
@@ -510,11 +526,20 @@ def theory_comparison(
             for subject, mark in markers.items():
                 counts[subject].append(_counts(mark(rollouts), references[subject]))
         rows += _flip_rows(flips, changes, predict_flips(clean.numpy(), sigma), level)
-        predictions = {rule.name: predict_turning_points(clean.numpy(), sigma, rule) for rule in rules.values()}
+        predictions = {  # the truth is the clean version's marks, as the references above
+            labels[name]: predict_turning_points(clean.numpy(), sigma, rule, reference=rules[name])
+            for name, rule in told.items()
+        }
         for subject in markers:
-            rule_name = subject.removeprefix("rule:") if subject.startswith("rule:") else rules[subject].name
-            rows += _ratio_rows(counts[subject], predictions[rule_name], level, subject)
+            label = subject if subject.startswith("rule:") else labels[subject]  # an algorithm: its rule's prediction
+            rows += _ratio_rows(counts[subject], predictions[label], level, subject)
     return rows
+
+
+def _rule_subject(algorithm: Algorithm, rule: TurningPointRule) -> str:
+    """``rule:NAME``: a sign-change rule's name; a noise-aware scheme's own name (its margin follows the noise)."""
+    aware = "noise_sd" in option_names(algorithm.spec.fn)
+    return f"rule:{algorithm.name if aware else rule.name}"
 
 
 Marker = Callable[[list[Rollout]], torch.Tensor]
@@ -522,19 +547,18 @@ Marker = Callable[[list[Rollout]], torch.Tensor]
 
 
 def _rule_marker(rule: TurningPointRule) -> Marker:
-    """A sign-change rule's marks before balancing."""
+    """A sign-change rule's marks before balancing, with its margin."""
     from creditzoo.algorithms.tp_grpo import turning_points
 
     def mark(rollouts: list[Rollout]) -> torch.Tensor:
         rewards = torch.cat([rollout.completion_rewards for rollout in rollouts])  # [N, K+1]
-        return turning_points(rewards, strict=rule.strict, initial_step=rule.initial_step)
+        return turning_points(rewards, strict=rule.strict, initial_step=rule.initial_step, margin=rule.margin)
 
     return mark
 
 
-def _algorithm_marker(name: str) -> Marker:
+def _algorithm_marker(algorithm: Algorithm) -> Marker:
     """An algorithm's marks as it credits them (balanced per rollout, i.e. per training batch)."""
-    algorithm = get_algorithm(name)
 
     def mark(rollouts: list[Rollout]) -> torch.Tensor:
         return torch.cat([algorithm(rollout).turning_points for rollout in rollouts])
