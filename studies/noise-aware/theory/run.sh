@@ -4,6 +4,7 @@
 #   verdict/:  the verdict study's tp_grpo_strict seed 0 (40 iterations x 64 trajectories, K = 9); its rollout records
 #              are in git (studies/.gitignore keeps them); VERDICT_RUN points elsewhere if wanted.
 #   credit/:   the credit study's tp_grpo_strict seed 0 (20 iterations, records in git), for a second set of rollouts.
+#   margin/:   tp_margin's rule predicted and measured beside tp_grpo_strict's, on the same run.
 #   kinds/:    every scheme under biased, heavy-tailed, flipped and quantised noise (no theory: not Gaussian).
 #   ablation.md: the exact prediction against two approximations (independent orderings; a clean trend), ablation.py.
 set -euo pipefail
@@ -22,6 +23,10 @@ if [ -d "$verdict/rollouts" ]; then
     creditzoo analyze robustness "$verdict" "${kinds[@]}" "${algos[@]}" --algo tp_grpo_release --repeats 8 \
         --out kinds > kinds/table.txt
     python3 ablation.py "$verdict" > ablation.md
+    # tp_margin's rule (its margin c * sqrt(2) * SD follows each level's SD) predicted beside tp_grpo_strict's
+    mkdir -p margin
+    creditzoo analyze robustness "$verdict" "${gaussian[@]}" --algo tp_grpo_strict --algo tp_margin --repeats 16 \
+        --out margin > margin/table.txt
 else
     echo "no rollout records under $verdict: verdict/, kinds/ and ablation.md are left as they are" >&2
 fi
