@@ -28,7 +28,6 @@ RUNS = {
     "branch_grpo, batch-wide std (runs-tree-stdglobal)": "runs-tree-stdglobal/branch_grpo-seed{}",
     "flow_grpo, 4 x 16 control (runs-control)": "runs-control/flow_grpo-seed{}",
     "branch_grpo, depths 1-4 untrained (runs-tree-pruneshallow)": "runs-tree-pruneshallow/branch_grpo-seed{}",
-    "flow_grpo, 4 x 16 control rerun (runs-control-final)": "runs-control-final/flow_grpo-seed{}",
     "flow_grpo, 4 x 16, window steps 4-8 only (runs-control-late)": "runs-control-late/flow_grpo-seed{}",
 }
 
