@@ -276,6 +276,28 @@ def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) ->
     assert interaction.lead_reference == pytest.approx(0.05) and interaction.lead_level == pytest.approx(0.0)
     # the family: two contrasts (tp at each level) and one interaction
     assert comparison.family == 3
+    assert not any("has no flow_grpo group" in line for line in comparison.warnings)
+    # a level without the baseline's runs falls back to the reference baseline, and says so in one warning
+    extra = [
+        write_run(
+            tmp_path / f"extra-{seed}",
+            algo="tp_grpo_strict",
+            seed=seed,
+            records=[],
+            reward_noise="gaussian:0.3",
+            test_scores={0: 0.5, 2: 0.55 + 0.01 * seed},
+        )
+        for seed in range(3)
+    ]
+    partial = compare_runs([load_run(p) for p in [*paths, *extra]])
+    fallback = {g.label: g for g in partial.groups}["tp_grpo_strict reward_noise=gaussian:0.3"]
+    assert fallback.baseline == "flow_grpo reward_noise=none"
+    said = [line for line in partial.warnings if "has no flow_grpo group" in line]
+    assert said == [
+        "stratum 'reward_noise=gaussian:0.3' has no flow_grpo group: its groups are compared with "
+        "'flow_grpo reward_noise=none' (another stratum's baseline, so the contrast mixes the grid value into the "
+        "difference)"
+    ]
 
 
 @pytest.mark.slow

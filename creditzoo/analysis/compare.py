@@ -887,7 +887,7 @@ def compare_runs(
     interactions = _interactions(groups, layout, scores, options.metric)
     summaries, interactions, primary, family = _adjust(summaries, interactions, primary)
     threshold, threshold_source, summaries = _threshold(groups, summaries, scores, options)
-    warnings = provenance_warnings(runs)
+    warnings = provenance_warnings(runs) + _missing_baseline_warnings(groups, layout, base)
     if paired is None:
         warnings.append(f"scores: {source}")
     return Comparison(
@@ -949,6 +949,17 @@ def _layout(groups: list[RunGroup], base: RunGroup) -> _Layout:
         preferred = [h for h in candidates if scheme_of[h.label] == scheme_of[base.label]]
         baseline_of[g.label] = (preferred or candidates or [base])[0].label
     return _Layout(strata, stratum_of, scheme_of, baseline_of)
+
+
+def _missing_baseline_warnings(groups: list[RunGroup], layout: _Layout, base: RunGroup) -> list[str]:
+    """One line per stratum that holds no group of the baseline's algorithm: its groups fall back to ``base``."""
+    lacking = sorted({layout.stratum_of[g.label] for g in groups if layout.baseline_of[g.label] == base.label})
+    lacking = [stratum for stratum in lacking if stratum != layout.stratum_of[base.label]]
+    return [
+        f"stratum {stratum!r} has no {base.algo} group: its groups are compared with {base.label!r} "
+        "(another stratum's baseline, so the contrast mixes the grid value into the difference)"
+        for stratum in lacking
+    ]
 
 
 def _display_names(groups: list[RunGroup], labels: dict[str, str]) -> dict[str, str]:
