@@ -886,7 +886,7 @@ def compare_runs(
         summaries, primary = _add_paired_bootstrap(summaries, primary, groups, paired, options)
     interactions = _interactions(groups, layout, scores, options.metric)
     summaries, interactions, primary, family = _adjust(summaries, interactions, primary)
-    threshold, threshold_source, summaries = _threshold(groups, summaries, scores, options)
+    threshold, threshold_source, summaries = _threshold(groups, summaries, options)
     warnings = provenance_warnings(runs) + _missing_baseline_warnings(groups, layout, base)
     if paired is None:
         warnings.append(f"scores: {source}")
@@ -1166,14 +1166,14 @@ def _adjust(summaries, interactions, primary):
     return summaries, interactions, primary, len(tests)
 
 
-def _threshold(groups, summaries, scores, options: CompareOptions):
+def _threshold(groups, summaries, options: CompareOptions):
     """The threshold, its source, and every summary with its cost to reach it (running-max curves)."""
     base = groups[0]
     threshold, source = options.threshold, "given (--threshold)"
     if threshold is None:
         # the last point of the baseline's own curve, in the protocol the costs are read along (the in-run
         # evaluations): a final score under another protocol (eval/final.json) could lie above the whole curve
-        threshold = float(np.mean([run.series(options.metric)[1][-1] for run in base.runs]))
+        threshold = float(np.mean([final_score(run, options.metric) for run in base.runs]))
         source = f"final mean {options.metric} of the baseline {base.label!r} on its test curve"
     crossings = {
         g.label: _bootstrap_crossings(g, options.metric, threshold, options.resamples, options.seed) for g in groups
