@@ -445,6 +445,30 @@ def test_the_default_threshold_is_read_on_the_test_curves_the_costs_come_from(tm
     assert "on its test curve" in comparison.threshold_source
 
 
+@pytest.mark.slow
+def test_curves_and_budgets_draw_the_base_model_on_their_own_protocol(tmp_path, monkeypatch) -> None:
+    # paired final scores carry the base model under the final protocol (eval/base.json, 0.9 here); the in-run
+    # curves start from the base model's in-run score (0.5 at iteration 0), and their figures draw that one
+    from creditzoo.analysis import plots
+
+    paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A})
+    for i, path in enumerate(paths):
+        write_final_eval(path, np.full((6, 2), 0.95 + 0.001 * i))
+        write_final_eval(path, np.full((6, 2), 0.9), name="base.json")
+    comparison = compare_runs([load_run(p) for p in paths])
+    assert comparison.base_score["test_partial_score"] == pytest.approx(0.9)
+    assert comparison.curve_base_score["test_partial_score"] == pytest.approx(0.5)
+    drawn = []
+    monkeypatch.setattr(plots, "_base_line", lambda ax, base: drawn.append(base))
+    plots._curve_figure(comparison, tmp_path / "curves.png", attribute="test_curve", axes=("iterations",))
+    plots._budget_figure(comparison, tmp_path / "budget.png")
+    assert drawn and all(base == pytest.approx(0.5) for base in drawn)
+    curves = len(drawn)
+    plots._final_figure(comparison, tmp_path / "final.png")  # final scores: the base model on their protocol
+    assert drawn[curves:] == pytest.approx([comparison.base_score[m] for m in comparison.metrics])  # a panel each
+    assert drawn[curves] == pytest.approx(0.9)
+
+
 # ----------------------------------------------------------------------------------------------- bad input, warnings
 
 

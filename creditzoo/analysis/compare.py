@@ -768,7 +768,9 @@ class Comparison:
         protocol: that protocol (None when not paired).
         strata: grid keys within which groups are compared with the baseline.
         reference: the baseline's stratum (interactions are measured from it).
-        base_score: metric -> the base model's score (None when unknown).
+        base_score: metric -> the base model's score under the final scores' protocol (None when unknown).
+        curve_base_score: metric -> the base model's score on the in-run test curves (their iteration 0), the
+            level the curves, budgets and thresholds are read against; the same as ``base_score`` when not paired.
         threshold: the score the threshold costs are measured to.
         threshold_source: how the threshold was chosen.
         groups: per group, :class:`GroupSummary` (the baseline first).
@@ -793,6 +795,7 @@ class Comparison:
     strata: list[str]
     reference: str
     base_score: dict[str, float | None]
+    curve_base_score: dict[str, float | None]
     threshold: float
     threshold_source: str
     groups: list[GroupSummary]
@@ -823,12 +826,22 @@ def pick_baseline(groups: list[RunGroup], baseline: str) -> RunGroup:
 
 def _base_scores(runs: list[RunData], paired, metrics: list[str]) -> dict[str, float | None]:
     """The base model's score per metric: eval/base.json when paired, else the runs' mean iteration-0 test score."""
+    if paired is None:
+        return _curve_base_scores(runs, metrics)
     result: dict[str, float | None] = {}
     for metric in metrics:
         key = metric.removeprefix("test_")
-        if paired is not None:
-            result[metric] = paired.base.summary(key) if paired.base and key in paired.base.scores else None
-            continue
+        result[metric] = paired.base.summary(key) if paired.base and key in paired.base.scores else None
+    return result
+
+
+def _curve_base_scores(runs: list[RunData], metrics: list[str]) -> dict[str, float | None]:
+    """The base model's score per metric on the in-run test curves: the runs' mean iteration-0 value.
+
+    None for a metric unless every run recorded it at iteration 0.
+    """
+    result: dict[str, float | None] = {}
+    for metric in metrics:
         first = [run.series(metric) for run in runs]
         values = [float(v[0]) for its, v in first if its.size and its[0] == 0]
         result[metric] = float(np.mean(values)) if len(values) == len(runs) else None
@@ -900,6 +913,7 @@ def compare_runs(
         strata=layout.strata,
         reference=layout.stratum_of[base.label],
         base_score=_base_scores(runs, paired, metrics),
+        curve_base_score=_curve_base_scores(runs, metrics),
         threshold=round(threshold, 6),
         threshold_source=threshold_source,
         groups=summaries,

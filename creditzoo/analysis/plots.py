@@ -501,7 +501,7 @@ def _curve_figure(comparison: Comparison, path: Path, *, attribute: str, axes: t
     figure, grid = plt.subplots(
         len(rows), len(axes), figsize=(5.2 * len(axes), 3.0 * len(rows) + 0.6), squeeze=False, sharey=True
     )
-    base = comparison.base_score.get(comparison.metric) if attribute == "test_curve" else None
+    base = comparison.curve_base_score.get(comparison.metric) if attribute == "test_curve" else None
     ylabel = comparison.metrics[comparison.metric] if attribute == "test_curve" else "clean train reward"
     for r, (title, members) in enumerate(rows):
         for c, axis in enumerate(axes):
@@ -550,7 +550,7 @@ def _budget_figure(comparison: Comparison, path: Path) -> Path:
                 for i, share in enumerate(shares):
                     label = scheme if i == 0 else None
                     _seeds_and_interval(ax, i + offset, g.budget[axis][share], colours[scheme], BUDGET_POINTS, label)
-            _base_line(ax, comparison.base_score.get(comparison.metric))
+            _base_line(ax, comparison.curve_base_score.get(comparison.metric))  # budgets are read on the curves
             ax.set_xticks(range(len(shares)), shares)
             ax.set(xlabel=f"share of the baseline's {BUDGET_AXES[axis]}" if r == len(rows) - 1 else "")
             if c == 0:
