@@ -22,7 +22,7 @@ from creditzoo.algorithms import option_names
 from creditzoo.envs import DenoisingConfig, DenoisingEnv
 from creditzoo.learner.config import TrainConfig
 from creditzoo.learner.distributed import Processes
-from creditzoo.learner.lora import adapter_state, add_lora, load_adapter_state
+from creditzoo.learner.lora import adapter_state, add_lora, compute_lora_merged, load_adapter_state
 from creditzoo.learner.loss import step_loss
 from creditzoo.learner.update import Minibatch, StepSums, UpdateStatistics, kept_rows, minibatch_plan
 from creditzoo.models.base import FlowModel, select_conditioning
@@ -109,6 +109,8 @@ class GRPOLearner:
         # the sigma-grid shift in use: the configured one, else the model's (SD3.5's scheduler: 3), else 1
         self.shift = config.shift if config.shift is not None else float(model.default_shift)
         self.policy = add_lora(model, seed=config.seed, rank=config.lora_rank, alpha=config.lora_alpha).to(device)
+        if config.lora_compute == "merged":
+            compute_lora_merged(self.policy)
         if config.gradient_checkpointing:
             model.enable_gradient_checkpointing()  # a model without it refuses in one line
         self.policy.eval()  # no dropout anywhere: sampling and training see the same function

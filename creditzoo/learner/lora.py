@@ -4,11 +4,22 @@ The policy is the base model plus one peft LoRA adapter; only the adapter trains
 KL term is the same network with the adapter disabled. Which layers the adapter targets and its default rank and
 alpha are abilities the model declares (:class:`~creditzoo.models.base.FlowModel`: ``lora_target_modules``,
 ``default_lora_rank``, ``default_lora_alpha``); a run may override rank and alpha.
+
+How an adapted layer is computed is a run option (``TrainConfig.lora_compute``, docs/design.md "Computing the
+adapter"). ``peft`` (the default) is peft's own forward, ``base(x) + B(A(x)) * s``: two extra small convolutions or
+matrix products per layer. ``merged`` computes the layer as one operation with the weight ``W + s * B @ A``, formed
+inside autograd at every call, so that gradients still reach A and B and the policy, its weights and its saved
+adapter are the same objects as with peft. This is the low-rank update of Hu et al., "LoRA: Low-Rank Adaptation of
+Large Language Models" (ICLR 2022), Eq. 3, evaluated in its merged form. It gives the same function, with float32
+rounding in another order; it changes a run's numbers (and in RL, its trajectory) like any rounding change.
 """
 
 from __future__ import annotations
 
+import types
+
 import torch
+import torch.nn.functional as F
 
 from creditzoo.models.base import FlowModel
 
@@ -75,6 +86,80 @@ def add_lora(model: FlowModel, *, seed: int, rank: int | None = None, alpha: flo
     rank, alpha = lora_shape(model, rank, alpha)
     lora = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, init_lora_weights="gaussian")
     return get_peft_model(model, lora)
+
+
+LORA_COMPUTES = ("peft", "merged")
+"""Ways to compute an adapted layer (``TrainConfig.lora_compute``): peft's forward, or one merged weight."""
+
+
+def compute_lora_merged(policy: torch.nn.Module) -> int:
+    """Compute every plain LoRA layer of ``policy`` as one operation with its merged weight ``W + s * B @ A``.
+
+    Each peft ``Linear`` and ``Conv2d`` LoRA layer with one adapter, no dropout, no DoRA or other variant, and a
+    1x1 ``lora_B`` gets a forward that calls ``F.linear`` / ``F.conv2d`` with the weight
+    ``W + scaling * (B.flatten(1) @ A.flatten(1))``. The merged weight is formed in the call, inside autograd, so
+    the update's gradients reach A and B as with peft (W is frozen). Anything peft handles specially (adapters
+    disabled, as for the KL reference; weights merged by ``merge_adapter``; several or mixed adapters) goes to
+    peft's own forward, so it gives peft's numbers. Other layers keep peft's forward.
+
+    Args:
+        policy: a model returned by :func:`add_lora`, with float32 weights.
+
+    Returns:
+        How many layers now compute merged.
+
+    Raises:
+        ValueError: a layer's weights are not float32 (merging would round the adapter to the model's dtype).
+    """
+    from peft.tuners.lora import layer as lora_layers
+
+    count = 0
+    for name, module in policy.named_modules():
+        if not isinstance(module, (lora_layers.Linear, lora_layers.Conv2d)) or not _mergeable(module):
+            continue
+        if module.get_base_layer().weight.dtype != torch.float32:
+            raise ValueError(
+                f"lora_compute=merged needs float32 weights; {name} is {module.get_base_layer().weight.dtype} "
+                "(use lora_compute=peft)"
+            )
+        module.forward = types.MethodType(_merged_forward, module)
+        count += 1
+    return count
+
+
+def _mergeable(layer: torch.nn.Module) -> bool:
+    """Whether ``layer`` (a peft LoRA layer) is a plain LoRA that one merged weight computes exactly."""
+    base = layer.get_base_layer()
+    if list(layer.lora_A) != ["default"] or layer.lora_variant or layer.use_dora.get("default", False):
+        return False
+    if getattr(layer, "lora_bias", {}).get("default", False):
+        return False
+    if not isinstance(layer.lora_dropout["default"], torch.nn.Identity):
+        return False
+    if isinstance(base, torch.nn.Linear):
+        return not layer.fan_in_fan_out
+    if isinstance(base, torch.nn.Conv2d):
+        lora_a, lora_b = layer.lora_A["default"], layer.lora_B["default"]
+        same_window = (lora_a.kernel_size, lora_a.stride, lora_a.padding, lora_a.dilation) == (
+            base.kernel_size,
+            base.stride,
+            base.padding,
+            base.dilation,
+        )
+        return same_window and base.groups == 1 and lora_b.kernel_size == (1, 1) and base.padding_mode == "zeros"
+    return False
+
+
+def _merged_forward(self: torch.nn.Module, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+    """A plain LoRA layer's forward as one operation with ``W + s * B @ A`` (bound by :func:`compute_lora_merged`)."""
+    if self.disable_adapters or self.merged or args or kwargs or list(self.active_adapters) != ["default"]:
+        return type(self).forward(self, x, *args, **kwargs)
+    base = self.get_base_layer()
+    lora_a, lora_b = self.lora_A["default"].weight, self.lora_B["default"].weight
+    weight = base.weight + (lora_b.flatten(1) @ lora_a.flatten(1)).view_as(base.weight) * self.scaling["default"]
+    if isinstance(base, torch.nn.Conv2d):
+        return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
+    return F.linear(x, weight, base.bias)
 
 
 def adapter_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
