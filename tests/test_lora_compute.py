@@ -36,7 +36,8 @@ def toy_inputs(policy: torch.nn.Module, batch: int = 4) -> tuple[torch.Tensor, t
     generator = torch.Generator().manual_seed(7)
     latents = torch.randn(batch, *model.sample_shape, generator=generator)
     sigma = torch.rand(batch, generator=generator)
-    cond = model.encode_prompts(["two red circles", "one blue square", "a green triangle", "three cyan squares"][:batch])
+    prompts = ["two red circles", "one blue square", "a green triangle", "three cyan squares"]
+    cond = model.encode_prompts(prompts[:batch])
     return latents, sigma, cond
 
 
