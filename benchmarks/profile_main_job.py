@@ -17,6 +17,7 @@ and the LoRA adapter's by the weight's shape (LoRA A: ``rank`` output channels; 
 input channels); ``aten::mm`` is the LoRA adapters of the linear layers (the base layers call ``addmm``).
 
 Run: OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 python benchmarks/profile_main_job.py [--iterations 3]
+[--lora-compute merged]
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ TIMED = {  # run-module attributes train() looks up at call time: (phase, how of
 
 def main_job_config(iterations: int, seed: int) -> TrainConfig:
     """The README's main job (task defaults) with ``iterations`` iterations."""
-    return TrainConfig.for_task(algo="tp_grpo_strict", env="geneval", iterations=iterations, seed=seed)
+    return TrainConfig.for_task(
+        algo="tp_grpo_strict", env="geneval", iterations=iterations, seed=seed, lora_compute=ARGS.lora_compute
+    )
 
 
 def _timed(totals: dict[str, list[float]], name: str, function):
@@ -183,6 +186,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="operator groups listed")
     parser.add_argument("--lora-rank", type=int, default=16, help="the adapter's rank (toy default 16)")
     parser.add_argument("--skip-operators", action="store_true", help="only the phase table")
+    parser.add_argument("--lora-compute", default="peft", help="how the adapter computes: peft or merged")
     global ARGS
     ARGS = parser.parse_args()
     if ARGS.iterations < 1:
@@ -208,7 +212,7 @@ def main() -> None:
         print(f"| {name} | {seconds:.1f} | {share:.1%} |")
 
 
-ARGS = argparse.Namespace(lora_rank=16)
+ARGS = argparse.Namespace(lora_rank=16, lora_compute="peft")
 
 if __name__ == "__main__":
     main()

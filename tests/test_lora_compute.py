@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_learner import BASE, lora_snapshot, make_learner
 
-from creditzoo.learner.lora import adapter_state, add_lora, compute_lora_merged
+from creditzoo.learner.lora import adapter_state, add_lora, compute_lora_merged, load_adapter_state
 from creditzoo.models import load_model
 
 ROUNDING = 1e-4  # relative to the largest value (module docstring)
@@ -134,3 +134,32 @@ def test_a_merged_run_follows_peft_s_first_iteration() -> None:
 def test_config_rejects_bad_lora_compute(overrides: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         dataclasses.replace(BASE, **overrides)
+
+
+def test_a_kept_merged_weight_follows_every_change_of_the_adapter() -> None:
+    """Without gradients the merged weight is reused; an in-place step or a loaded state forms it again."""
+    merged_policy, peft_policy = toy_policy(merged=True), toy_policy(merged=False)
+    latents, sigma, cond = toy_inputs(peft_policy)
+
+    def velocities() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return (
+                merged_policy.get_base_model().velocity(latents, sigma, cond),
+                peft_policy.get_base_model().velocity(latents, sigma, cond),
+            )
+
+    first, _ = velocities()
+    assert torch.equal(velocities()[0], first)  # reused: the same numbers
+    for policy in (merged_policy, peft_policy):  # an optimizer-like in-place step on every B
+        with torch.no_grad():
+            for name, parameter in policy.named_parameters():
+                if "lora_B" in name:
+                    parameter.mul_(-2.0)
+    moved, expected = velocities()
+    assert (moved - first).abs().max().item() > 100 * ROUNDING * first.abs().max().item()
+    assert_rounding_close(moved, expected)
+    load_adapter_state(merged_policy, adapter_state(toy_policy(merged=False, seed=3)))  # a loaded state
+    load_adapter_state(peft_policy, adapter_state(toy_policy(merged=False, seed=3)))
+    loaded, expected = velocities()
+    assert_rounding_close(loaded, expected)
+    assert (loaded - moved).abs().max().item() > 100 * ROUNDING * moved.abs().max().item()

@@ -97,8 +97,12 @@ def compute_lora_merged(policy: torch.nn.Module) -> int:
 
     Each peft ``Linear`` and ``Conv2d`` LoRA layer with one adapter, no dropout, no DoRA or other variant, and a
     1x1 ``lora_B`` gets a forward that calls ``F.linear`` / ``F.conv2d`` with the weight
-    ``W + scaling * (B.flatten(1) @ A.flatten(1))``. The merged weight is formed in the call, inside autograd, so
-    the update's gradients reach A and B as with peft (W is frozen). Anything peft handles specially (adapters
+    ``W + scaling * (B.flatten(1) @ A.flatten(1))``. With gradients enabled the merged weight is formed in the call,
+    inside autograd, so the update's gradients reach A and B as with peft (W is frozen). Without gradients
+    (sampling, completions, evaluation) it is kept and reused until one of W, A, B changes: an in-place update
+    (the optimizer's step, a loaded state) raises the tensor's version counter, a replaced tensor has a new
+    address, and either one forms the weight again. The same operations give the same numbers, so reuse changes
+    nothing. Anything peft handles specially (adapters
     disabled, as for the KL reference; weights merged by ``merge_adapter``; several or mixed adapters) goes to
     peft's own forward, so it gives peft's numbers. Other layers keep peft's forward.
 
@@ -156,10 +160,22 @@ def _merged_forward(self: torch.nn.Module, x: torch.Tensor, *args: object, **kwa
         return type(self).forward(self, x, *args, **kwargs)
     base = self.get_base_layer()
     lora_a, lora_b = self.lora_A["default"].weight, self.lora_B["default"].weight
-    weight = base.weight + (lora_b.flatten(1) @ lora_a.flatten(1)).view_as(base.weight) * self.scaling["default"]
+    if torch.is_grad_enabled():
+        weight = _merged_weight(base.weight, lora_a, lora_b, self.scaling["default"])
+    else:  # sampling, completions, evaluation: reuse the merged weight until a weight changes (in place or replaced)
+        key = tuple((t._version, t.data_ptr()) for t in (base.weight, lora_a, lora_b)) + (self.scaling["default"],)
+        cached = self.__dict__.get("_merged_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_merged_cache"] = (key, _merged_weight(base.weight, lora_a, lora_b, key[-1]))
+        weight = cached[1]
     if isinstance(base, torch.nn.Conv2d):
         return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
     return F.linear(x, weight, base.bias)
+
+
+def _merged_weight(weight: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``W + scaling * B @ A`` in W's shape (A [r, ...], B [out, r, ...] flattened to matrices)."""
+    return weight + (lora_b.flatten(1) @ lora_a.flatten(1)).view_as(weight) * scaling
 
 
 def adapter_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
