@@ -4,8 +4,10 @@
 #                       flow_grpo's model-evaluation budget on the in-run curve); README adjusts the two with Holm.
 #   analysis/secondary: every secondary scheme against flow_grpo, Holm across the report's contrasts.
 #   analysis/initial:   tp_grpo_strict against tp_grpo_strict_noinit (the initial-step extension), a member of the
-#                       secondary family: README combines its p with analysis/secondary's under one Holm.
+#                       secondary family: secondary_family.py adjusts its p with analysis/secondary's under one Holm
+#                       (analysis/secondary/family.md; an interim bound while members are still training).
 #   analysis/noise:     flow_grpo and tp_grpo_strict within each noise level, and the interaction tests.
+# The family scripts need statsmodels: run this with creditzoo's dev install (the README's), not a frozen study venv.
 # Runs that have not finished yet are left out by the sweep's manifest status only when analysed per sweep: run it
 # once every sweep of a part is complete.
 set -euo pipefail
@@ -18,9 +20,13 @@ if [ -d runs-secondary ]; then
     secondary=(runs-primary runs-secondary)
     [ -d runs-x0 ] && secondary+=(runs-x0)
     [ -d runs-tempflow ] && secondary+=(runs-tempflow)
+    [ -d runs-release ] && secondary+=(runs-release)
     creditzoo analyze compare "${secondary[@]}" --baseline flow_grpo --budget model_evals --out analysis/secondary
     creditzoo analyze compare runs-primary runs-secondary --baseline tp_grpo_strict_noinit --budget model_evals \
         --out analysis/initial
+fi
+if [ -f analysis/secondary/compare.json ] && [ -f analysis/initial/compare.json ]; then
+    python3 secondary_family.py analysis > analysis/secondary/family.md  # the declared family of eight (or interim)
 fi
 if [ -d runs-noise ]; then
     creditzoo analyze compare runs-primary runs-noise --baseline flow_grpo --budget model_evals --out analysis/noise
