@@ -8,10 +8,11 @@ alpha are abilities the model declares (:class:`~creditzoo.models.base.FlowModel
 How an adapted layer is computed is a run option (``TrainConfig.lora_compute``, docs/design.md "Computing the
 adapter"). ``peft`` (the default) is peft's own forward, ``base(x) + B(A(x)) * s``: two extra small convolutions or
 matrix products per layer. ``merged`` computes the layer as one operation with the weight ``W + s * B @ A``, formed
-inside autograd at every call, so that gradients still reach A and B and the policy, its weights and its saved
-adapter are the same objects as with peft. This is the low-rank update of Hu et al., "LoRA: Low-Rank Adaptation of
-Large Language Models" (ICLR 2022), Eq. 3, evaluated in its merged form. It gives the same function, with float32
-rounding in another order; it changes a run's numbers (and in RL, its trajectory) like any rounding change.
+inside autograd when gradients are on (and kept between no-grad calls until a weight changes), so that gradients
+still reach A and B and the policy, its weights and its saved adapter are the same objects as with peft. This is
+the low-rank update of Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models" (ICLR 2022), Eq. 3,
+evaluated in its merged form. It gives the same function, with float32 rounding in another order; it changes a
+run's numbers (and in RL, its trajectory) like any rounding change.
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def compute_lora_merged(policy: torch.nn.Module) -> int:
     (sampling, completions, evaluation) it is kept and reused until one of W, A, B changes: an in-place update
     (the optimizer's step, a loaded state) raises the tensor's version counter, a replaced tensor has a new
     address, and either one forms the weight again. The same operations give the same numbers, so reuse changes
-    nothing. Anything peft handles specially (adapters
-    disabled, as for the KL reference; weights merged by ``merge_adapter``; several or mixed adapters) goes to
-    peft's own forward, so it gives peft's numbers. Other layers keep peft's forward.
+    nothing. Anything peft handles specially (adapters disabled, as for the KL reference; weights merged by
+    ``merge_adapter``; several or mixed adapters) goes to peft's own forward, so it gives peft's numbers. Other
+    layers keep peft's forward.
 
     Args:
         policy: a model returned by :func:`add_lora`, with float32 weights.
