@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # The noise-aware study's analyses (README.md declares the family): tp_prob against the verdict study's
-# tp_grpo_strict and flow_grpo at each noise level. README.md applies Holm over the four confirmatory contrasts.
+# tp_grpo_strict and flow_grpo at each noise level, then family.py's Holm over the four confirmatory contrasts.
+#   analysis/sdS (S = 0.2, 0.05): the verdict's runs at Gaussian SD S (runs-noise) and tp_prob's (runs-sdS); every
+#       group against flow_grpo, and tp_prob against tp_grpo_strict as the report's --primary contrast.
+#   analysis/clean: tp_prob at SD 0 (told 0) against the verdict's primary runs, tp_grpo_strict as the baseline.
+#   analysis/family.md: the confirmatory family (family.py; an interim bound while a level is still training).
+#   analysis/pilot-*: the 3-seed pilots (no confirmatory test).
+# A level's folder is analysed once its sweep exists; runs still training are left out (the table says which).
+# family.py needs statsmodels: run this with creditzoo's dev install (the README's), not a frozen study venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -n "${STUDY_VENV:-}" ] && . "$STUDY_VENV/bin/activate"
 export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 verdict=../verdict
-[ -d runs-sd0.2 ] && creditzoo analyze compare "$verdict/runs-noise" runs-sd0.2 runs-sd0.05 --baseline flow_grpo \
-    --budget model_evals --out analysis/noisy
-[ -d runs-sd0 ] && creditzoo analyze compare "$verdict/runs-primary" runs-sd0 --baseline tp_grpo_strict \
-    --budget model_evals --out analysis/clean
+for sd in 0.2 0.05; do
+    [ -d "runs-sd$sd" ] || continue
+    creditzoo analyze compare "$verdict"/runs-noise/*-reward_noise=gaussian_"$sd"-seed* "runs-sd$sd" \
+        --baseline flow_grpo --primary tp_prob:tp_grpo_strict --budget model_evals --out "analysis/sd$sd"
+done
+if [ -d runs-sd0 ]; then
+    creditzoo analyze compare "$verdict/runs-primary" runs-sd0 --baseline tp_grpo_strict --budget model_evals \
+        --out analysis/clean
+fi
 for pilot in pilot-bias pilot-student_t; do
     [ -d "$pilot" ] || continue
     extra=(); [ -d "$pilot-tp_prob" ] && extra=("$pilot-tp_prob")
     creditzoo analyze compare "$pilot" "${extra[@]}" --baseline flow_grpo --out "analysis/$pilot"
 done
+if ls analysis/sd*/compare.json > /dev/null 2>&1; then
+    python3 family.py analysis > analysis/family.md
+fi
