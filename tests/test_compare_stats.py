@@ -106,6 +106,20 @@ def test_holm_matches_the_step_down_rule() -> None:
     assert holm([]) == []
 
 
+def test_an_interim_bonferroni_bound_is_never_below_the_final_holm_p() -> None:
+    """The studies' family scripts (studies/verdict/secondary_family.py, studies/noise-aware/family.py) show
+    min(1, m p) for a contrast while other members of its family of m are still training: no p values the pending
+    members may bring can make the final Holm-adjusted p larger than that bound."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        m = int(rng.integers(2, 9))
+        p = rng.uniform(0, 1, m) ** rng.uniform(0.5, 4)  # some families with very small p values
+        holm = multipletests(p, method="holm")[1]
+        assert np.all(holm <= np.minimum(1.0, m * p) + 1e-15)
+
+
 @pytest.mark.slow
 def test_interaction_equals_the_ols_interaction_when_cells_share_their_spread() -> None:
     """Equal cell variances and sizes: the Welch-Satterthwaite test equals statsmodels' OLS interaction test."""
