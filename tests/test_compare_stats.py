@@ -107,7 +107,7 @@ def test_holm_matches_the_step_down_rule() -> None:
 
 
 def test_an_interim_bonferroni_bound_is_never_below_the_final_holm_p() -> None:
-    """The studies' family scripts (studies/verdict/secondary_family.py, studies/noise-aware/family.py) show
+    """The studies' family table (studies/family_table.py, for secondary_family.py and noise-aware/family.py) shows
     min(1, m p) for a contrast while other members of its family of m are still training: no p values the pending
     members may bring can make the final Holm-adjusted p larger than that bound."""
     from statsmodels.stats.multitest import multipletests

@@ -7,9 +7,9 @@ partial score at iteration 40. ``analysis/sdS/compare.json`` (``report.sh``) hol
 tp_prob's group contrast against flow_grpo, and its ``--primary`` contrast against tp_grpo_strict. This script reads
 their unadjusted Welch p values and adjusts the family with statsmodels' Holm. It computes nothing else.
 
-While a level is still training, the family is incomplete and Holm cannot be computed yet. Each available contrast
-then shows the Bonferroni bound min(1, 4p). A Holm-adjusted p is never larger than m times its own p, so a
-contrast whose bound is below alpha stays significant whatever the pending contrasts show.
+While a level is still training, the family is incomplete and the table shows each available contrast's
+Bonferroni bound min(1, 4p) instead (``studies/family_table.py`` says why no pending result can raise the final
+Holm p above it).
 
 The goal (declared): at SD 0.2 tp_prob beats both baselines with an adjusted p below 0.05, and at SD 0 it does not
 lose to tp_grpo_strict. At SD 0, told SD 0, tp_prob is tp_grpo_strict bit for bit, so the SD-0 line compares the
@@ -22,7 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-from statsmodels.stats.multitest import multipletests
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from family_table import print_family  # noqa: E402  (studies/family_table.py)
 
 ALPHA = 0.05
 LEVELS = ("0.05", "0.2")
@@ -47,12 +48,6 @@ def contrasts(analysis: Path, level: str) -> list[tuple[str, dict, dict]]:
     ]
 
 
-def guard(group: dict, metric: str) -> str:
-    """The group's mean of a guard metric, or a dash where the runs did not record it."""
-    values = (group.get("guards") or {}).get(metric)
-    return f"{values['mean']:.3f}" if values else "-"
-
-
 def clean_check(analysis: Path) -> str:
     """Whether tp_prob at SD 0 equals tp_grpo_strict's primary runs seed for seed (both groups' final scores)."""
     path = analysis / "clean" / "compare.json"
@@ -73,30 +68,11 @@ def main(analysis: Path) -> None:
     """Print the family's table, what holds, and the goal's status."""
     rows = [row for level in LEVELS for row in contrasts(analysis, level)]
     pending = [level for level in LEVELS if not contrasts(analysis, level)]
-    p_values = [contrast["p_value"] for _, contrast, _ in rows]
-    if not pending:
-        reject, adjusted, _, _ = multipletests(p_values, alpha=ALPHA, method="holm")
-        heading = "Holm p (family of 4)"
-    else:
-        adjusted = [min(1.0, 4 * p) for p in p_values]
-        reject = [p < ALPHA for p in adjusted]
-        heading = "bound on Holm p: min(1, 4p)"
-    print(
-        f"| contrast | runs | difference [95% CI] | Hedges g | p | {heading} | strict accuracy | extra objects | "
-        "what holds |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    beats = {}
-    for (title, contrast, group), holds, p in zip(rows, reject, adjusted, strict=True):
-        verdict = ("higher" if contrast["difference"] > 0 else "lower") if holds else "not established"
-        verdict += " yet" if pending and not holds else ""
-        beats[title] = holds and contrast["difference"] > 0
-        print(
-            f"| {title} | {len(group['final']['values'])} | {contrast['difference']:+.3f} "
-            f"[{contrast['low']:+.3f}, {contrast['high']:+.3f}] | {contrast['hedges_g']:+.2f} | "
-            f"{contrast['p_value']:.4f} | {p:.4f} | {guard(group, 'test_strict_accuracy')} | "
-            f"{guard(group, 'test_extra_object_rate')} | {verdict} |"
-        )
+    established = print_family(rows, 4, ALPHA, tuple(f"SD {level}" for level in pending))
+    beats = {
+        title: holds and contrast["difference"] > 0
+        for (title, contrast, _), holds in zip(rows, established, strict=True)
+    }
     at_02 = [title for title in beats if title.startswith("SD 0.2:")]
     print()
     if at_02:
@@ -105,11 +81,6 @@ def main(analysis: Path) -> None:
         status = "met" if met else (undecided if pending else "not met")
         print(f"Goal at SD 0.2 ({SCHEME} beats both baselines, adjusted p < {ALPHA}): {status}.")
     print(clean_check(analysis))
-    if pending:
-        print(
-            f"\nInterim: SD {', '.join(pending)} still training. The adjusted column is the Bonferroni bound; "
-            "Holm over the family is computed when both levels are in."
-        )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ against ``tp_grpo_strict_noinit`` (``analysis/initial/compare.json``). ``creditz
 the tests of its own report, which is not this family. This script reads each contrast's unadjusted Welch p value and
 adjusts the family with statsmodels' Holm. It computes nothing else.
 
-While some members are still training, the family is incomplete and Holm cannot be computed yet. Each available
-contrast then shows the Bonferroni bound min(1, 8p). A Holm-adjusted p is never larger than m times its own p
-(each term of Holm's maximum, (m - j + 1) p_(j) for j up to the contrast's rank, is at most m p), so a contrast
-whose bound is below alpha stays significant whatever the pending members show. A contrast above the bound is
-"not established yet", not "no difference".
+While some members are still training, the family is incomplete and the table shows each available contrast's
+Bonferroni bound min(1, 8p) instead (``studies/family_table.py`` says why no pending result can raise the final
+Holm p above it).
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from statsmodels.stats.multitest import multipletests
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from family_table import guard, print_family  # noqa: E402  (studies/family_table.py)
 
 ALPHA = 0.05
 
@@ -62,42 +61,14 @@ def find(member: Member, analysis: Path) -> dict | None:
     return None
 
 
-def guard(group: dict, metric: str) -> str:
-    """The group's mean of a guard metric, or a dash where the runs did not record it."""
-    values = (group.get("guards") or {}).get(metric)
-    return f"{values['mean']:.3f}" if values else "-"
-
-
 def main(analysis: Path) -> None:
     """Print the family's table: each contrast, its p, its adjusted p (or bound) and what holds."""
     found = [(member, find(member, analysis)) for member in FAMILY]
     present = [(member, group) for member, group in found if group is not None]
     pending = [member.title for member, group in found if group is None]
-    p_values = [group["contrast"]["p_value"] for _, group in present]
-    if not pending:
-        reject, adjusted, _, _ = multipletests(p_values, alpha=ALPHA, method="holm")
-        heading = f"Holm p (family of {len(FAMILY)})"
-    else:
-        adjusted = [min(1.0, len(FAMILY) * p) for p in p_values]
-        reject = [p < ALPHA for p in adjusted]
-        heading = f"bound on Holm p: min(1, {len(FAMILY)}p)"
-    print(
-        f"| contrast | runs | difference [95% CI] | Hedges g | p | {heading} | strict accuracy | extra objects | "
-        "what holds |"
+    print_family(
+        [(member.title, group["contrast"], group) for member, group in present], len(FAMILY), ALPHA, tuple(pending)
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (member, group), holds, p in zip(present, reject, adjusted, strict=True):
-        contrast = group["contrast"]
-        if holds:
-            verdict = "higher" if contrast["difference"] > 0 else "lower"
-        else:
-            verdict = "not established" + (" yet" if pending else "")
-        print(
-            f"| {member.title} | {len(group['final']['values'])} | {contrast['difference']:+.3f} "
-            f"[{contrast['low']:+.3f}, {contrast['high']:+.3f}] | {contrast['hedges_g']:+.2f} | "
-            f"{contrast['p_value']:.4f} | {p:.4f} | {guard(group, 'test_strict_accuracy')} | "
-            f"{guard(group, 'test_extra_object_rate')} | {verdict} |"
-        )
     baselines = {}
     for member, group in present:
         name = group["contrast"]["baseline"]
@@ -110,11 +81,6 @@ def main(analysis: Path) -> None:
                 f"{group['final']['mean']:.3f}, strict accuracy {guard(group, 'test_strict_accuracy')}, extra objects "
                 f"{guard(group, 'test_extra_object_rate')}."
             )
-    if pending:
-        print(
-            f"\nInterim: {len(present)} of {len(FAMILY)} members are in. Pending: {', '.join(pending)}. "
-            "The adjusted column is the Bonferroni bound; Holm over the family is computed when every member is in."
-        )
 
 
 if __name__ == "__main__":
