@@ -314,6 +314,40 @@ def test_a_grid_compares_each_level_with_the_baseline_at_that_level(tmp_path) ->
     ]
 
 
+def test_a_grid_reads_each_levels_threshold_cost_against_the_baseline_at_that_level(tmp_path) -> None:
+    """Every curve reaches the one threshold at iteration 2; costs differ only by model evaluations per iteration:
+    flow_grpo 50 without noise and 100 with it, tp_grpo_strict 200 at both levels. Within each level the ratio is
+    200/50 = 4 and 200/100 = 2; against the reference baseline the noisy level would read 4 too."""
+    paths = []
+    for algo, noise, evals in (
+        ("flow_grpo", None, 50.0),
+        ("flow_grpo", "gaussian:0.1", 100.0),
+        ("tp_grpo_strict", None, 200.0),
+        ("tp_grpo_strict", "gaussian:0.1", 200.0),
+    ):
+        for seed, final in enumerate((0.70, 0.71, 0.72)):
+            paths.append(
+                write_run(
+                    tmp_path / f"{algo}-{noise}-{seed}".replace(":", "_"),
+                    algo=algo,
+                    seed=seed,
+                    records=[],
+                    reward_noise=noise,
+                    model_evals=evals,
+                    test_scores={0: 0.5, 2: final},
+                )
+            )
+    comparison = compare_runs([load_run(p) for p in paths], CompareOptions(resamples=50))
+    assert comparison.threshold == pytest.approx(0.71)
+    by_label = {g.label: g for g in comparison.groups}
+    noisy = by_label["tp_grpo_strict reward_noise=gaussian:0.1"].to_threshold
+    clean = by_label["tp_grpo_strict reward_noise=none"].to_threshold
+    assert noisy["iterations"].ratio == pytest.approx(1.0) and clean["iterations"].ratio == pytest.approx(1.0)
+    assert clean["model_evals"].ratio == pytest.approx(4.0)
+    assert noisy["model_evals"].ratio == pytest.approx(2.0)  # against flow_grpo at SD 0.1, not the noise-free one
+    assert by_label["flow_grpo reward_noise=gaussian:0.1"].to_threshold["model_evals"].ratio == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_holm_adjusts_all_contrasts_and_primary_stands_alone(tmp_path) -> None:
     paths = _runs(tmp_path, {"flow_grpo": B, "tp_grpo_strict": A, "incremental": [0.70, 0.69, 0.72]})

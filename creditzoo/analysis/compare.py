@@ -25,7 +25,8 @@ nothing is sampled. The statistics are in :mod:`.stats`, the report in :mod:`.re
 * Cost to reach a threshold (default: the baseline's final mean on its test curve, so that the baseline reaches
   its own end whatever protocol the final scores use): the first crossing of the running maximum of the group's
   mean test curve, with a bootstrap interval over seeds; resamples that never cross are counted as
-  "not reached" (censored at the group's budget), never dropped. Its ratio to the baseline's, resample against
+  "not reached" (censored at the group's budget), never dropped. Its ratio to its baseline's (in a grid, the
+  baseline at the same grid value, as for the contrasts), resample against
   resample, keeps both censorings: a group that never reaches is above any finite ratio, a group that reaches what
   the baseline never does is below any (an open lower end, not a ratio of 0); neither reaching gives no ratio. Each
   case is counted (:class:`Crossing`).
@@ -899,7 +900,7 @@ def compare_runs(
         summaries, primary = _add_paired_bootstrap(summaries, primary, groups, paired, options)
     interactions = _interactions(groups, layout, scores, options.metric)
     summaries, interactions, primary, family = _adjust(summaries, interactions, primary)
-    threshold, threshold_source, summaries = _threshold(groups, summaries, options)
+    threshold, threshold_source, summaries = _threshold(groups, summaries, options, layout.baseline_of)
     warnings = provenance_warnings(runs) + _missing_baseline_warnings(groups, layout, base)
     if paired is None:
         warnings.append(f"scores: {source}")
@@ -1180,8 +1181,13 @@ def _adjust(summaries, interactions, primary):
     return summaries, interactions, primary, len(tests)
 
 
-def _threshold(groups, summaries, options: CompareOptions):
-    """The threshold, its source, and every summary with its cost to reach it (running-max curves)."""
+def _threshold(groups, summaries, options: CompareOptions, baseline_of: dict[str, str]):
+    """The threshold, its source, and every summary with its cost to reach it (running-max curves).
+
+    One threshold for every group (the reference baseline's final mean unless given); each group's cost ratio is to
+    its own baseline's cost (``baseline_of``: in a grid, the baseline's group at the same grid value), as its
+    final-score contrast is.
+    """
     base = groups[0]
     threshold, source = options.threshold, "given (--threshold)"
     if threshold is None:
@@ -1198,7 +1204,9 @@ def _threshold(groups, summaries, options: CompareOptions):
             f"no group reaches the threshold {threshold:.4f} ({options.metric}; best test score of a run {best:.4f})"
         )
     summaries = [
-        GroupSummary(**{**s.__dict__, "to_threshold": _crossings(*crossings[s.label], *crossings[base.label])})
+        GroupSummary(
+            **{**s.__dict__, "to_threshold": _crossings(*crossings[s.label], *crossings[baseline_of[s.label]])}
+        )
         for s in summaries
     ]
     return threshold, source, summaries

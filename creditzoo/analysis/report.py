@@ -241,11 +241,11 @@ def _threshold_section(comparison: Comparison) -> list[str]:
         "",
         f"Threshold: {comparison.threshold_source}. The first crossing of the running maximum of the group's mean "
         "test curve (interpolated between evaluations); bootstrap over seeds, with resamples that never cross "
-        "counted as not reached (an interval end among them reads 'not reached'). Ratios are to the baseline "
-        "(below 1: cheaper), each group resample against a baseline resample: where only the group reaches the "
-        "threshold the ratio is below any finite one (an end among those reads 'baseline not reached'), where only "
-        "the baseline does it is above any, and where neither does there is no ratio; the last three columns count "
-        "those resamples.",
+        "counted as not reached (an interval end among them reads 'not reached'). Ratios are to the group's "
+        "baseline (in a grid, the baseline at the same grid value, reaching the same threshold; below 1: cheaper), "
+        "each group resample against a baseline resample: where only the group reaches the threshold the ratio "
+        "is below any finite one (an end among those reads 'baseline not reached'), where only the baseline does "
+        "it is above any, and where neither does there is no ratio; the last three columns count those resamples.",
         "",
         "| group | iterations | ratio | model evaluations | ratio | group never reaches | baseline never reaches "
         "| neither reaches |",
