@@ -8,9 +8,9 @@ alpha are abilities the model declares (:class:`~creditzoo.models.base.FlowModel
 How an adapted layer is computed is a run option (``TrainConfig.lora_compute``, docs/design.md "Computing the
 adapter"). ``peft`` (the default) is peft's own forward, ``base(x) + B(A(x)) * s``: two extra small convolutions or
 matrix products per layer. ``merged`` computes the layer as one operation with the weight ``W + s * B @ A``, formed
-inside autograd when gradients are on (and kept between no-grad calls until a weight changes), so that gradients
-still reach A and B and the policy, its weights and its saved adapter are the same objects as with peft. This is
-the low-rank update of Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models" (ICLR 2022), Eq. 3,
+inside autograd when gradients are on (and kept between no-grad CPU calls while A and B are unchanged), so that
+gradients still reach A and B and the policy, its weights and its saved adapter are the same objects as with peft.
+This is the low-rank update of Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models" (ICLR 2022), Eq. 3,
 evaluated in its merged form. It gives the same function, with float32 rounding in another order; it changes a
 run's numbers (and in RL, its trajectory) like any rounding change.
 """
@@ -99,13 +99,16 @@ def compute_lora_merged(policy: torch.nn.Module) -> int:
     Each peft ``Linear`` and ``Conv2d`` LoRA layer with one adapter, no dropout, no DoRA or other variant, and a
     1x1 ``lora_B`` gets a forward that calls ``F.linear`` / ``F.conv2d`` with the weight
     ``W + scaling * (B.flatten(1) @ A.flatten(1))``. With gradients enabled the merged weight is formed in the call,
-    inside autograd, so the update's gradients reach A and B as with peft (W is frozen). Without gradients
-    (sampling, completions, evaluation) it is kept and reused until one of W, A, B changes: an in-place update
-    (the optimizer's step, a loaded state) raises the tensor's version counter, a replaced tensor has a new
-    address, and either one forms the weight again. The same operations give the same numbers, so reuse changes
-    nothing. Anything peft handles specially (adapters disabled, as for the KL reference; weights merged by
-    ``merge_adapter``; several or mixed adapters) goes to peft's own forward, so it gives peft's numbers. Other
-    layers keep peft's forward.
+    inside autograd, so the update's gradients reach A and B as with peft (W is frozen). Without gradients on the
+    CPU (sampling, completions, evaluation) it is kept and reused while A and B equal the copies kept with it
+    (compared exactly, so an optimizer step, a loaded state or any other write is seen) and W is the same tensor.
+    W is frozen. peft's ``merge_adapter`` and ``unmerge_adapter`` write it in place; a call while merged goes to
+    peft's forward and drops the kept weight, but a merge and unmerge with no call between them leave W changed by
+    rounding and the kept weight in use (creditzoo never merges). The same operations give the same numbers, so
+    reuse changes nothing. On a GPU the weight is formed in every call: there the products are cheap, and the
+    comparison would make each layer wait for the device. Anything peft handles specially (adapters disabled, as
+    for the KL reference; weights merged by ``merge_adapter``; several or mixed adapters) goes to peft's own
+    forward, so it gives peft's numbers. Other layers keep peft's forward.
 
     Args:
         policy: a model returned by :func:`add_lora`, with float32 weights.
@@ -158,17 +161,25 @@ def _mergeable(layer: torch.nn.Module) -> bool:
 def _merged_forward(self: torch.nn.Module, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
     """A plain LoRA layer's forward as one operation with ``W + s * B @ A`` (bound by :func:`compute_lora_merged`)."""
     if self.disable_adapters or self.merged or args or kwargs or list(self.active_adapters) != ["default"]:
+        self.__dict__.pop("_merged_cache", None)  # peft's merge and unmerge write W in place
         return type(self).forward(self, x, *args, **kwargs)
     base = self.get_base_layer()
     lora_a, lora_b = self.lora_A["default"].weight, self.lora_B["default"].weight
-    if torch.is_grad_enabled():
-        weight = _merged_weight(base.weight, lora_a, lora_b, self.scaling["default"])
-    else:  # sampling, completions, evaluation: reuse the merged weight until a weight changes (in place or replaced)
-        key = tuple((t._version, t.data_ptr()) for t in (base.weight, lora_a, lora_b)) + (self.scaling["default"],)
-        cached = self.__dict__.get("_merged_cache")
-        if cached is None or cached[0] != key:
-            cached = self.__dict__["_merged_cache"] = (key, _merged_weight(base.weight, lora_a, lora_b, key[-1]))
-        weight = cached[1]
+    scaling = self.scaling["default"]
+    if torch.is_grad_enabled() or x.device.type != "cpu":
+        weight = _merged_weight(base.weight, lora_a, lora_b, scaling)
+    else:  # sampling, completions, evaluation on the CPU: reuse the merged weight while A, B and W are unchanged
+        cached = self.__dict__.get("_merged_cache")  # (W's address, scaling, copy of A, copy of B, merged weight)
+        if not (
+            cached is not None
+            and cached[:2] == (base.weight.data_ptr(), scaling)
+            and torch.equal(cached[2], lora_a)
+            and torch.equal(cached[3], lora_b)
+        ):
+            merged = _merged_weight(base.weight, lora_a, lora_b, scaling)
+            cached = (base.weight.data_ptr(), scaling, lora_a.detach().clone(), lora_b.detach().clone(), merged)
+            self.__dict__["_merged_cache"] = cached
+        weight = cached[4]
     if isinstance(base, torch.nn.Conv2d):
         return F.conv2d(x, weight, base.bias, base.stride, base.padding, base.dilation, base.groups)
     return F.linear(x, weight, base.bias)
