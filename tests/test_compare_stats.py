@@ -109,15 +109,18 @@ def test_holm_matches_the_step_down_rule() -> None:
 def test_an_interim_bonferroni_bound_is_never_below_the_final_holm_p() -> None:
     """The studies' family table (studies/family_table.py, for secondary_family.py and noise-aware/family.py) shows
     min(1, m p) for a contrast while other members of its family of m are still training: no p values the pending
-    members may bring can make the final Holm-adjusted p larger than that bound."""
-    from statsmodels.stats.multitest import multipletests
-
+    members may bring can make the final Holm-adjusted p larger than that bound. Holm's step-down rule is written
+    out here with numpy (statsmodels takes ~50 ms a call) and checked equal to statsmodels' on the first families."""
     rng = np.random.default_rng(0)
-    for _ in range(500):
+    for draw in range(500):
         m = int(rng.integers(2, 9))
         p = rng.uniform(0, 1, m) ** rng.uniform(0.5, 4)  # some families with very small p values
-        holm = multipletests(p, method="holm")[1]
-        assert np.all(holm <= np.minimum(1.0, m * p) + 1e-15)
+        order = np.argsort(p)
+        adjusted = np.empty(m)
+        adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        if draw < 3:
+            assert adjusted == pytest.approx(holm(list(p)))  # statsmodels' Holm
+        assert np.all(adjusted <= np.minimum(1.0, m * p) + 1e-15)
 
 
 @pytest.mark.slow
