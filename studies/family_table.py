@@ -2,10 +2,10 @@
 
 ``studies/verdict/secondary_family.py`` and ``studies/noise-aware/family.py`` read their members' contrasts from
 ``creditzoo analyze compare``'s ``compare.json`` and call :func:`print_family`. While some members are still
-training, Holm cannot be computed yet; each available contrast then shows the Bonferroni bound min(1, m p). A
-Holm-adjusted p is never larger than m times its own p (each term of Holm's maximum, (m - j + 1) p_(j) for j up to
-the contrast's rank, is at most m p; ``tests/test_compare_stats.py`` checks it), so a contrast whose bound is below
-alpha stays significant whatever the pending members show. One above it is "not established yet".
+training, Holm cannot be computed yet; each available contrast then shows Holm's adjusted p computed with every
+pending member at p = 1. Holm's adjusted p values never decrease when an input p grows, so whatever p values the
+pending members bring, the final adjusted p is at most this bound (``tests/test_compare_stats.py`` checks it on
+random families). A contrast whose bound is below alpha stays established; one above it is "not established yet".
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ def print_family(
     Args:
         rows: (title, contrast, group) of each member present: the contrast as compare.json records it
             (difference, low, high, hedges_g, p_value), the group whose runs it describes.
-        size: the declared family's size m. With fewer rows, the adjusted column is the bound min(1, m p).
+        size: the declared family's size m. With fewer rows, the adjusted column is the bound: Holm with the
+            pending members at p = 1.
         alpha: the family's level.
         pending: what is still training, named in the interim note printed under the table.
     """
     p_values = [contrast["p_value"] for _, contrast, _ in rows]
-    if len(rows) < size:
-        adjusted = [min(1.0, size * p) for p in p_values]
-        heading = f"bound on Holm p: min(1, {size}p)"
-    else:
-        adjusted = list(multipletests(p_values, alpha=alpha, method="holm")[1]) if rows else []
-        heading = f"Holm p (family of {size})"
+    padded = p_values + [1.0] * (size - len(rows))  # the pending members at p = 1: an upper bound (docstring)
+    adjusted = list(multipletests(padded, alpha=alpha, method="holm")[1])[: len(rows)] if rows else []
+    heading = f"Holm p (family of {size})" if len(rows) == size else f"bound on Holm p (family of {size}, pending at 1)"
     print(
         f"| contrast | runs | difference [95% CI] | Hedges g | p | {heading} | strict accuracy | extra objects | "
         "what holds |"
@@ -47,7 +45,8 @@ def print_family(
     for (title, contrast, group), p in zip(rows, adjusted, strict=True):
         holds = p < alpha
         verdict = ("higher" if contrast["difference"] > 0 else "lower") if holds else "not established"
-        verdict += " yet" if len(rows) < size and not holds else ""
+        # Holm never adjusts a p below itself: a contrast with p >= alpha cannot become established later
+        verdict += " yet" if len(rows) < size and not holds and contrast["p_value"] < alpha else ""
         established.append(holds)
         print(
             f"| {title} | {len(group['final']['values'])} | {contrast['difference']:+.3f} "
@@ -58,6 +57,6 @@ def print_family(
     if len(rows) < size:
         print(
             f"\nInterim: {len(rows)} of {size} contrasts are in; still training: {', '.join(pending) or 'the rest'}. "
-            "The adjusted column is the Bonferroni bound; Holm over the family is computed when every member is in."
+            "The adjusted column is Holm with every pending member at p = 1, a bound the final Holm p cannot exceed."
         )
     return established

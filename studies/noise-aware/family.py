@@ -8,8 +8,8 @@ tp_prob's group contrast against flow_grpo, and its ``--primary`` contrast again
 their unadjusted Welch p values and adjusts the family with statsmodels' Holm. It computes nothing else.
 
 While a level is still training, the family is incomplete and the table shows each available contrast's
-Bonferroni bound min(1, 4p) instead (``studies/family_table.py`` says why no pending result can raise the final
-Holm p above it).
+Holm p with every pending member at p = 1 instead, a bound (``studies/family_table.py`` says why no pending result
+can raise the final Holm p above it).
 
 The goal (declared): at SD 0.2 tp_prob beats both baselines with an adjusted p below 0.05, and at SD 0 it does not
 lose to tp_grpo_strict. At SD 0, told SD 0, tp_prob is tp_grpo_strict bit for bit, so the SD-0 line compares the

@@ -10,8 +10,8 @@ the tests of its own report, which is not this family. This script reads each co
 adjusts the family with statsmodels' Holm. It computes nothing else.
 
 While some members are still training, the family is incomplete and the table shows each available contrast's
-Bonferroni bound min(1, 8p) instead (``studies/family_table.py`` says why no pending result can raise the final
-Holm p above it).
+Holm p with every pending member at p = 1 instead, a bound (``studies/family_table.py`` says why no pending result
+can raise the final Holm p above it).
 """
 
 from __future__ import annotations
