@@ -15,8 +15,12 @@ export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 verdict=../verdict
 for sd in 0.2 0.05; do
     [ -d "runs-sd$sd" ] || continue
+    # the two commits' configurations differ in fields the verdict's lacks (reward_repeats): short display names
     creditzoo analyze compare "$verdict"/runs-noise/*-reward_noise=gaussian_"$sd"-seed* "runs-sd$sd" \
-        --baseline flow_grpo --primary tp_prob:tp_grpo_strict --budget model_evals --out "analysis/sd$sd"
+        --baseline flow_grpo --primary tp_prob:tp_grpo_strict --budget model_evals --out "analysis/sd$sd" \
+        --label "flow_grpo reward_noise_sd=none reward_repeats=none=flow_grpo" \
+        --label "tp_grpo_strict reward_noise_sd=none reward_repeats=none=tp_grpo_strict" \
+        --label "tp_prob reward_noise_sd=$sd reward_repeats=1=tp_prob (told SD $sd)"
 done
 if [ -d runs-sd0 ]; then
     creditzoo analyze compare "$verdict/runs-primary" runs-sd0 --baseline tp_grpo_strict --budget model_evals \
