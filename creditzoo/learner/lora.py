@@ -161,7 +161,8 @@ def _mergeable(layer: torch.nn.Module) -> bool:
 def _merged_forward(self: torch.nn.Module, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
     """A plain LoRA layer's forward as one operation with ``W + s * B @ A`` (bound by :func:`compute_lora_merged`)."""
     if self.disable_adapters or self.merged or args or kwargs or list(self.active_adapters) != ["default"]:
-        self.__dict__.pop("_merged_cache", None)  # peft's merge and unmerge write W in place
+        if self.merged:  # peft's merge and unmerge write W in place: the kept merged weight no longer holds
+            self.__dict__.pop("_merged_cache", None)
         return type(self).forward(self, x, *args, **kwargs)
     base = self.get_base_layer()
     lora_a, lora_b = self.lora_A["default"].weight, self.lora_B["default"].weight

@@ -66,8 +66,9 @@ def clean_check(analysis: Path) -> str:
 
 def main(analysis: Path) -> None:
     """Print the family's table, what holds, and the goal's status."""
-    rows = [row for level in LEVELS for row in contrasts(analysis, level)]
-    pending = [level for level in LEVELS if not contrasts(analysis, level)]
+    by_level = {level: contrasts(analysis, level) for level in LEVELS}
+    rows = [row for level in LEVELS for row in by_level[level]]
+    pending = [level for level in LEVELS if not by_level[level]]
     established = print_family(rows, 4, ALPHA, tuple(f"SD {level}" for level in pending))
     beats = {
         title: holds and contrast["difference"] > 0

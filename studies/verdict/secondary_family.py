@@ -48,12 +48,15 @@ FAMILY = (
 )
 
 
-def find(member: Member, analysis: Path) -> dict | None:
+def load_groups(analysis: Path) -> dict[str, list[dict]]:
+    """Each report the family reads (``secondary``, ``initial``) -> its groups; a report not written yet is absent."""
+    paths = {report: analysis / report / "compare.json" for report in {member.report for member in FAMILY}}
+    return {report: json.loads(path.read_text())["groups"] for report, path in paths.items() if path.exists()}
+
+
+def find(member: Member, groups: dict[str, list[dict]]) -> dict | None:
     """The group of ``member`` in its report, with its contrast, or None while it is not there."""
-    path = analysis / member.report / "compare.json"
-    if not path.exists():
-        return None
-    for group in json.loads(path.read_text())["groups"]:
+    for group in groups.get(member.report, []):
         stratum = group.get("stratum", "")
         wanted = member.stratum in stratum if member.stratum else "completion=x0" not in stratum
         if group["algo"] == member.algo and wanted and group.get("contrast"):
@@ -63,7 +66,8 @@ def find(member: Member, analysis: Path) -> dict | None:
 
 def main(analysis: Path) -> None:
     """Print the family's table: each contrast, its p, its adjusted p (or bound) and what holds."""
-    found = [(member, find(member, analysis)) for member in FAMILY]
+    groups = load_groups(analysis)
+    found = [(member, find(member, groups)) for member in FAMILY]
     present = [(member, group) for member, group in found if group is not None]
     pending = [member.title for member, group in found if group is None]
     print_family(
@@ -72,8 +76,7 @@ def main(analysis: Path) -> None:
     baselines = {}
     for member, group in present:
         name = group["contrast"]["baseline"]
-        groups = json.loads((analysis / member.report / "compare.json").read_text())["groups"]
-        baselines.setdefault(name, next((g for g in groups if g["name"] == name), None))
+        baselines.setdefault(name, next((g for g in groups[member.report] if g["name"] == name), None))
     for name, group in baselines.items():
         if group is not None:
             print(
