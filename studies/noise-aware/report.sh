@@ -24,13 +24,22 @@ for sd in 0.2 0.05; do
 done
 if [ -d runs-sd0 ]; then
     creditzoo analyze compare "$verdict/runs-primary" runs-sd0 --baseline tp_grpo_strict --budget model_evals \
-        --out analysis/clean
+        --out analysis/clean \
+        --label "flow_grpo reward_noise_sd=none reward_repeats=none=flow_grpo" \
+        --label "tp_grpo_strict reward_noise_sd=none reward_repeats=none=tp_grpo_strict" \
+        --label "tp_prob reward_noise_sd=0.0 reward_repeats=1=tp_prob (told SD 0)"
 fi
-for pilot in pilot-bias pilot-student_t; do
-    [ -d "$pilot" ] || continue
-    extra=(); [ -d "$pilot-tp_prob" ] && extra=("$pilot-tp_prob")
-    creditzoo analyze compare "$pilot" "${extra[@]}" --baseline flow_grpo --out "analysis/$pilot"
-done
 if ls analysis/sd*/compare.json > /dev/null 2>&1; then
     python3 family.py analysis > analysis/family.md
 fi
+# a pilot is analysed once every run of its sweeps has finished (a partial pilot can lack its baseline group)
+finished() {  # finished SWEEP...: every run of each manifest has status "finished"
+    python3 -c 'import json, sys; sys.exit(not all(r["status"] == "finished" for s in sys.argv[1:]
+                for r in json.load(open(s + "/manifest.json"))["runs"]))' "$@"
+}
+for pilot in pilot-bias pilot-student_t; do
+    [ -d "$pilot" ] || continue
+    sweeps=("$pilot"); [ -d "$pilot-tp_prob" ] && sweeps+=("$pilot-tp_prob")
+    if ! finished "${sweeps[@]}"; then echo "$pilot: still training, not analysed yet"; continue; fi
+    creditzoo analyze compare "${sweeps[@]}" --baseline flow_grpo --out "analysis/$pilot"
+done
