@@ -3,7 +3,8 @@
 # training are left out, so a commit never holds a half-written run.
 set -euo pipefail
 cd "$(dirname "$0")"
-for manifest in */runs*/manifest.json; do
+for manifest in */runs*/manifest.json */pilot*/manifest.json; do  # every sweep: runs-* and the pilots
+    [ -f "$manifest" ] || continue
     sweep=$(dirname "$manifest")
     git add "$manifest"
     python3 - "$manifest" <<'PY' | while read -r run; do git add "$sweep/$run"; done
