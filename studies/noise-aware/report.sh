@@ -41,5 +41,8 @@ for pilot in pilot-bias pilot-student_t; do
     [ -d "$pilot" ] || continue
     sweeps=("$pilot"); [ -d "$pilot-tp_prob" ] && sweeps+=("$pilot-tp_prob")
     if ! finished "${sweeps[@]}"; then echo "$pilot: still training, not analysed yet"; continue; fi
-    creditzoo analyze compare "${sweeps[@]}" --baseline flow_grpo --out "analysis/$pilot"
+    labels=()  # short display names where the sweeps' configurations differ (tp_prob told an SD, the others not)
+    [ "$pilot" = pilot-student_t ] && labels=(--label "flow_grpo reward_noise_sd=0.0=flow_grpo"
+        --label "tp_grpo_strict reward_noise_sd=0.0=tp_grpo_strict" --label "tp_prob reward_noise_sd=0.0866=tp_prob (told SD 0.087)")
+    creditzoo analyze compare "${sweeps[@]}" --baseline flow_grpo --out "analysis/$pilot" "${labels[@]}"
 done
