@@ -33,18 +33,18 @@ class Member(NamedTuple):
     title: str
     report: str  # the analysis folder holding compare.json
     algo: str
-    stratum: str  # a grid value the group's stratum must contain ("" for the task defaults)
+    completion: str = "ode"  # the group's completion mode (the task default, or x0 for the one member that sets it)
 
 
 FAMILY = (
-    Member("incremental vs flow_grpo", "secondary", "incremental", ""),
-    Member("tp_grpo vs flow_grpo", "secondary", "tp_grpo", ""),
-    Member("tp_grpo_strict_noinit vs flow_grpo", "secondary", "tp_grpo_strict_noinit", ""),
-    Member("tp_grpo_strict --completion x0 vs flow_grpo", "secondary", "tp_grpo_strict", "completion=x0"),
-    Member("tempflow vs flow_grpo", "secondary", "tempflow", ""),
-    Member("tp_grpo_release vs flow_grpo", "secondary", "tp_grpo_release", ""),
-    Member("tp_grpo_strict_release vs flow_grpo", "secondary", "tp_grpo_strict_release", ""),
-    Member("tp_grpo_strict vs tp_grpo_strict_noinit", "initial", "tp_grpo_strict", ""),
+    Member("incremental vs flow_grpo", "secondary", "incremental"),
+    Member("tp_grpo vs flow_grpo", "secondary", "tp_grpo"),
+    Member("tp_grpo_strict_noinit vs flow_grpo", "secondary", "tp_grpo_strict_noinit"),
+    Member("tp_grpo_strict --completion x0 vs flow_grpo", "secondary", "tp_grpo_strict", "x0"),
+    Member("tempflow vs flow_grpo", "secondary", "tempflow"),
+    Member("tp_grpo_release vs flow_grpo", "secondary", "tp_grpo_release"),
+    Member("tp_grpo_strict_release vs flow_grpo", "secondary", "tp_grpo_strict_release"),
+    Member("tp_grpo_strict vs tp_grpo_strict_noinit", "initial", "tp_grpo_strict"),
 )
 
 
@@ -55,11 +55,15 @@ def load_groups(analysis: Path) -> dict[str, list[dict]]:
 
 
 def find(member: Member, groups: dict[str, list[dict]]) -> dict | None:
-    """The group of ``member`` in its report, with its contrast, or None while it is not there."""
+    """The group of ``member`` in its report, with its contrast, or None while it is not there.
+
+    The completion mode is read from the group's recorded configuration: ``analyze compare`` names a group by the
+    settings that vary across the report (``tp_grpo_strict completion=x0``), which is not a grid stratum, since no
+    baseline run shares that setting.
+    """
     for group in groups.get(member.report, []):
-        stratum = group.get("stratum", "")
-        wanted = member.stratum in stratum if member.stratum else "completion=x0" not in stratum
-        if group["algo"] == member.algo and wanted and group.get("contrast"):
+        completion = group.get("config", {}).get("completion", "ode")
+        if group["algo"] == member.algo and completion == member.completion and group.get("contrast"):
             return group
     return None
 
