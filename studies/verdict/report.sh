@@ -21,7 +21,19 @@ if [ -d runs-secondary ]; then
     [ -d runs-x0 ] && secondary+=(runs-x0)
     [ -d runs-tempflow ] && secondary+=(runs-tempflow)
     [ -d runs-release ] && secondary+=(runs-release)
-    creditzoo analyze compare "${secondary[@]}" --baseline flow_grpo --budget model_evals --out analysis/secondary
+    # runs-x0 makes the completion mode vary, so every group's name carries it: short labels for the report's figures
+    labels=()
+    if [ -d runs-x0 ]; then
+        labels+=(--label "tp_grpo_strict completion=x0=tp_grpo_strict x0")
+        for algo in flow_grpo tp_grpo_strict incremental tp_grpo tp_grpo_strict_noinit; do
+            labels+=(--label "$algo completion=ode=$algo")
+        done
+        [ -d runs-tempflow ] && labels+=(--label "tempflow completion=ode=tempflow")
+        [ -d runs-release ] && labels+=(--label "tp_grpo_release completion=ode=tp_grpo_release" \
+            --label "tp_grpo_strict_release completion=ode=tp_grpo_strict_release")
+    fi
+    creditzoo analyze compare "${secondary[@]}" --baseline flow_grpo --budget model_evals "${labels[@]}" \
+        --out analysis/secondary
     creditzoo analyze compare runs-primary runs-secondary --baseline tp_grpo_strict_noinit --budget model_evals \
         --out analysis/initial
 fi

@@ -80,7 +80,8 @@ def main(analysis: Path) -> None:
     baselines = {}
     for member, group in present:
         name = group["contrast"]["baseline"]
-        baselines.setdefault(name, next((g for g in groups[member.report] if g["name"] == name), None))
+        # a contrast names its baseline by the group's own name; with --label the group's display name differs
+        baselines.setdefault(name, next((g for g in groups[member.report] if name in (g["name"], g["label"])), None))
     for name, group in baselines.items():
         if group is not None:
             print(
