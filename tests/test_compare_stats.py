@@ -655,3 +655,12 @@ def test_report_opens_with_verdicts_and_a_ranked_table(tmp_path) -> None:
     assert "strict accuracy 0.36 vs 0.34" in report  # the guard beside the verdict
     assert "Student-t" in report and "Holm" in report
     assert "0.710, 0.730, 0.695" in report  # per-seed values
+
+
+def test_a_p_value_below_the_shown_precision_reads_as_a_bound_in_a_sentence() -> None:
+    """A verdict says "Holm p < 0.001", never "Holm p = < 0.001"."""
+    from creditzoo.analysis.report import _p_is
+
+    assert _p_is(0.0004) == "< 0.001"
+    assert _p_is(0.0062) == "= 0.006"
+    assert _p_is(None) == "= n/a"

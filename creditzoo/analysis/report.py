@@ -23,6 +23,12 @@ def _p(value: float | None) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _p_is(value: float | None) -> str:
+    """``= 0.006`` or ``< 0.001``: a p value after its name in a sentence."""
+    text = _p(value)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def _estimate(e: Estimate | None, digits: int = 3) -> str:
     if e is None:
         return "n/a"
@@ -76,7 +82,7 @@ def verdict(group: GroupSummary, baseline: GroupSummary, comparison: Comparison)
     paired = ""
     if contrast.bootstrap_low is not None:
         paired = f", seeds-and-prompts bootstrap{_interval(contrast.bootstrap_low, contrast.bootstrap_high)}"
-    stats = f"{contrast.difference:+.3f}{interval} ({test} = {_p(contrast.p_adjusted)}{paired})"
+    stats = f"{contrast.difference:+.3f}{interval} ({test} {_p_is(contrast.p_adjusted)}{paired})"
     if contrast.p_value is None:
         head = f"{name} vs {base_name}: {contrast.difference:+.3f} at equal iterations, untestable (fewer than 2 seeds"
         head += " or no spread)"
@@ -317,7 +323,7 @@ def render_report(
         lines.append(
             f"- {x.group}'s lead over {x.baseline} goes from {x.lead_reference:+.3f} at {x.reference} to "
             f"{x.lead_level:+.3f} at {x.level}: a change of {x.difference:+.3f}{_interval(x.low, x.high)} "
-            f"(Holm p = {_p(x.p_adjusted)}), {'established' if holds else 'not established'}."
+            f"(Holm p {_p_is(x.p_adjusted)}), {'established' if holds else 'not established'}."
         )
     strata = list(dict.fromkeys(g.stratum for g in groups))
     for stratum in strata:
