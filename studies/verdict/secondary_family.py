@@ -80,8 +80,8 @@ def main(analysis: Path) -> None:
     baselines = {}
     for member, group in present:
         name = group["contrast"]["baseline"]
-        # a contrast names its baseline by the group's own name; with --label the group's display name differs
-        baselines.setdefault(name, next((g for g in groups[member.report] if name in (g["name"], g["label"])), None))
+        # a contrast names its baseline by the group's label (its identity); "name" is the display name (--label)
+        baselines.setdefault(name, next((g for g in groups[member.report] if g["label"] == name), None))
     for name, group in baselines.items():
         if group is not None:
             print(
